@@ -1,0 +1,341 @@
+//! The channel core: a multi-producer, multi-consumer FIFO of frames with byte accounting,
+//! `max_size` backpressure, close-then-drain, and wake-ups for every kind of reader.
+//!
+//! Plain Rust: no rustler or pyo3 types, so it is tested on its own.
+//!
+//! Sending never takes a lock: frames go into a lock-free segmented queue, and one atomic word
+//! holds both the queued byte count and the closed flag, so "closed?", "would it fit?" and
+//! "reserve the bytes" are one compare-and-swap. That is what lets a BEAM scheduler send without
+//! ever waiting on a lock. The waiter list is behind a mutex, but a sender only touches it when
+//! a reader is actually parked (the `sleepers` count says so), which is the idle path.
+//!
+//! Readers come in two kinds:
+//! - threads ([`Channel::recv_timeout`]) park themselves and are unparked by the core;
+//! - tasks ([`Channel::park_task`]): an Erlang process waiting in `receive`, an asyncio
+//!   coroutine. The core stores their waker `W` and hands it back to whoever must fire it,
+//!   because how to fire it (an env to send from, a file descriptor) depends on the caller.
+//!
+//! Wake-up protocol: each accepted frame wakes at most one parked reader. A reader that was
+//! woken but leaves without taking a frame (a cancelled task) must pass the wake on
+//! ([`Channel::cancel_task`] does), so a frame is never left queued while readers sleep.
+
+mod error;
+
+pub use error::{RecvError, SendError};
+
+use crossbeam_queue::SegQueue;
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// Something with a size in bytes: what `max_size` and `size` count.
+pub trait Weighed {
+    fn weight(&self) -> usize;
+}
+
+/// The closed flag lives in the top bit of the state word; the other bits count queued bytes.
+const CLOSED: u64 = 1 << 63;
+
+/// An id for a parked reader, unique within its channel.
+pub type WaiterId = u64;
+
+/// What [`Channel::park_task`] did with the waker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parked<W> {
+    /// A frame (or the final close) is already there: the waker comes back unparked.
+    Ready(W),
+    /// The waker is parked and will be handed back once, by a send, a close or a cancel.
+    Waiting(WaiterId),
+}
+
+/// What [`Channel::cancel_task`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancelled<W> {
+    /// Still parked, now removed: no wake will come for it.
+    Withdrawn,
+    /// Already woken: its wake is sent or on its way. If frames remain, the wake is passed to
+    /// another parked reader, whose task waker (if it is a task) is here for the caller to fire.
+    AlreadyWoken(Option<W>),
+}
+
+enum Sleeper<W> {
+    Thread {
+        id: WaiterId,
+        thread: Thread,
+        woken: Arc<AtomicBool>,
+    },
+    Task {
+        id: WaiterId,
+        waker: W,
+    },
+}
+
+impl<W> Sleeper<W> {
+    fn id(&self) -> WaiterId {
+        match self {
+            Sleeper::Thread { id, .. } | Sleeper::Task { id, .. } => *id,
+        }
+    }
+
+    /// Wakes a thread in place; a task's waker goes back to the caller to fire.
+    fn wake(self) -> Option<W> {
+        match self {
+            Sleeper::Thread { thread, woken, .. } => {
+                woken.store(true, Ordering::Release);
+                thread.unpark();
+                None
+            }
+            Sleeper::Task { waker, .. } => Some(waker),
+        }
+    }
+}
+
+pub struct Channel<T, W> {
+    queue: SegQueue<T>,
+    /// `CLOSED` flag | bytes of accepted frames not yet received.
+    state: AtomicU64,
+    /// 0 means unlimited.
+    max_size: u64,
+    /// `sleepers.len()`, readable without the lock so senders skip it when nobody is parked.
+    sleeper_count: AtomicUsize,
+    sleepers: Mutex<VecDeque<Sleeper<W>>>,
+    next_waiter_id: AtomicU64,
+}
+
+impl<T: Weighed, W> Channel<T, W> {
+    /// A channel holding at most `max_size` bytes of queued frames; 0 means unlimited.
+    pub fn new(max_size: u64) -> Self {
+        Channel {
+            queue: SegQueue::new(),
+            state: AtomicU64::new(0),
+            max_size: max_size.min(CLOSED - 1),
+            sleeper_count: AtomicUsize::new(0),
+            sleepers: Mutex::new(VecDeque::new()),
+            next_waiter_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Queues `frame` without ever blocking.
+    ///
+    /// On success, returns the parked task to wake, if a task (not a thread) was the reader
+    /// chosen for this frame; the caller fires it.
+    pub fn send(&self, frame: T) -> Result<Option<W>, SendError<T>> {
+        let bytes = weight_of(&frame);
+        if self.max_size != 0 && bytes > self.max_size {
+            return Err(SendError::TooLarge(frame));
+        }
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if current & CLOSED != 0 {
+                return Err(SendError::Closed(frame));
+            }
+            if self.max_size != 0 && current + bytes > self.max_size {
+                return Err(SendError::Busy(frame));
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                current + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        self.queue.push(frame);
+        // Pairs with the fence in `register`: either the parked reader's re-check sees this
+        // frame, or this load sees the reader.
+        fence(Ordering::SeqCst);
+        if self.sleeper_count.load(Ordering::Relaxed) == 0 {
+            return Ok(None);
+        }
+        Ok(self.wake_one())
+    }
+
+    /// Takes the oldest frame, if any, without blocking.
+    pub fn try_recv(&self) -> Result<T, RecvError> {
+        match self.queue.pop() {
+            Some(frame) => {
+                self.state.fetch_sub(weight_of(&frame), Ordering::AcqRel);
+                Ok(frame)
+            }
+            None if self.state.load(Ordering::Acquire) == CLOSED => Err(RecvError::Closed),
+            None => Err(RecvError::Empty),
+        }
+    }
+
+    /// Takes the oldest frame, parking the calling thread until one arrives, the channel is
+    /// closed and drained (`Closed`), or `timeout` passes (`Empty`). `None` waits forever.
+    ///
+    /// If this thread was woken for a frame that another reader had to be woken for instead,
+    /// `pass_on` receives that reader's task waker to fire.
+    pub fn recv_timeout(
+        &self,
+        timeout: Option<Duration>,
+        pass_on: impl FnOnce(W),
+    ) -> Result<T, RecvError> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            match self.try_recv() {
+                Err(RecvError::Empty) => {}
+                done => return done,
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Err(RecvError::Empty);
+            }
+            let woken = Arc::new(AtomicBool::new(false));
+            let id = self.register(Sleeper::Thread {
+                id: self.next_id(),
+                thread: std::thread::current(),
+                woken: woken.clone(),
+            });
+            match self.try_recv() {
+                Err(RecvError::Empty) => {}
+                done => {
+                    // The frame taken here was queued before we parked, so a wake we got
+                    // meanwhile was meant for a later frame: pass it on.
+                    if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
+                        pass_on(waker);
+                    }
+                    return done;
+                }
+            }
+            while !woken.load(Ordering::Acquire) {
+                match deadline {
+                    None => std::thread::park(),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        std::thread::park_timeout(deadline - now);
+                    }
+                }
+            }
+            if !woken.load(Ordering::Acquire) {
+                self.take_sleeper(id);
+            }
+            // Woken or timed out, the next try_recv decides: a late wake is not wasted.
+        }
+    }
+
+    /// Parks a task reader (an Erlang process, a coroutine) until a frame or the close arrives.
+    /// Its waker comes back exactly once: from `park_task` as `Ready`, or from a later `send`,
+    /// `close` or `cancel_task`, to be fired by whoever received it.
+    pub fn park_task(&self, waker: W) -> Parked<W> {
+        if self.is_ready() {
+            return Parked::Ready(waker);
+        }
+        let id = self.register(Sleeper::Task {
+            id: self.next_id(),
+            waker,
+        });
+        if self.is_ready() {
+            if let Some(Sleeper::Task { waker, .. }) = self.take_sleeper(id) {
+                return Parked::Ready(waker);
+            }
+            // Already woken by a send or close: its waker is on its way.
+        }
+        Parked::Waiting(id)
+    }
+
+    /// Withdraws a parked reader that stopped waiting (timed out, cancelled). If it had already
+    /// been woken, the wake is passed to another reader while frames remain.
+    pub fn cancel_task(&self, id: WaiterId) -> Cancelled<W> {
+        if self.take_sleeper(id).is_some() {
+            return Cancelled::Withdrawn;
+        }
+        if self.queue.is_empty() {
+            return Cancelled::AlreadyWoken(None);
+        }
+        Cancelled::AlreadyWoken(self.wake_one())
+    }
+
+    /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread
+    /// and returns every parked task's waker for the caller to fire. Idempotent.
+    pub fn close(&self) -> Vec<W> {
+        self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        let mut sleepers = self.lock_sleepers();
+        self.sleeper_count.store(0, Ordering::Relaxed);
+        sleepers.drain(..).filter_map(Sleeper::wake).collect()
+    }
+
+    /// Bytes of accepted frames not yet received.
+    pub fn size(&self) -> u64 {
+        self.state.load(Ordering::Acquire) & !CLOSED
+    }
+
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Number of frames queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Number of readers parked right now.
+    pub fn waiting_readers(&self) -> usize {
+        self.sleeper_count.load(Ordering::Relaxed)
+    }
+
+    /// A frame to take, or the close that ends all reading.
+    fn is_ready(&self) -> bool {
+        !self.queue.is_empty() || self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    fn next_id(&self) -> WaiterId {
+        self.next_waiter_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn register(&self, sleeper: Sleeper<W>) -> WaiterId {
+        let id = sleeper.id();
+        let mut sleepers = self.lock_sleepers();
+        sleepers.push_back(sleeper);
+        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
+        drop(sleepers);
+        // Pairs with the fence in `send`.
+        fence(Ordering::SeqCst);
+        id
+    }
+
+    fn take_sleeper(&self, id: WaiterId) -> Option<Sleeper<W>> {
+        let mut sleepers = self.lock_sleepers();
+        let position = sleepers.iter().position(|s| s.id() == id)?;
+        let sleeper = sleepers.remove(position);
+        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
+        sleeper
+    }
+
+    fn wake_one(&self) -> Option<W> {
+        let mut sleepers = self.lock_sleepers();
+        let sleeper = sleepers.pop_front();
+        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
+        drop(sleepers);
+        sleeper.and_then(Sleeper::wake)
+    }
+
+    fn lock_sleepers(&self) -> MutexGuard<'_, VecDeque<Sleeper<W>>> {
+        // The list stays consistent even if a holder panicked: every update is one call.
+        self.sleepers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Every frame counts at least one byte, so "no bytes queued" means "no frame queued or in flight".
+fn weight_of<T: Weighed>(frame: &T) -> u64 {
+    frame.weight().max(1) as u64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,416 @@
+use super::*;
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::thread;
+
+/// A frame of a chosen weight carrying a value to check order and uniqueness.
+#[derive(Debug, PartialEq, Eq)]
+struct Item {
+    value: u64,
+    bytes: usize,
+}
+
+impl Weighed for Item {
+    fn weight(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn item(value: u64, bytes: usize) -> Item {
+    Item { value, bytes }
+}
+
+/// A task waker as the NIF uses them: firing it sends the task a message.
+type Wake = mpsc::Sender<()>;
+type TestChannel = Channel<Item, Wake>;
+
+fn no_pass_on(_: Wake) {
+    panic!("no task reader exists in this test");
+}
+
+#[test]
+fn frames_come_out_in_send_order() {
+    let channel = TestChannel::new(0);
+    for value in 0..1000 {
+        channel.send(item(value, 8)).unwrap();
+    }
+    for value in 0..1000 {
+        assert_eq!(channel.try_recv().unwrap().value, value);
+    }
+    assert_eq!(channel.try_recv(), Err(RecvError::Empty));
+}
+
+#[test]
+fn size_counts_the_bytes_queued() {
+    let channel = TestChannel::new(0);
+    channel.send(item(1, 10)).unwrap();
+    channel.send(item(2, 32)).unwrap();
+    assert_eq!(channel.size(), 42);
+    assert_eq!(channel.len(), 2);
+    channel.try_recv().unwrap();
+    assert_eq!(channel.size(), 32);
+    channel.try_recv().unwrap();
+    assert_eq!(channel.size(), 0);
+    assert!(channel.is_empty());
+}
+
+#[test]
+fn a_weightless_frame_still_counts_one_byte() {
+    let channel = TestChannel::new(0);
+    channel.send(item(1, 0)).unwrap();
+    assert_eq!(channel.size(), 1);
+    channel.close();
+    // Not "closed" while the frame is queued.
+    assert_eq!(channel.try_recv().unwrap().value, 1);
+    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+}
+
+#[test]
+fn busy_when_the_frame_would_overflow_max_size() {
+    let channel = TestChannel::new(100);
+    channel.send(item(1, 60)).unwrap();
+    channel.send(item(2, 40)).unwrap(); // exactly full is allowed
+    assert!(matches!(channel.send(item(3, 1)), Err(SendError::Busy(_))));
+    assert_eq!(channel.size(), 100);
+    channel.try_recv().unwrap();
+    assert!(channel.send(item(3, 60)).is_ok());
+    assert_eq!(channel.size(), 100);
+}
+
+#[test]
+fn too_large_when_the_frame_alone_exceeds_max_size() {
+    let channel = TestChannel::new(100);
+    assert!(matches!(
+        channel.send(item(1, 101)),
+        Err(SendError::TooLarge(_))
+    ));
+    // Even on an empty channel, and without disturbing the accounting.
+    assert_eq!(channel.size(), 0);
+    assert!(channel.send(item(2, 100)).is_ok());
+}
+
+#[test]
+fn refused_frames_come_back_to_the_sender() {
+    let channel = TestChannel::new(10);
+    channel.close();
+    let refused = channel.send(item(7, 1)).unwrap_err();
+    assert_eq!(refused.reason(), "closed");
+    assert_eq!(refused.into_inner(), item(7, 1));
+}
+
+#[test]
+fn unlimited_when_max_size_is_zero() {
+    let channel = TestChannel::new(0);
+    channel.send(item(1, 1 << 40)).unwrap();
+    channel.send(item(2, 1 << 40)).unwrap();
+    assert_eq!(channel.size(), 2 << 40);
+}
+
+#[test]
+fn close_keeps_queued_frames_for_readers_to_drain() {
+    let channel = TestChannel::new(0);
+    for value in 0..3 {
+        channel.send(item(value, 4)).unwrap();
+    }
+    channel.close();
+    assert!(channel.is_closed());
+    assert!(matches!(channel.send(item(9, 4)), Err(SendError::Closed(_))));
+    for value in 0..3 {
+        assert_eq!(channel.try_recv().unwrap().value, value);
+    }
+    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    assert_eq!(
+        channel.recv_timeout(None, no_pass_on),
+        Err(RecvError::Closed)
+    );
+}
+
+#[test]
+fn close_is_idempotent() {
+    let channel = TestChannel::new(0);
+    channel.close();
+    channel.close();
+    assert!(channel.is_closed());
+    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+}
+
+#[test]
+fn recv_timeout_gives_empty_after_the_timeout() {
+    let channel = TestChannel::new(0);
+    let started = Instant::now();
+    assert_eq!(
+        channel.recv_timeout(Some(Duration::from_millis(50)), no_pass_on),
+        Err(RecvError::Empty)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(channel.waiting_readers(), 0);
+}
+
+/// Waits until `count` readers are parked, so a test knows the wake-up path is exercised.
+fn wait_for_parked(channel: &TestChannel, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while channel.waiting_readers() < count {
+        assert!(Instant::now() < deadline, "readers never parked");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_send_wakes_a_thread_blocked_in_recv() {
+    let channel = Arc::new(TestChannel::new(0));
+    let reader = {
+        let channel = channel.clone();
+        thread::spawn(move || channel.recv_timeout(None, no_pass_on))
+    };
+    wait_for_parked(&channel, 1);
+    assert!(channel.send(item(42, 8)).unwrap().is_none());
+    assert_eq!(reader.join().unwrap().unwrap().value, 42);
+}
+
+#[test]
+fn close_wakes_every_blocked_thread() {
+    let channel = Arc::new(TestChannel::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let channel = channel.clone();
+            thread::spawn(move || channel.recv_timeout(None, no_pass_on))
+        })
+        .collect();
+    wait_for_parked(&channel, 4);
+    assert!(channel.close().is_empty());
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), Err(RecvError::Closed));
+    }
+}
+
+#[test]
+fn a_parked_task_gets_its_waker_back_on_send() {
+    let channel = TestChannel::new(0);
+    let (wake, woken) = mpsc::channel();
+    let Parked::Waiting(_) = channel.park_task(wake) else {
+        panic!("nothing queued, the task must wait");
+    };
+    let handed_back = channel.send(item(1, 8)).unwrap().expect("the task's waker");
+    handed_back.send(()).unwrap();
+    woken.try_recv().unwrap();
+    assert_eq!(channel.waiting_readers(), 0);
+}
+
+#[test]
+fn a_task_is_ready_at_once_when_a_frame_or_the_close_is_there() {
+    let channel = TestChannel::new(0);
+    channel.send(item(1, 8)).unwrap();
+    let (wake, _woken) = mpsc::channel();
+    assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
+    channel.try_recv().unwrap();
+    channel.close();
+    let (wake, _woken) = mpsc::channel();
+    assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
+}
+
+#[test]
+fn close_hands_back_every_parked_task() {
+    let channel = TestChannel::new(0);
+    for _ in 0..3 {
+        let (wake, _woken) = mpsc::channel();
+        channel.park_task(wake);
+    }
+    assert_eq!(channel.close().len(), 3);
+    assert_eq!(channel.waiting_readers(), 0);
+}
+
+#[test]
+fn each_send_wakes_one_reader_in_park_order() {
+    let channel = TestChannel::new(0);
+    let (first, first_woken) = mpsc::channel();
+    let (second, second_woken) = mpsc::channel();
+    channel.park_task(first);
+    channel.park_task(second);
+    channel.send(item(1, 8)).unwrap().unwrap().send(()).unwrap();
+    assert!(first_woken.try_recv().is_ok());
+    assert!(second_woken.try_recv().is_err());
+    assert_eq!(channel.waiting_readers(), 1);
+}
+
+#[test]
+fn cancelling_a_woken_task_passes_the_wake_on() {
+    let channel = TestChannel::new(0);
+    let (first, _) = mpsc::channel();
+    let (second, second_woken) = mpsc::channel();
+    let Parked::Waiting(first_id) = channel.park_task(first) else {
+        panic!()
+    };
+    channel.park_task(second);
+    // The first task is woken for this frame but gives up without taking it.
+    let _first_wake = channel.send(item(1, 8)).unwrap().unwrap();
+    let Cancelled::AlreadyWoken(Some(pass_on)) = channel.cancel_task(first_id) else {
+        panic!("the frame is still queued: the second task must be woken");
+    };
+    pass_on.send(()).unwrap();
+    assert!(second_woken.try_recv().is_ok());
+}
+
+#[test]
+fn cancelling_a_task_still_parked_just_removes_it() {
+    let channel = TestChannel::new(0);
+    let (wake, _) = mpsc::channel();
+    let Parked::Waiting(id) = channel.park_task(wake) else {
+        panic!()
+    };
+    assert!(matches!(channel.cancel_task(id), Cancelled::Withdrawn));
+    assert_eq!(channel.waiting_readers(), 0);
+    assert!(channel.send(item(1, 8)).unwrap().is_none());
+}
+
+#[test]
+fn queued_frames_are_dropped_with_the_channel() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Weighed for Counted {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let channel: Channel<Counted, ()> = Channel::new(0);
+    for _ in 0..100 {
+        channel.send(Counted(dropped.clone())).unwrap();
+    }
+    drop(channel);
+    assert_eq!(dropped.load(Ordering::SeqCst), 100);
+}
+
+/// A task reader as an Erlang process runs it: park, wait for the wake, try again; on giving
+/// up, cancel and fire whatever wake is handed on.
+fn task_reader(channel: &TestChannel, taken: &mut Vec<u64>) {
+    loop {
+        match channel.try_recv() {
+            Ok(frame) => {
+                taken.push(frame.value);
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+            Err(RecvError::Empty) => {}
+        }
+        let (wake, woken) = mpsc::channel();
+        match channel.park_task(wake) {
+            Parked::Ready(_) => continue,
+            Parked::Waiting(id) => {
+                if woken.recv_timeout(Duration::from_millis(2)).is_err() {
+                    // Give up now and then, as a timed-out `receive` does, to test the hand-off.
+                    if let Cancelled::AlreadyWoken(Some(other)) = channel.cancel_task(id) {
+                        let _ = other.send(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn many_producers_and_mixed_readers_get_every_frame_exactly_once() {
+    const PRODUCERS: u64 = 8;
+    const PER_PRODUCER: u64 = 20_000;
+    let channel = Arc::new(TestChannel::new(4096));
+    let thread_readers: Vec<_> = (0..3)
+        .map(|_| {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut taken = Vec::new();
+                loop {
+                    let fire = |wake: Wake| {
+                        let _ = wake.send(());
+                    };
+                    match channel.recv_timeout(Some(Duration::from_millis(3)), fire) {
+                        Ok(frame) => taken.push(frame.value),
+                        Err(RecvError::Closed) => return taken,
+                        Err(RecvError::Empty) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let task_readers: Vec<_> = (0..3)
+        .map(|_| {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut taken = Vec::new();
+                task_reader(&channel, &mut taken);
+                taken
+            })
+        })
+        .collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|producer| {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                for n in 0..PER_PRODUCER {
+                    let mut frame = item(producer * PER_PRODUCER + n, 1 + (n % 64) as usize);
+                    loop {
+                        match channel.send(frame) {
+                            Ok(Some(wake)) => {
+                                let _ = wake.send(());
+                                break;
+                            }
+                            Ok(None) => break,
+                            Err(SendError::Busy(back)) => {
+                                frame = back;
+                                thread::yield_now();
+                            }
+                            Err(other) => panic!("unexpected {other:?}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    for wake in channel.close() {
+        let _ = wake.send(());
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for reader in thread_readers.into_iter().chain(task_readers) {
+        for value in reader.join().unwrap() {
+            assert!(seen.insert(value), "{value} received twice");
+            total += 1;
+        }
+    }
+    assert_eq!(total, PRODUCERS * PER_PRODUCER);
+    assert_eq!(channel.size(), 0);
+}
+
+#[test]
+fn a_close_racing_with_sends_loses_no_accepted_frame() {
+    for _ in 0..200 {
+        let channel = Arc::new(TestChannel::new(0));
+        let sender = {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                (0..1000)
+                    .take_while(|&n| channel.send(item(n, 1)).is_ok())
+                    .count()
+            })
+        };
+        let reader = {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut received = 0;
+                while channel.recv_timeout(None, no_pass_on).is_ok() {
+                    received += 1;
+                }
+                received
+            })
+        };
+        thread::yield_now();
+        channel.close();
+        let accepted = sender.join().unwrap();
+        assert_eq!(reader.join().unwrap(), accepted);
+    }
+}

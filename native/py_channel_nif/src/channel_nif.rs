@@ -1,0 +1,112 @@
+//! The channel NIFs. Each returns in microseconds: none waits on a lock held for longer than a
+//! queue operation, none touches Python. Argument checking with readable errors is done in
+//! Erlang (`py_channel`); here a wrong type is a plain `badarg`.
+
+use crate::atoms;
+use crate::channel::{Cancelled, Parked, RecvError, SendError};
+use crate::channel_resource::ChannelResource;
+use crate::frame::Frame;
+use crate::reader_wake::ReaderWake;
+use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+
+type ChannelArc = ResourceArc<ChannelResource>;
+
+/// Bytes of encoded term per percent of a timeslice reported to the scheduler, so a very
+/// large send yields its scheduler sooner instead of counting as one cheap call.
+const BYTES_PER_TIMESLICE_PERCENT: usize = 64 * 1024;
+
+#[rustler::nif]
+fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelArc {
+    let resource = ResourceArc::new(ChannelResource::new(max_size));
+    if resource.monitor(Some(env), &owner).is_none() {
+        // The owner is already gone: the channel is born closed, as the monitor would make it.
+        resource.close(Some(env));
+    }
+    resource
+}
+
+#[rustler::nif]
+fn send<'a>(env: Env<'a>, channel: ChannelArc, term: Term<'a>) -> Term<'a> {
+    let frame = Frame::encode(term, &channel);
+    let percent = frame.encoded_bytes().len() / BYTES_PER_TIMESLICE_PERCENT;
+    if percent > 0 {
+        rustler::schedule::consume_timeslice(env, percent.min(100) as i32);
+    }
+    match channel.channel.send(frame) {
+        Ok(wake) => {
+            if let Some(wake) = wake {
+                wake.fire(Some(env));
+            }
+            atoms::ok().encode(env)
+        }
+        Err(SendError::Busy(_)) => atoms::busy().encode(env),
+        Err(SendError::Closed(_)) => (atoms::error(), atoms::closed()).encode(env),
+        Err(SendError::TooLarge(_)) => (atoms::error(), atoms::too_large()).encode(env),
+    }
+}
+
+#[rustler::nif]
+fn try_receive<'a>(env: Env<'a>, channel: ChannelArc) -> Term<'a> {
+    match channel.channel.try_recv() {
+        Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
+        Err(RecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
+        Err(RecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
+    }
+}
+
+#[rustler::nif]
+fn close(env: Env<'_>, channel: ChannelArc) -> rustler::Atom {
+    channel.close(Some(env));
+    atoms::ok()
+}
+
+#[rustler::nif]
+fn info(env: Env<'_>, channel: ChannelArc) -> NifResult<Term<'_>> {
+    let core = &channel.channel;
+    Term::map_from_pairs(
+        env,
+        &[
+            (atoms::size().encode(env), core.size().encode(env)),
+            (atoms::max_size().encode(env), core.max_size().encode(env)),
+            (atoms::closed().encode(env), core.is_closed().encode(env)),
+            (atoms::length().encode(env), core.len().encode(env)),
+            (
+                atoms::waiting_readers().encode(env),
+                core.waiting_readers().encode(env),
+            ),
+        ],
+    )
+}
+
+/// Parks the calling process as a reader: `ready` when a frame or the close is already
+/// there, else `{waiting, WaiterId}` and a `{py_channel_ready, Tag}` message later.
+#[rustler::nif]
+fn wait<'a>(env: Env<'a>, channel: ChannelArc, tag: u64) -> Term<'a> {
+    let wake = ReaderWake::Process {
+        pid: env.pid(),
+        tag,
+    };
+    match channel.channel.park_task(wake) {
+        Parked::Ready(_) => atoms::ready().encode(env),
+        Parked::Waiting(id) => (atoms::waiting(), id).encode(env),
+    }
+}
+
+/// Withdraws a parked process. `woken` means its wake message is already sent (or on its way).
+#[rustler::nif]
+fn cancel_wait(env: Env<'_>, channel: ChannelArc, waiter_id: u64) -> rustler::Atom {
+    match channel.channel.cancel_task(waiter_id) {
+        Cancelled::Withdrawn => atoms::cancelled(),
+        Cancelled::AlreadyWoken(pass_on) => {
+            if let Some(wake) = pass_on {
+                wake.fire(Some(env));
+            }
+            atoms::woken()
+        }
+    }
+}
+
+#[rustler::nif]
+fn live_channels() -> usize {
+    ChannelResource::live_count()
+}
