@@ -1,0 +1,177 @@
+%% @doc A backpressured channel from Erlang processes to Python code.
+%%
+%% A channel is a FIFO of Erlang terms held in native memory. Any process may
+%% `send/2' to it; Python code running in the embedded interpreter reads it
+%% (`for msg in Channel(ref)'), and so may Erlang processes, with
+%% `try_receive/1' and `recv/2'.
+%%
+%% Sending never blocks and never waits on Python: it returns `ok' (queued),
+%% `busy' (queued bytes plus this term would exceed `max_size'; retry later) or
+%% an error. A term accepted with `ok' is received exactly once, or is still
+%% queued: `close/1' stops new sends but readers still drain what is queued.
+%%
+%% A channel is owned by the process that created it (or `#{owner => Pid}'),
+%% like an ETS table: when the owner exits the channel closes. Its memory is
+%% freed when the last reference to it, in Erlang or Python, is gone.
+%%
+%% The API is that of erlang_python 2.3's `py_channel' module, so code written
+%% for it runs unchanged.
+-module(py_channel).
+
+-export([new/0, new/1, send/2, close/1, info/1, try_receive/1,
+         recv/1, recv/2, register_callbacks/0, registered_callbacks/0, stats/0]).
+
+-export_type([channel/0, options/0, info/0]).
+
+-opaque channel() :: reference().
+%% A channel handle. It may be sent in messages, stored, and passed to Python.
+
+-type options() :: #{max_size => non_neg_integer(), owner => pid()}.
+%% `max_size': bytes of queued terms (external term format) allowed before
+%% `send/2' answers `busy'; 0, the default, means unlimited.
+%% `owner': the process whose exit closes the channel; the caller by default.
+
+-type info() :: #{size := non_neg_integer(),
+                  max_size := non_neg_integer(),
+                  closed := boolean(),
+                  length := non_neg_integer(),
+                  waiting_readers := non_neg_integer()}.
+
+%% Bytes must fit the native counter (63 bits, the top bit is the closed flag).
+-define(MAX_BYTES, (1 bsl 63 - 1)).
+
+%% How long a reader that gave up waits for a wake-up already on its way, so it
+%% does not linger in its mailbox. The sender fires it microseconds after.
+-define(WAKE_IN_FLIGHT_MS, 1000).
+
+-define(CALLBACKS, ['_py_channel_receive', '_py_channel_try_receive',
+                    '_py_channel_info', '_py_channel_wait',
+                    '_py_channel_cancel_wait']).
+
+%% @doc A new unbounded channel owned by the caller.
+%% @equiv new(#{})
+-spec new() -> {ok, channel()}.
+new() ->
+    new(#{}).
+
+%% @doc A new channel. Options: `max_size' (bytes, 0 = unlimited) and
+%% `owner' (a local pid, the caller by default). A bad value or an unknown
+%% key gives `{error, {badarg, Key}}'.
+-spec new(options()) -> {ok, channel()} | {error, {badarg, term()}}.
+new(Options) when is_map(Options) ->
+    Defaults = #{max_size => 0, owner => self()},
+    case check_options(maps:to_list(Options)) of
+        ok ->
+            #{max_size := MaxSize, owner := Owner} = maps:merge(Defaults, Options),
+            {ok, py_channel_nif:new_channel(MaxSize, Owner)};
+        {error, _} = Error ->
+            Error
+    end.
+
+check_options([]) ->
+    ok;
+check_options([{max_size, Bytes} | Rest])
+  when is_integer(Bytes), Bytes >= 0, Bytes =< ?MAX_BYTES ->
+    check_options(Rest);
+check_options([{owner, Pid} | Rest]) when is_pid(Pid), node(Pid) =:= node() ->
+    check_options(Rest);
+check_options([{Key, _} | _]) ->
+    {error, {badarg, Key}}.
+
+%% @doc Queues `Term' without blocking.
+%% `busy' when the queued bytes plus this term's would exceed `max_size';
+%% `{error, too_large}' when the term alone exceeds it (it can never fit);
+%% `{error, closed}' after `close/1' or the owner's exit.
+-spec send(channel(), term()) -> ok | busy | {error, closed | too_large}.
+send(Channel, Term) ->
+    py_channel_nif:send(Channel, Term).
+
+%% @doc Closes the channel: sends fail from now on, queued terms can still be
+%% received, and every blocked reader (Python or Erlang) wakes. Idempotent.
+-spec close(channel()) -> ok.
+close(Channel) ->
+    py_channel_nif:close(Channel).
+
+%% @doc `size' (bytes queued), `max_size', `closed', plus `length' (terms
+%% queued) and `waiting_readers' (readers blocked right now).
+-spec info(channel()) -> info().
+info(Channel) ->
+    py_channel_nif:info(Channel).
+
+%% @doc Takes the oldest queued term without waiting. `{error, closed}' only
+%% once the channel is closed and drained.
+-spec try_receive(channel()) -> {ok, term()} | {error, empty | closed}.
+try_receive(Channel) ->
+    py_channel_nif:try_receive(Channel).
+
+%% @doc Takes the oldest queued term, waiting as long as needed.
+%% @equiv recv(Channel, infinity)
+-spec recv(channel()) -> {ok, term()} | {error, closed}.
+recv(Channel) ->
+    recv(Channel, infinity).
+
+%% @doc Takes the oldest queued term, waiting up to `Timeout' milliseconds.
+%% The wait is an ordinary `receive': the process sleeps until a term or the
+%% close arrives. Several processes may wait on one channel; each term goes
+%% to exactly one of them.
+-spec recv(channel(), timeout()) -> {ok, term()} | {error, closed | timeout}.
+recv(Channel, Timeout) when Timeout =:= infinity;
+                            is_integer(Timeout), Timeout >= 0 ->
+    recv_until(Channel, deadline(Timeout)).
+
+recv_until(Channel, Deadline) ->
+    case try_receive(Channel) of
+        {error, empty} -> wait_then_recv(Channel, Deadline);
+        Done -> Done
+    end.
+
+wait_then_recv(Channel, Deadline) ->
+    Tag = erlang:unique_integer([positive]),
+    case py_channel_nif:wait(Channel, Tag) of
+        ready ->
+            recv_until(Channel, Deadline);
+        {waiting, WaiterId} ->
+            receive
+                {py_channel_ready, Tag} -> recv_until(Channel, Deadline)
+            after remaining(Deadline) ->
+                give_up(Channel, WaiterId, Tag)
+            end
+    end.
+
+%% Withdraw from the channel's readers; a wake-up that raced with the timeout
+%% is collected, and the term it announced taken rather than left behind.
+give_up(Channel, WaiterId, Tag) ->
+    case py_channel_nif:cancel_wait(Channel, WaiterId) of
+        cancelled -> ok;
+        woken -> receive {py_channel_ready, Tag} -> ok after ?WAKE_IN_FLIGHT_MS -> ok end
+    end,
+    case try_receive(Channel) of
+        {error, empty} -> {error, timeout};
+        Done -> Done
+    end.
+
+deadline(infinity) -> infinity;
+deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+
+%% @doc Makes the channel available to Python code written against
+%% erlang_python: `erlang.call('_py_channel_receive', ref)',
+%% `_py_channel_try_receive', `_py_channel_info', `_py_channel_wait' and
+%% `_py_channel_cancel_wait'. Idempotent.
+-spec register_callbacks() -> ok.
+register_callbacks() ->
+    persistent_term:put({?MODULE, callbacks}, ?CALLBACKS),
+    ok.
+
+%% @doc The callback names `register_callbacks/0' has registered.
+-spec registered_callbacks() -> [atom()].
+registered_callbacks() ->
+    persistent_term:get({?MODULE, callbacks}, []).
+
+%% @doc Counters for the whole node: `live_channels' is the number of
+%% channels whose memory is not yet freed.
+-spec stats() -> #{live_channels := non_neg_integer()}.
+stats() ->
+    #{live_channels => py_channel_nif:live_channels()}.

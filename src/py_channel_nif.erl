@@ -1,0 +1,37 @@
+%% @private
+%% @doc Loads the Rust NIF. Functions here are the raw NIF entry points;
+%% the public API, with argument checks and readable errors, is `py_channel'.
+-module(py_channel_nif).
+
+-export([new_channel/2, send/2, try_receive/1, close/1, info/1,
+         wait/2, cancel_wait/2, live_channels/0]).
+
+-nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
+       wait/2, cancel_wait/2, live_channels/0]).
+
+-on_load(load/0).
+
+-spec load() -> ok | {error, term()}.
+load() ->
+    erlang:load_nif(filename:join([priv_dir(), "native", "py_channel_nif"]), 0).
+
+%% The application's priv dir, or the one beside this module's ebin when the
+%% code path has no `py_channel' application (a bare `erl -pa ebin').
+priv_dir() ->
+    case code:priv_dir(py_channel) of
+        {error, bad_name} ->
+            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir ->
+            Dir
+    end.
+
+-define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+new_channel(_MaxSize, _Owner) -> ?NOT_LOADED.
+send(_Channel, _Term) -> ?NOT_LOADED.
+try_receive(_Channel) -> ?NOT_LOADED.
+close(_Channel) -> ?NOT_LOADED.
+info(_Channel) -> ?NOT_LOADED.
+wait(_Channel, _Tag) -> ?NOT_LOADED.
+cancel_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
+live_channels() -> ?NOT_LOADED.
