@@ -1,0 +1,43 @@
+# py_channel: the commands README and .ci/run use.
+#   make demo   the main job: a real end-to-end run of the channel
+#   make test   every test suite (installs what is missing first)
+#   make bench  benchmarks, each printing its comparison from the same run
+
+SHELL := /bin/bash
+MIX_ENV ?= test
+export MIX_ENV
+ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 2>/dev/null)
+EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
+ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
+
+.PHONY: setup build test test-rust test-eunit demo bench clean
+
+## setup: install the system packages the build needs, when missing (Debian)
+setup:
+	@scripts/setup.sh
+
+build: setup
+	mix compile
+
+test: build test-rust test-eunit
+	@echo "all test suites passed"
+
+## The channel core on its own (plain Rust, no BEAM needed)
+test-rust:
+	cargo test --release --no-default-features --manifest-path native/py_channel_nif/Cargo.toml
+
+test-eunit: build
+	@mkdir -p _build/eunit
+	erlc -o _build/eunit +debug_info test/*.erl
+	$(ERL) -pa _build/eunit -eval 'case eunit:test([py_channel_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+
+demo: build
+	$(ERL) -pa _build/bench -eval 'py_channel_demo:main(), halt().'
+
+bench: build
+	@mkdir -p _build/bench
+	erlc -o _build/bench +debug_info bench/*.erl
+	$(ERL) -pa _build/bench -eval 'py_channel_bench:main(), halt().'
+
+clean:
+	rm -rf _build priv/native native/py_channel_nif/target

@@ -1,0 +1,353 @@
+%% EUnit suite for the Erlang `py_channel' API, driving the real NIF.
+-module(py_channel_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+setup() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    ok.
+
+py_channel_test_() ->
+    {setup, fun setup/0,
+     [{"new/0 gives an open, empty, unbounded channel", fun new_defaults/0},
+      {"terms come back exactly (=:=)", fun exact_round_trip/0},
+      {"a channel inside a message comes back as the same live channel",
+       fun channel_in_message/0},
+      {"deep nesting does not overflow the stack", fun deep_nesting/0},
+      {"FIFO order", fun fifo_order/0},
+      {"size counts the bytes queued", fun byte_accounting/0},
+      {"busy when the queued bytes would exceed max_size", fun busy_rule/0},
+      {"too_large when the term alone exceeds max_size", fun too_large/0},
+      {"close keeps queued terms for readers to drain", fun close_then_drain/0},
+      {"close is idempotent and send after close fails", fun close_twice/0},
+      {"bad options to new/1", fun bad_options/0},
+      {"a non-channel is a badarg everywhere", fun non_channel_badarg/0},
+      {"the owner's exit closes the channel; queued terms still drain",
+       fun owner_exit_closes/0},
+      {"the creator is the default owner", fun creator_is_owner/0},
+      {"a dead owner gives a closed channel", fun dead_owner/0},
+      {"memory is freed when the last reference is gone", fun freed_when_unreferenced/0},
+      {"a pinned channel lives as long as the message holding it",
+       fun pinned_channel_lifetime/0},
+      {"recv/2 waits for a send", fun recv_waits_for_send/0},
+      {"recv/2 times out and leaves no message behind", fun recv_timeout/0},
+      {"close wakes every blocked Erlang reader", fun close_wakes_readers/0},
+      {"many Erlang readers each get distinct terms", fun many_readers/0},
+      {timeout, 120,
+       {"8 producers x 10,000 sends, one reader: every value exactly once",
+        fun eight_producers_one_reader/0}},
+      {"register_callbacks/0", fun register_callbacks/0}]}.
+
+new_defaults() ->
+    {ok, Ch} = py_channel:new(),
+    ?assertMatch(#{size := 0, max_size := 0, closed := false}, py_channel:info(Ch)),
+    ?assertEqual({error, empty}, py_channel:try_receive(Ch)).
+
+sample_terms() ->
+    Port = open_port({spawn, "true"}, []),
+    port_close(Port),
+    <<_:3, Bits/bitstring>> = <<"odd bits">>,
+    Big = binary:copy(<<"0123456789abcdef">>, 1024),
+    <<_:7/binary, Sub:100/binary, _/binary>> = Big,
+    [0, -1, 42, 1 bsl 64, -(1 bsl 200), 1.5, -0.0, 1.0e308,
+     atom, 'with space', true, false, undefined, nil, none, '',
+     <<>>, <<"utf8 ✓"/utf8>>, <<255, 0, 254>>, Big, Sub, Bits,
+     self(), make_ref(), Port, fun lists:map/2, fun(X) -> X + 1 end,
+     [], [1, 2, 3], [a | b], [1, [2, [3 | 4]] | <<"tail">>], "a string",
+     {}, {a}, {request, self(), <<"data">>},
+     #{}, #{a => 1, <<"b">> => [2], {c} => #{d => e}},
+     maps:from_list([{N, N * N} || N <- lists:seq(1, 100)]),
+     {deep, [#{k => {self(), make_ref(), [1.0 | 2]}}]}].
+
+exact_round_trip() ->
+    {ok, Ch} = py_channel:new(),
+    Terms = sample_terms(),
+    [ok = py_channel:send(Ch, T) || T <- Terms],
+    Back = [begin {ok, T} = py_channel:try_receive(Ch), T end || _ <- Terms],
+    ?assertEqual(length(Terms), length(Back)),
+    lists:foreach(fun({Sent, Got}) -> ?assert(Sent =:= Got) end,
+                  lists:zip(Terms, Back)),
+    %% Funs stay callable after the trip.
+    ok = py_channel:send(Ch, fun(X) -> X * 2 end),
+    {ok, F} = py_channel:try_receive(Ch),
+    ?assertEqual(42, F(21)).
+
+channel_in_message() ->
+    {ok, Outer} = py_channel:new(),
+    {ok, Inner} = py_channel:new(),
+    ok = py_channel:send(Inner, hello),
+    ok = py_channel:send(Outer, {here, Inner, [Inner]}),
+    ok = py_channel:send(Outer, Outer),
+    {ok, {here, Got, [Got2]}} = py_channel:try_receive(Outer),
+    ?assert(Got =:= Inner),
+    ?assert(Got2 =:= Inner),
+    ?assertEqual({ok, hello}, py_channel:try_receive(Got)),
+    {ok, Self} = py_channel:try_receive(Outer),
+    ?assert(Self =:= Outer).
+
+deep_nesting() ->
+    {ok, Ch} = py_channel:new(),
+    Deep = lists:foldl(fun(_, Acc) -> [Acc] end, [], lists:seq(1, 200000)),
+    DeepTuple = lists:foldl(fun(_, Acc) -> {Acc} end, x, lists:seq(1, 200000)),
+    ok = py_channel:send(Ch, Deep),
+    ok = py_channel:send(Ch, DeepTuple),
+    ?assertEqual({ok, Deep}, py_channel:try_receive(Ch)),
+    ?assertEqual({ok, DeepTuple}, py_channel:try_receive(Ch)).
+
+fifo_order() ->
+    {ok, Ch} = py_channel:new(),
+    [ok = py_channel:send(Ch, N) || N <- lists:seq(1, 5000)],
+    ?assertEqual(lists:seq(1, 5000), drain(Ch)).
+
+byte_accounting() ->
+    {ok, Ch} = py_channel:new(),
+    Terms = [<<"x">>, {a, b}, lists:seq(1, 100), binary:copy(<<1>>, 1000)],
+    Sizes = [byte_size(term_to_binary(T)) || T <- Terms],
+    Total = lists:sum(Sizes),
+    [ok = py_channel:send(Ch, T) || T <- Terms],
+    ?assertMatch(#{size := Total, length := 4}, py_channel:info(Ch)),
+    {ok, _} = py_channel:try_receive(Ch),
+    ?assertEqual(lists:sum(tl(Sizes)), maps:get(size, py_channel:info(Ch))),
+    drain(Ch),
+    ?assertEqual(0, maps:get(size, py_channel:info(Ch))).
+
+busy_rule() ->
+    Term = binary:copy(<<7>>, 100),
+    Bytes = byte_size(term_to_binary(Term)),
+    {ok, Ch} = py_channel:new(#{max_size => 3 * Bytes}),
+    ?assertEqual(ok, py_channel:send(Ch, Term)),
+    ?assertEqual(ok, py_channel:send(Ch, Term)),
+    ?assertEqual(ok, py_channel:send(Ch, Term)),
+    ?assertEqual(busy, py_channel:send(Ch, Term)),
+    ?assertEqual(busy, py_channel:send(Ch, a)),
+    ?assertMatch(#{size := S, max_size := M} when S =:= M, py_channel:info(Ch)),
+    {ok, Term} = py_channel:try_receive(Ch),
+    ?assertEqual(ok, py_channel:send(Ch, Term)),
+    %% Nothing refused was queued: exactly the four accepted come out.
+    ?assertEqual([Term, Term, Term], drain(Ch)).
+
+too_large() ->
+    {ok, Ch} = py_channel:new(#{max_size => 64}),
+    Huge = binary:copy(<<1>>, 65),
+    ?assertEqual({error, too_large}, py_channel:send(Ch, Huge)),
+    %% Even on an empty channel, never an endless busy.
+    ?assertEqual({error, too_large}, py_channel:send(Ch, Huge)),
+    ?assertEqual(ok, py_channel:send(Ch, small)),
+    ?assertEqual([small], drain(Ch)).
+
+close_then_drain() ->
+    {ok, Ch} = py_channel:new(),
+    [ok = py_channel:send(Ch, N) || N <- [1, 2, 3]],
+    ok = py_channel:close(Ch),
+    ?assertMatch(#{closed := true, length := 3}, py_channel:info(Ch)),
+    ?assertEqual({ok, 1}, py_channel:try_receive(Ch)),
+    ?assertEqual({ok, 2}, py_channel:recv(Ch, 0)),
+    ?assertEqual({ok, 3}, py_channel:recv(Ch)),
+    ?assertEqual({error, closed}, py_channel:try_receive(Ch)),
+    ?assertEqual({error, closed}, py_channel:recv(Ch, 1000)).
+
+close_twice() ->
+    {ok, Ch} = py_channel:new(),
+    ?assertEqual(ok, py_channel:close(Ch)),
+    ?assertEqual(ok, py_channel:close(Ch)),
+    ?assertEqual({error, closed}, py_channel:send(Ch, late)),
+    ?assertEqual({error, closed}, py_channel:try_receive(Ch)).
+
+bad_options() ->
+    ?assertError(function_clause, py_channel:new(not_a_map)),
+    ?assertError(function_clause, py_channel:new([{max_size, 10}])),
+    ?assertEqual({error, {badarg, max_size}}, py_channel:new(#{max_size => -1})),
+    ?assertEqual({error, {badarg, max_size}}, py_channel:new(#{max_size => 1.5})),
+    ?assertEqual({error, {badarg, max_size}}, py_channel:new(#{max_size => big})),
+    ?assertEqual({error, {badarg, max_size}}, py_channel:new(#{max_size => 1 bsl 64})),
+    ?assertEqual({error, {badarg, owner}}, py_channel:new(#{owner => self})),
+    ?assertEqual({error, {badarg, owner}}, py_channel:new(#{owner => make_ref()})),
+    ?assertEqual({error, {badarg, colour}}, py_channel:new(#{colour => blue})),
+    ?assertEqual({error, {badarg, "max_size"}}, py_channel:new(#{"max_size" => 1})),
+    %% Nothing half-made was left behind.
+    ?assertMatch({ok, _}, py_channel:new(#{max_size => 0, owner => self()})).
+
+non_channel_badarg() ->
+    NotChannels = [foo, 1, <<"ch">>, make_ref(), self(), {channel, 1}, []],
+    lists:foreach(
+      fun(Bad) ->
+              ?assertError(badarg, py_channel:send(Bad, x)),
+              ?assertError(badarg, py_channel:close(Bad)),
+              ?assertError(badarg, py_channel:info(Bad)),
+              ?assertError(badarg, py_channel:try_receive(Bad)),
+              ?assertError(badarg, py_channel:recv(Bad, 10))
+      end, NotChannels),
+    {ok, Ch} = py_channel:new(),
+    ?assertError(function_clause, py_channel:recv(Ch, -1)),
+    ?assertError(function_clause, py_channel:recv(Ch, soon)).
+
+owner_exit_closes() ->
+    Owner = spawn(fun() -> receive stop -> ok end end),
+    {ok, Ch} = py_channel:new(#{owner => Owner}),
+    [ok = py_channel:send(Ch, N) || N <- [1, 2]],
+    Ref = monitor(process, Owner),
+    Owner ! stop,
+    receive {'DOWN', Ref, process, Owner, _} -> ok end,
+    wait_until(fun() -> maps:get(closed, py_channel:info(Ch)) end),
+    ?assertEqual({error, closed}, py_channel:send(Ch, 3)),
+    ?assertEqual([1, 2], drain(Ch)),
+    ?assertEqual({error, closed}, py_channel:try_receive(Ch)).
+
+creator_is_owner() ->
+    Parent = self(),
+    Creator = spawn(fun() ->
+                            {ok, Ch} = py_channel:new(),
+                            Parent ! {channel, Ch},
+                            receive stop -> ok end
+                    end),
+    Ch = receive {channel, C} -> C end,
+    ?assertMatch(#{closed := false}, py_channel:info(Ch)),
+    %% A reader blocked in recv/2 ends when the owner exits.
+    Reader = spawn_reader(Ch),
+    Creator ! stop,
+    ?assertEqual({error, closed}, reader_result(Reader)).
+
+dead_owner() ->
+    Dead = spawn(fun() -> ok end),
+    Ref = monitor(process, Dead),
+    receive {'DOWN', Ref, process, Dead, _} -> ok end,
+    {ok, Ch} = py_channel:new(#{owner => Dead}),
+    ?assertMatch(#{closed := true}, py_channel:info(Ch)),
+    ?assertEqual({error, closed}, py_channel:send(Ch, x)).
+
+freed_when_unreferenced() ->
+    Before = live_channels(),
+    Parent = self(),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           Chs = [begin {ok, C} = py_channel:new(), C end
+                                  || _ <- lists:seq(1, 50)],
+                           [ok = py_channel:send(C, {payload, binary:copy(<<1>>, 1000)})
+                            || C <- Chs],
+                           Parent ! {live, live_channels()}
+                   end),
+    receive {live, During} -> ?assert(During >= Before + 50) end,
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    wait_until(fun() -> live_channels() =< Before end).
+
+pinned_channel_lifetime() ->
+    Before = live_channels(),
+    {ok, Outer} = py_channel:new(),
+    Parent = self(),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           {ok, Inner} = py_channel:new(#{owner => Parent}),
+                           ok = py_channel:send(Inner, inside),
+                           ok = py_channel:send(Outer, {inner, Inner})
+                   end),
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    %% Only the queued message refers to Inner now, and it keeps it alive:
+    %% unpinned, it would decode to a stale reference that is no channel.
+    erlang:garbage_collect(),
+    ?assert(live_channels() >= Before + 1),
+    {ok, {inner, Inner}} = py_channel:try_receive(Outer),
+    ?assertEqual({ok, inside}, py_channel:try_receive(Inner)).
+
+recv_waits_for_send() ->
+    {ok, Ch} = py_channel:new(),
+    Reader = spawn_reader(Ch),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
+    ok = py_channel:send(Ch, {hello, 1}),
+    ?assertEqual({ok, {hello, 1}}, reader_result(Reader)),
+    ?assertEqual(0, maps:get(waiting_readers, py_channel:info(Ch))).
+
+recv_timeout() ->
+    {ok, Ch} = py_channel:new(),
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({error, timeout}, py_channel:recv(Ch, 50)),
+    ?assert(erlang:monotonic_time(millisecond) - T0 >= 50),
+    ?assertEqual(0, maps:get(waiting_readers, py_channel:info(Ch))),
+    ?assertEqual({error, timeout}, py_channel:recv(Ch, 0)),
+    receive Stray -> ?assertEqual(no_stray_message, Stray) after 0 -> ok end.
+
+close_wakes_readers() ->
+    {ok, Ch} = py_channel:new(),
+    Readers = [spawn_reader(Ch) || _ <- lists:seq(1, 5)],
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 5 end),
+    ok = py_channel:close(Ch),
+    ?assertEqual(lists:duplicate(5, {error, closed}),
+                 [reader_result(R) || R <- Readers]).
+
+many_readers() ->
+    {ok, Ch} = py_channel:new(#{max_size => 2000}),
+    Parent = self(),
+    Readers = [spawn_link(fun() -> Parent ! {self(), collect(Ch, [])} end)
+               || _ <- lists:seq(1, 4)],
+    Values = lists:seq(1, 20000),
+    [send_retrying(Ch, V) || V <- Values],
+    ok = py_channel:close(Ch),
+    Got = lists:append([receive {R, Vs} -> Vs end || R <- Readers]),
+    ?assertEqual(Values, lists:sort(Got)).
+
+eight_producers_one_reader() ->
+    {ok, Ch} = py_channel:new(#{max_size => 64 * 1024}),
+    Parent = self(),
+    Producers = 8,
+    PerProducer = 10000,
+    [spawn_link(fun() ->
+                        [send_retrying(Ch, {P, N}) || N <- lists:seq(1, PerProducer)],
+                        Parent ! {done, P}
+                end) || P <- lists:seq(1, Producers)],
+    Reader = spawn_link(fun() -> Parent ! {self(), collect(Ch, [])} end),
+    [receive {done, P} -> ok end || P <- lists:seq(1, Producers)],
+    ok = py_channel:close(Ch),
+    Got = receive {Reader, Vs} -> Vs end,
+    ?assertEqual(Producers * PerProducer, length(Got)),
+    Expected = [{P, N} || P <- lists:seq(1, Producers), N <- lists:seq(1, PerProducer)],
+    ?assertEqual(Expected, lists:sort(Got)),
+    %% Each producer's values arrive in the order it sent them.
+    [?assertEqual(lists:seq(1, PerProducer), [N || {P1, N} <- Got, P1 =:= P])
+     || P <- lists:seq(1, Producers)].
+
+register_callbacks() ->
+    ?assertEqual(ok, py_channel:register_callbacks()),
+    ?assertEqual(ok, py_channel:register_callbacks()),
+    Names = py_channel:registered_callbacks(),
+    [?assert(lists:member(N, Names))
+     || N <- ['_py_channel_receive', '_py_channel_try_receive', '_py_channel_info']].
+
+%% Helpers
+
+drain(Ch) ->
+    case py_channel:try_receive(Ch) of
+        {ok, T} -> [T | drain(Ch)];
+        {error, _} -> []
+    end.
+
+collect(Ch, Acc) ->
+    case py_channel:recv(Ch, 10000) of
+        {ok, T} -> collect(Ch, [T | Acc]);
+        {error, closed} -> lists:reverse(Acc)
+    end.
+
+send_retrying(Ch, Term) ->
+    case py_channel:send(Ch, Term) of
+        ok -> ok;
+        busy -> erlang:yield(), send_retrying(Ch, Term)
+    end.
+
+spawn_reader(Ch) ->
+    Parent = self(),
+    spawn_link(fun() -> Parent ! {self(), py_channel:recv(Ch, 10000)} end).
+
+reader_result(Reader) ->
+    receive {Reader, Result} -> Result after 10000 -> reader_hung end.
+
+live_channels() ->
+    maps:get(live_channels, py_channel:stats()).
+
+wait_until(Condition) ->
+    wait_until(Condition, 500).
+
+wait_until(Condition, 0) ->
+    ?assert(Condition());
+wait_until(Condition, Tries) ->
+    case Condition() of
+        true -> ok;
+        false -> timer:sleep(10), wait_until(Condition, Tries - 1)
+    end.
