@@ -3,7 +3,7 @@
 //! Erlang (`py_channel`); here a wrong type is a plain `badarg`.
 
 use crate::atoms;
-use crate::channel::{Cancelled, Parked, RecvError, SendError};
+use crate::channel::{Cancelled, Parked, RecvError, SendError, Weighed};
 use crate::channel_resource::ChannelResource;
 use crate::frame::Frame;
 use crate::reader_wake::ReaderWake;
@@ -11,7 +11,7 @@ use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 type ChannelArc = ResourceArc<ChannelResource>;
 
-/// Bytes of encoded term per percent of a timeslice reported to the scheduler, so a very
+/// Bytes of term per percent of a timeslice reported to the scheduler, so a very
 /// large send yields its scheduler sooner instead of counting as one cheap call.
 const BYTES_PER_TIMESLICE_PERCENT: usize = 64 * 1024;
 
@@ -26,9 +26,9 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelArc {
 }
 
 #[rustler::nif]
-fn send<'a>(env: Env<'a>, channel: ChannelArc, term: Term<'a>) -> Term<'a> {
-    let frame = Frame::encode(term, &channel);
-    let percent = frame.encoded_bytes().len() / BYTES_PER_TIMESLICE_PERCENT;
+fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a> {
+    let frame = Frame::encode(term, channel);
+    let percent = frame.weight() / BYTES_PER_TIMESLICE_PERCENT;
     if percent > 0 {
         rustler::schedule::consume_timeslice(env, percent.min(100) as i32);
     }
@@ -46,7 +46,7 @@ fn send<'a>(env: Env<'a>, channel: ChannelArc, term: Term<'a>) -> Term<'a> {
 }
 
 #[rustler::nif]
-fn try_receive<'a>(env: Env<'a>, channel: ChannelArc) -> Term<'a> {
+fn try_receive<'a>(env: Env<'a>, channel: &ChannelResource) -> Term<'a> {
     match channel.channel.try_recv() {
         Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
         Err(RecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
@@ -55,13 +55,13 @@ fn try_receive<'a>(env: Env<'a>, channel: ChannelArc) -> Term<'a> {
 }
 
 #[rustler::nif]
-fn close(env: Env<'_>, channel: ChannelArc) -> rustler::Atom {
+fn close(env: Env<'_>, channel: &ChannelResource) -> rustler::Atom {
     channel.close(Some(env));
     atoms::ok()
 }
 
 #[rustler::nif]
-fn info(env: Env<'_>, channel: ChannelArc) -> NifResult<Term<'_>> {
+fn info<'a>(env: Env<'a>, channel: &ChannelResource) -> NifResult<Term<'a>> {
     let core = &channel.channel;
     Term::map_from_pairs(
         env,
@@ -81,7 +81,7 @@ fn info(env: Env<'_>, channel: ChannelArc) -> NifResult<Term<'_>> {
 /// Parks the calling process as a reader: `ready` when a frame or the close is already
 /// there, else `{waiting, WaiterId}` and a `{py_channel_ready, Tag}` message later.
 #[rustler::nif]
-fn wait<'a>(env: Env<'a>, channel: ChannelArc, tag: u64) -> Term<'a> {
+fn wait<'a>(env: Env<'a>, channel: &ChannelResource, tag: u64) -> Term<'a> {
     let wake = ReaderWake::Process {
         pid: env.pid(),
         tag,
@@ -94,7 +94,7 @@ fn wait<'a>(env: Env<'a>, channel: ChannelArc, tag: u64) -> Term<'a> {
 
 /// Withdraws a parked process. `woken` means its wake message is already sent (or on its way).
 #[rustler::nif]
-fn cancel_wait(env: Env<'_>, channel: ChannelArc, waiter_id: u64) -> rustler::Atom {
+fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustler::Atom {
     match channel.channel.cancel_task(waiter_id) {
         Cancelled::Withdrawn => atoms::cancelled(),
         Cancelled::AlreadyWoken(pass_on) => {

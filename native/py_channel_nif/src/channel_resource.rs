@@ -1,16 +1,19 @@
 //! The channel as a BEAM resource: the core channel over frames, owned by a process.
 
 use crate::channel::Channel;
-use crate::frame::Frame;
+use crate::frame::{ArenaSlot, Frame};
 use crate::reader_wake::ReaderWake;
 use rustler::{Env, LocalPid, Monitor, Resource};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Channels allocated and not yet freed, for `py_channel:stats/0`.
 static LIVE_CHANNELS: AtomicUsize = AtomicUsize::new(0);
 
 pub struct ChannelResource {
     pub channel: Channel<Frame, ReaderWake>,
+    /// Where large binaries sent to this channel are held (see `frame::BinaryArena`).
+    pub binary_arena: Mutex<ArenaSlot>,
 }
 
 impl ChannelResource {
@@ -18,6 +21,7 @@ impl ChannelResource {
         LIVE_CHANNELS.fetch_add(1, Ordering::Relaxed);
         ChannelResource {
             channel: Channel::new(max_size),
+            binary_arena: Mutex::new(ArenaSlot::default()),
         }
     }
 

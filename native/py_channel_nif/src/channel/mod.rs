@@ -328,7 +328,9 @@ impl<T: Weighed, W> Channel<T, W> {
 
     fn lock_sleepers(&self) -> MutexGuard<'_, VecDeque<Sleeper<W>>> {
         // The list stays consistent even if a holder panicked: every update is one call.
-        self.sleepers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sleepers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

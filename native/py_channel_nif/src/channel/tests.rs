@@ -114,7 +114,10 @@ fn close_keeps_queued_frames_for_readers_to_drain() {
     }
     channel.close();
     assert!(channel.is_closed());
-    assert!(matches!(channel.send(item(9, 4)), Err(SendError::Closed(_))));
+    assert!(matches!(
+        channel.send(item(9, 4)),
+        Err(SendError::Closed(_))
+    ));
     for value in 0..3 {
         assert_eq!(channel.try_recv().unwrap().value, value);
     }

@@ -1,0 +1,194 @@
+%% `make bench': py_channel measured side by side with Erlang's own message
+%% passing, in one run on one machine, so the ratios mean something even on a
+%% noisy shared host. Each cell is the median over many batches.
+-module(py_channel_bench).
+
+-export([main/0]).
+
+-define(SIZES, [64, 1024, 16384]).
+-define(DEPTHS, [1000, 200000]).
+-define(BATCH, 500).
+-define(BATCHES, 200).
+-define(STREAM_MESSAGES, 1000000).
+
+main() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    io:format("~npy_channel benchmarks (OTP ~s, ~b schedulers)~n",
+              [erlang:system_info(otp_release), erlang:system_info(schedulers_online)]),
+    depth_table(),
+    stream_table(),
+    ok.
+
+%% Send and receive cost with a shallow and a deep queue.
+
+depth_table() ->
+    io:format("~n1. Cost per operation with the queue held near a depth, in steady state "
+              "(after one full turnover of the queue;~n   median of ~b batches of ~b sends "
+              "then ~b receives; ns/op, lower is better)~n~n",
+              [?BATCHES, ?BATCH, ?BATCH]),
+    io:format("~-8s ~-8s | ~12s ~12s | ~12s ~12s~n",
+              ["term", "queued", "ch send", "ch try_recv", "mailbox !", "mailbox recv"]),
+    Rows = [{Size, Depth, channel_depth(Size, Depth), mailbox_depth(Size, Depth)}
+            || Size <- ?SIZES, Depth <- ?DEPTHS],
+    [io:format("~-8s ~-8b | ~12.1f ~12.1f | ~12.1f ~12.1f~n",
+               [size_label(Size), Depth, ChSend, ChRecv, MbSend, MbRecv])
+     || {Size, Depth, {ChSend, ChRecv}, {MbSend, MbRecv}} <- Rows],
+    io:format("~nSend rate at 200,000 queued relative to 1,000 queued "
+              "(goal for py_channel: >= 0.80)~n~n"),
+    io:format("~-8s | ~12s ~12s~n", ["term", "py_channel", "mailbox"]),
+    lists:foreach(
+      fun(Size) ->
+              {_, _, {ChShallow, _}, {MbShallow, _}} = lists:keyfind(1000, 2, sized(Size, Rows)),
+              {_, _, {ChDeep, _}, {MbDeep, _}} = lists:keyfind(200000, 2, sized(Size, Rows)),
+              io:format("~-8s | ~12.2f ~12.2f~n",
+                        [size_label(Size), ChShallow / ChDeep, MbShallow / MbDeep])
+      end, ?SIZES).
+
+sized(Size, Rows) ->
+    [Row || {S, _, _, _} = Row <- Rows, S =:= Size].
+
+channel_depth(Size, Depth) ->
+    in_fresh_process(
+      fun() ->
+              Term = payload(Size),
+              {ok, Ch} = py_channel:new(),
+              channel_send_n(Ch, Term, Depth),
+              [channel_batch(Ch, Term) || _ <- lists:seq(1, turnover_batches(Depth))],
+              Samples = [channel_batch(Ch, Term) || _ <- lists:seq(1, ?BATCHES)],
+              ok = py_channel:close(Ch),
+              Samples
+      end).
+
+channel_batch(Ch, Term) ->
+    T0 = erlang:monotonic_time(nanosecond),
+    channel_send_n(Ch, Term, ?BATCH),
+    T1 = erlang:monotonic_time(nanosecond),
+    channel_recv_n(Ch, ?BATCH),
+    T2 = erlang:monotonic_time(nanosecond),
+    {T1 - T0, T2 - T1}.
+
+channel_send_n(_Ch, _Term, 0) -> ok;
+channel_send_n(Ch, Term, N) ->
+    ok = py_channel:send(Ch, Term),
+    channel_send_n(Ch, Term, N - 1).
+
+channel_recv_n(_Ch, 0) -> ok;
+channel_recv_n(Ch, N) ->
+    {ok, _} = py_channel:try_receive(Ch),
+    channel_recv_n(Ch, N - 1).
+
+%% The same with a process mailbox as the queue: a process sends to itself
+%% while `Depth' messages wait in its mailbox.
+mailbox_depth(Size, Depth) ->
+    in_fresh_process(
+      fun() ->
+              Term = payload(Size),
+              mailbox_send_n(self(), Term, Depth),
+              [mailbox_batch(Term) || _ <- lists:seq(1, turnover_batches(Depth))],
+              [mailbox_batch(Term) || _ <- lists:seq(1, ?BATCHES)]
+      end).
+
+%% Batches that replace every queued term once. Measuring starts after them:
+%% right after a burst of sends, the allocator is not yet in its steady state
+%% (the first 100,000 operations after a 200,000-term fill run up to 2x slower).
+turnover_batches(Depth) ->
+    max(1, Depth div ?BATCH).
+
+%% Runs a measurement in a new process, so no cell inherits another's heap,
+%% and turns its {SendNs, RecvNs} batch samples into per-operation medians.
+in_fresh_process(Measure) ->
+    Parent = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Parent ! {self(), Measure()} end),
+    receive
+        {Pid, Samples} ->
+            receive {'DOWN', Ref, process, Pid, _} -> ok end,
+            {SendNs, RecvNs} = lists:unzip(Samples),
+            {median(SendNs) / ?BATCH, median(RecvNs) / ?BATCH};
+        {'DOWN', Ref, process, Pid, Reason} ->
+            error({measurement_failed, Reason})
+    end.
+
+mailbox_batch(Term) ->
+    T0 = erlang:monotonic_time(nanosecond),
+    mailbox_send_n(self(), Term, ?BATCH),
+    T1 = erlang:monotonic_time(nanosecond),
+    mailbox_recv_n(?BATCH),
+    T2 = erlang:monotonic_time(nanosecond),
+    {T1 - T0, T2 - T1}.
+
+mailbox_send_n(_Pid, _Term, 0) -> ok;
+mailbox_send_n(Pid, Term, N) ->
+    Pid ! Term,
+    mailbox_send_n(Pid, Term, N - 1).
+
+mailbox_recv_n(0) -> ok;
+mailbox_recv_n(N) ->
+    receive _ -> mailbox_recv_n(N - 1) end.
+
+%% A stream from one process to another.
+
+stream_table() ->
+    io:format("~n2. Streaming ~b terms from one process to another "
+              "(million terms/s, higher is better)~n~n", [?STREAM_MESSAGES]),
+    io:format("~-8s | ~14s ~14s | ~8s~n",
+              ["term", "py_channel", "Erlang !", "ratio"]),
+    lists:foreach(
+      fun(Size) ->
+              Term = payload(Size),
+              Channel = channel_stream(Term, ?STREAM_MESSAGES),
+              Mailbox = mailbox_stream(Term, ?STREAM_MESSAGES),
+              io:format("~-8s | ~14.2f ~14.2f | ~8.2f~n",
+                        [size_label(Size), Channel, Mailbox, Channel / Mailbox])
+      end, ?SIZES),
+    io:format("(py_channel: max_size 1 MiB, the producer retries on busy; "
+              "the reader uses py_channel:recv/2)~n").
+
+channel_stream(Term, N) ->
+    {ok, Ch} = py_channel:new(#{max_size => 1 bsl 20}),
+    Parent = self(),
+    T0 = erlang:monotonic_time(nanosecond),
+    Reader = spawn_link(fun() -> Parent ! {self(), channel_drain(Ch, 0)} end),
+    spawn_link(fun() -> channel_produce(Ch, Term, N), py_channel:close(Ch) end),
+    receive {Reader, N} -> ok end,
+    N / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.
+
+channel_produce(_Ch, _Term, 0) -> ok;
+channel_produce(Ch, Term, N) ->
+    case py_channel:send(Ch, Term) of
+        ok -> channel_produce(Ch, Term, N - 1);
+        busy -> erlang:yield(), channel_produce(Ch, Term, N)
+    end.
+
+channel_drain(Ch, Count) ->
+    case py_channel:try_receive(Ch) of
+        {ok, _} -> channel_drain(Ch, Count + 1);
+        {error, empty} ->
+            case py_channel:recv(Ch, infinity) of
+                {ok, _} -> channel_drain(Ch, Count + 1);
+                {error, closed} -> Count
+            end;
+        {error, closed} -> Count
+    end.
+
+mailbox_stream(Term, N) ->
+    Parent = self(),
+    T0 = erlang:monotonic_time(nanosecond),
+    Reader = spawn_link(fun() -> mailbox_drain(N), Parent ! {self(), done} end),
+    spawn_link(fun() -> mailbox_send_n(Reader, Term, N) end),
+    receive {Reader, done} -> ok end,
+    N / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.
+
+mailbox_drain(0) -> ok;
+mailbox_drain(N) -> receive _ -> mailbox_drain(N - 1) end.
+
+%% Helpers
+
+payload(Size) ->
+    binary:copy(<<"x">>, Size).
+
+size_label(64) -> "64 B";
+size_label(1024) -> "1 KiB";
+size_label(16384) -> "16 KiB".
+
+median(Samples) ->
+    lists:nth(length(Samples) div 2 + 1, lists:sort(Samples)).
