@@ -5,7 +5,7 @@
 
 -export([main/0]).
 
--define(SIZES, [64, 1024, 16384]).
+-define(KINDS, ['64 B', '1 KiB', '16 KiB', request]).
 -define(DEPTHS, [1000, 200000]).
 -define(BATCH, 500).
 -define(BATCHES, 200).
@@ -28,29 +28,30 @@ depth_table() ->
               [?BATCHES, ?BATCH, ?BATCH]),
     io:format("~-8s ~-8s | ~12s ~12s | ~12s ~12s~n",
               ["term", "queued", "ch send", "ch try_recv", "mailbox !", "mailbox recv"]),
-    Rows = [{Size, Depth, channel_depth(Size, Depth), mailbox_depth(Size, Depth)}
-            || Size <- ?SIZES, Depth <- ?DEPTHS],
+    Rows = [{Kind, Depth, channel_depth(Kind, Depth), mailbox_depth(Kind, Depth)}
+            || Kind <- ?KINDS, Depth <- ?DEPTHS],
     [io:format("~-8s ~-8b | ~12.1f ~12.1f | ~12.1f ~12.1f~n",
-               [size_label(Size), Depth, ChSend, ChRecv, MbSend, MbRecv])
-     || {Size, Depth, {ChSend, ChRecv}, {MbSend, MbRecv}} <- Rows],
+               [Kind, Depth, ChSend, ChRecv, MbSend, MbRecv])
+     || {Kind, Depth, {ChSend, ChRecv}, {MbSend, MbRecv}} <- Rows],
     io:format("~nSend rate at 200,000 queued relative to 1,000 queued "
               "(goal for py_channel: >= 0.80)~n~n"),
     io:format("~-8s | ~12s ~12s~n", ["term", "py_channel", "mailbox"]),
     lists:foreach(
-      fun(Size) ->
-              {_, _, {ChShallow, _}, {MbShallow, _}} = lists:keyfind(1000, 2, sized(Size, Rows)),
-              {_, _, {ChDeep, _}, {MbDeep, _}} = lists:keyfind(200000, 2, sized(Size, Rows)),
+      fun(Kind) ->
+              {_, _, {ChShallow, _}, {MbShallow, _}} = lists:keyfind(1000, 2, of_kind(Kind, Rows)),
+              {_, _, {ChDeep, _}, {MbDeep, _}} = lists:keyfind(200000, 2, of_kind(Kind, Rows)),
               io:format("~-8s | ~12.2f ~12.2f~n",
-                        [size_label(Size), ChShallow / ChDeep, MbShallow / MbDeep])
-      end, ?SIZES).
+                        [Kind, ChShallow / ChDeep, MbShallow / MbDeep])
+      end, ?KINDS),
+    io:format("~n(request = {request, Pid, <<\"data\">>}; the binaries are N bytes of \"x\")~n").
 
-sized(Size, Rows) ->
-    [Row || {S, _, _, _} = Row <- Rows, S =:= Size].
+of_kind(Kind, Rows) ->
+    [Row || {K, _, _, _} = Row <- Rows, K =:= Kind].
 
-channel_depth(Size, Depth) ->
+channel_depth(Kind, Depth) ->
     in_fresh_process(
       fun() ->
-              Term = payload(Size),
+              Term = payload(Kind),
               {ok, Ch} = py_channel:new(),
               channel_send_n(Ch, Term, Depth),
               [channel_batch(Ch, Term) || _ <- lists:seq(1, turnover_batches(Depth))],
@@ -79,10 +80,10 @@ channel_recv_n(Ch, N) ->
 
 %% The same with a process mailbox as the queue: a process sends to itself
 %% while `Depth' messages wait in its mailbox.
-mailbox_depth(Size, Depth) ->
+mailbox_depth(Kind, Depth) ->
     in_fresh_process(
       fun() ->
-              Term = payload(Size),
+              Term = payload(Kind),
               mailbox_send_n(self(), Term, Depth),
               [mailbox_batch(Term) || _ <- lists:seq(1, turnover_batches(Depth))],
               [mailbox_batch(Term) || _ <- lists:seq(1, ?BATCHES)]
@@ -133,13 +134,13 @@ stream_table() ->
     io:format("~-8s | ~14s ~14s | ~8s~n",
               ["term", "py_channel", "Erlang !", "ratio"]),
     lists:foreach(
-      fun(Size) ->
-              Term = payload(Size),
+      fun(Kind) ->
+              Term = payload(Kind),
               Channel = channel_stream(Term, ?STREAM_MESSAGES),
               Mailbox = mailbox_stream(Term, ?STREAM_MESSAGES),
               io:format("~-8s | ~14.2f ~14.2f | ~8.2f~n",
-                        [size_label(Size), Channel, Mailbox, Channel / Mailbox])
-      end, ?SIZES),
+                        [Kind, Channel, Mailbox, Channel / Mailbox])
+      end, ?KINDS),
     io:format("(py_channel: max_size 1 MiB, the producer retries on busy; "
               "the reader uses py_channel:recv/2)~n").
 
@@ -183,12 +184,10 @@ mailbox_drain(N) -> receive _ -> mailbox_drain(N - 1) end.
 
 %% Helpers
 
-payload(Size) ->
-    binary:copy(<<"x">>, Size).
-
-size_label(64) -> "64 B";
-size_label(1024) -> "1 KiB";
-size_label(16384) -> "16 KiB".
+payload('64 B') -> binary:copy(<<"x">>, 64);
+payload('1 KiB') -> binary:copy(<<"x">>, 1024);
+payload('16 KiB') -> binary:copy(<<"x">>, 16384);
+payload(request) -> {request, self(), <<"data">>}.
 
 median(Samples) ->
     lists:nth(length(Samples) div 2 + 1, lists:sort(Samples)).

@@ -19,7 +19,8 @@
 -module(py_channel).
 
 -export([new/0, new/1, send/2, close/1, info/1, try_receive/1,
-         recv/1, recv/2, register_callbacks/0, registered_callbacks/0, stats/0]).
+         recv/1, recv/2, term_size/1, register_callbacks/0, registered_callbacks/0,
+         stats/0]).
 
 -export_type([channel/0, options/0, info/0]).
 
@@ -27,8 +28,8 @@
 %% A channel handle. It may be sent in messages, stored, and passed to Python.
 
 -type options() :: #{max_size => non_neg_integer(), owner => pid()}.
-%% `max_size': bytes of queued terms (external term format) allowed before
-%% `send/2' answers `busy'; 0, the default, means unlimited.
+%% `max_size': bytes of queued terms allowed before `send/2' answers `busy'
+%% (see `term_size/1' for how a term is counted); 0, the default, means unlimited.
 %% `owner': the process whose exit closes the channel; the caller by default.
 
 -type info() :: #{size := non_neg_integer(),
@@ -155,6 +156,13 @@ deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
 
 remaining(infinity) -> infinity;
 remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+
+%% @doc The bytes `Term' counts against `max_size' and in `size': about the
+%% memory it takes, as the BEAM lays it out (8 bytes a word; a binary counts
+%% its length plus 16). Funs count a fixed 64 bytes whatever they capture.
+-spec term_size(term()) -> non_neg_integer().
+term_size(Term) ->
+    py_channel_nif:term_size(Term).
 
 %% @doc Makes the channel available to Python code written against
 %% erlang_python: `erlang.call('_py_channel_receive', ref)',

@@ -4,10 +4,10 @@
 -module(py_channel_nif).
 
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
-         wait/2, cancel_wait/2, live_channels/0]).
+         wait/2, cancel_wait/2, term_size/1, live_channels/0]).
 
 -nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
-       wait/2, cancel_wait/2, live_channels/0]).
+       wait/2, cancel_wait/2, term_size/1, live_channels/0]).
 
 -on_load(load/0).
 
@@ -34,4 +34,5 @@ close(_Channel) -> ?NOT_LOADED.
 info(_Channel) -> ?NOT_LOADED.
 wait(_Channel, _Tag) -> ?NOT_LOADED.
 cancel_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
+term_size(_Term) -> ?NOT_LOADED.
 live_channels() -> ?NOT_LOADED.

@@ -15,6 +15,7 @@ py_channel_test_() ->
        fun channel_in_message/0},
       {"deep nesting does not overflow the stack", fun deep_nesting/0},
       {"FIFO order", fun fifo_order/0},
+      {"term_size/1 counts words and binary bytes", fun term_size_measure/0},
       {"size counts the bytes queued", fun byte_accounting/0},
       {"busy when the queued bytes would exceed max_size", fun busy_rule/0},
       {"too_large when the term alone exceeds max_size", fun too_large/0},
@@ -29,6 +30,8 @@ py_channel_test_() ->
       {"memory is freed when the last reference is gone", fun freed_when_unreferenced/0},
       {"a pinned channel lives as long as the message holding it",
        fun pinned_channel_lifetime/0},
+      {"a channel holding itself is still freed", fun self_reference_freed/0},
+      {"queued binaries are released once received", fun binaries_released_when_received/0},
       {"recv/2 waits for a send", fun recv_waits_for_send/0},
       {"recv/2 times out and leaves no message behind", fun recv_timeout/0},
       {"close wakes every blocked Erlang reader", fun close_wakes_readers/0},
@@ -99,10 +102,25 @@ fifo_order() ->
     [ok = py_channel:send(Ch, N) || N <- lists:seq(1, 5000)],
     ?assertEqual(lists:seq(1, 5000), drain(Ch)).
 
+term_size_measure() ->
+    ?assertEqual(8, py_channel:term_size(atom)),
+    ?assertEqual(8, py_channel:term_size(42)),
+    ?assertEqual(16, py_channel:term_size(1.5)),
+    ?assertEqual(16 + 1000, py_channel:term_size(binary:copy(<<1>>, 1000))),
+    ?assertEqual(16 + 5, py_channel:term_size(<<"hello">>)),
+    ?assertEqual(8 + 8 + 8, py_channel:term_size({a, b})),
+    ?assertEqual(3 * 16, py_channel:term_size([1, 2, 3])),
+    ?assertEqual(8, py_channel:term_size([])),
+    ?assertEqual(24 + 2 * 8, py_channel:term_size(#{a => 1})),
+    %% Nested terms add up; a bignum counts at least its digits.
+    ?assertEqual(8 + 8 + (16 + 4) + 3 * 16,
+                 py_channel:term_size({x, <<"data">>, [1, 2, 3]})),
+    ?assert(py_channel:term_size(1 bsl 1000) >= 1000 div 8).
+
 byte_accounting() ->
     {ok, Ch} = py_channel:new(),
     Terms = [<<"x">>, {a, b}, lists:seq(1, 100), binary:copy(<<1>>, 1000)],
-    Sizes = [byte_size(term_to_binary(T)) || T <- Terms],
+    Sizes = [py_channel:term_size(T) || T <- Terms],
     Total = lists:sum(Sizes),
     [ok = py_channel:send(Ch, T) || T <- Terms],
     ?assertMatch(#{size := Total, length := 4}, py_channel:info(Ch)),
@@ -113,7 +131,7 @@ byte_accounting() ->
 
 busy_rule() ->
     Term = binary:copy(<<7>>, 100),
-    Bytes = byte_size(term_to_binary(Term)),
+    Bytes = py_channel:term_size(Term),
     {ok, Ch} = py_channel:new(#{max_size => 3 * Bytes}),
     ?assertEqual(ok, py_channel:send(Ch, Term)),
     ?assertEqual(ok, py_channel:send(Ch, Term)),
@@ -128,7 +146,7 @@ busy_rule() ->
 
 too_large() ->
     {ok, Ch} = py_channel:new(#{max_size => 64}),
-    Huge = binary:copy(<<1>>, 65),
+    Huge = binary:copy(<<1>>, 49),
     ?assertEqual({error, too_large}, py_channel:send(Ch, Huge)),
     %% Even on an empty channel, never an endless busy.
     ?assertEqual({error, too_large}, py_channel:send(Ch, Huge)),
@@ -231,7 +249,6 @@ freed_when_unreferenced() ->
     wait_until(fun() -> live_channels() =< Before end).
 
 pinned_channel_lifetime() ->
-    Before = live_channels(),
     {ok, Outer} = py_channel:new(),
     Parent = self(),
     {Pid, Ref} = spawn_monitor(
@@ -242,11 +259,48 @@ pinned_channel_lifetime() ->
                    end),
     receive {'DOWN', Ref, process, Pid, normal} -> ok end,
     %% Only the queued message refers to Inner now, and it keeps it alive:
-    %% unpinned, it would decode to a stale reference that is no channel.
+    %% were it freed, the reference would no longer be a channel (badarg).
     erlang:garbage_collect(),
-    ?assert(live_channels() >= Before + 1),
     {ok, {inner, Inner}} = py_channel:try_receive(Outer),
     ?assertEqual({ok, inside}, py_channel:try_receive(Inner)).
+
+self_reference_freed() ->
+    Before = settled_live_channels(),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           {ok, A} = py_channel:new(),
+                           {ok, B} = py_channel:new(),
+                           ok = py_channel:send(A, A),
+                           ok = py_channel:send(A, {a_and_b, A, B}),
+                           ok = py_channel:send(B, {b, [B]})
+                   end),
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    %% A and B each hold themselves, and A holds B: nothing outside refers
+    %% to them, so both are freed.
+    ?assertEqual(Before, settled_live_channels()).
+
+binaries_released_when_received() ->
+    Parent = self(),
+    {ok, Ch} = py_channel:new(),
+    Baseline = erlang:memory(binary),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           [ok = py_channel:send(Ch, binary:copy(<<N:8>>, 100000))
+                            || N <- lists:seq(1, 200)],
+                           Parent ! sent
+                   end),
+    receive sent -> ok end,
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    %% 20 MB of binaries, held by the queue alone.
+    ?assert(erlang:memory(binary) >= Baseline + 200 * 100000),
+    {Reader, ReaderRef} = spawn_monitor(
+                            fun() ->
+                                    Got = drain(Ch),
+                                    200 = length(Got),
+                                    true = lists:all(fun(B) -> byte_size(B) =:= 100000 end, Got)
+                            end),
+    receive {'DOWN', ReaderRef, process, Reader, Why} -> ?assertEqual(normal, Why) end,
+    wait_until(fun() -> erlang:memory(binary) < Baseline + 2000000 end).
 
 recv_waits_for_send() ->
     {ok, Ch} = py_channel:new(),
@@ -340,6 +394,11 @@ reader_result(Reader) ->
 
 live_channels() ->
     maps:get(live_channels, py_channel:stats()).
+
+%% The live count once every process has dropped its garbage.
+settled_live_channels() ->
+    [erlang:garbage_collect(P) || P <- processes()],
+    live_channels().
 
 wait_until(Condition) ->
     wait_until(Condition, 500).

@@ -7,6 +7,7 @@ use crate::channel::{Cancelled, Parked, RecvError, SendError, Weighed};
 use crate::channel_resource::ChannelResource;
 use crate::frame::Frame;
 use crate::reader_wake::ReaderWake;
+use crate::term_scan;
 use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 type ChannelArc = ResourceArc<ChannelResource>;
@@ -104,6 +105,12 @@ fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustl
             atoms::woken()
         }
     }
+}
+
+/// The bytes `term` counts against `max_size`.
+#[rustler::nif]
+fn term_size(term: Term<'_>) -> usize {
+    term_scan::scan(term, None).bytes
 }
 
 #[rustler::nif]

@@ -12,8 +12,8 @@ static LIVE_CHANNELS: AtomicUsize = AtomicUsize::new(0);
 
 pub struct ChannelResource {
     pub channel: Channel<Frame, ReaderWake>,
-    /// Where large binaries sent to this channel are held (see `frame::BinaryArena`).
-    pub binary_arena: Mutex<ArenaSlot>,
+    /// Where the terms sent to this channel are held (see `frame::TermArena`).
+    pub arena: Mutex<ArenaSlot>,
 }
 
 impl ChannelResource {
@@ -21,7 +21,7 @@ impl ChannelResource {
         LIVE_CHANNELS.fetch_add(1, Ordering::Relaxed);
         ChannelResource {
             channel: Channel::new(max_size),
-            binary_arena: Mutex::new(ArenaSlot::default()),
+            arena: Mutex::new(ArenaSlot::default()),
         }
     }
 

@@ -15,6 +15,8 @@ mod channel_resource;
 mod frame;
 #[cfg(feature = "nif")]
 mod reader_wake;
+#[cfg(feature = "nif")]
+mod term_scan;
 
 #[cfg(feature = "nif")]
 rustler::init!("py_channel_nif");

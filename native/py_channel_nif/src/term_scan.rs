@@ -1,0 +1,157 @@
+//! One pass over a term before it is queued: its size in bytes, what `max_size` and `size`
+//! count, and the channels inside it. An explicit stack makes any nesting depth safe.
+//!
+//! The size is about the memory the term takes as the BEAM lays it out: 8 bytes a word, a
+//! binary its length plus two words. It is an estimate for funs (their captured variables are
+//! not counted), exact enough everywhere else for backpressure.
+
+use crate::channel_resource::ChannelResource;
+use rustler::sys::{
+    enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64, enif_inspect_binary,
+    enif_is_empty_list, enif_release_binary, enif_term_to_binary, enif_term_type, ErlNifBinary,
+    ErlNifTerm, ErlNifTermType,
+};
+use rustler::types::map::MapIterator;
+use rustler::{Env, ResourceArc, Term};
+use std::mem::MaybeUninit;
+
+const WORD: usize = 8;
+/// Refs, and pids or ports of other nodes: a header and a few words.
+const SMALL_BOXED: usize = 4 * WORD;
+/// A fun's header and code pointer.
+const FUN: usize = 8 * WORD;
+
+pub struct TermScan {
+    pub bytes: usize,
+    /// The term holds the channel it is being sent to.
+    pub holds_destination: bool,
+    /// Every other channel inside the term.
+    pub other_channels: Vec<ResourceArc<ChannelResource>>,
+}
+
+/// Scans `term` on its way into `destination` (`None`: only the size is wanted).
+pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
+    let env = term.get_env();
+    let mut result = TermScan {
+        bytes: 0,
+        holds_destination: false,
+        other_channels: Vec::new(),
+    };
+    let mut pending = vec![term];
+    while let Some(term) = pending.pop() {
+        let bytes = node_size(env, term, &mut pending, &mut |reference| {
+            if let Ok(channel) = reference.decode::<ResourceArc<ChannelResource>>() {
+                if destination.is_some_and(|destination| std::ptr::eq(&*channel, destination)) {
+                    result.holds_destination = true;
+                } else {
+                    result.other_channels.push(channel);
+                }
+            }
+        });
+        result.bytes += bytes;
+    }
+    result
+}
+
+/// The bytes of one node; its children go onto `pending`, a reference to `on_reference`.
+fn node_size<'a>(
+    env: Env<'a>,
+    term: Term<'a>,
+    pending: &mut Vec<Term<'a>>,
+    on_reference: &mut impl FnMut(Term<'a>),
+) -> usize {
+    let (raw_env, raw) = (env.as_c_arg(), term.as_c_arg());
+    // SAFETY (all calls below): `raw` is a valid term of `raw_env`, and out-parameters are
+    // read only when the call reports success.
+    match unsafe { enif_term_type(raw_env, raw) } {
+        ErlNifTermType::ERL_NIF_TERM_TYPE_ATOM
+        | ErlNifTermType::ERL_NIF_TERM_TYPE_PID
+        | ErlNifTermType::ERL_NIF_TERM_TYPE_PORT => WORD,
+        ErlNifTermType::ERL_NIF_TERM_TYPE_FLOAT => 2 * WORD,
+        ErlNifTermType::ERL_NIF_TERM_TYPE_REFERENCE => {
+            on_reference(term);
+            SMALL_BOXED
+        }
+        ErlNifTermType::ERL_NIF_TERM_TYPE_FUN => FUN,
+        ErlNifTermType::ERL_NIF_TERM_TYPE_INTEGER => {
+            let (mut signed, mut unsigned) = (0, 0);
+            if unsafe { enif_get_int64(raw_env, raw, &mut signed) } != 0 {
+                WORD
+            } else if unsafe { enif_get_uint64(raw_env, raw, &mut unsigned) } != 0 {
+                2 * WORD
+            } else {
+                external_size(term)
+            }
+        }
+        ErlNifTermType::ERL_NIF_TERM_TYPE_BITSTRING => {
+            let mut binary = MaybeUninit::<ErlNifBinary>::uninit();
+            if unsafe { enif_inspect_binary(raw_env, raw, binary.as_mut_ptr()) } != 0 {
+                2 * WORD + unsafe { binary.assume_init() }.size
+            } else {
+                // A bitstring that is not whole bytes: rare, so measured by encoding it.
+                external_size(term)
+            }
+        }
+        ErlNifTermType::ERL_NIF_TERM_TYPE_TUPLE => {
+            let mut arity = 0;
+            let mut elements = MaybeUninit::<*const ErlNifTerm>::uninit();
+            if unsafe { enif_get_tuple(raw_env, raw, &mut arity, elements.as_mut_ptr()) } != 0 {
+                let elements = unsafe { elements.assume_init() };
+                for index in 0..arity as usize {
+                    pending.push(unsafe { Term::new(env, *elements.add(index)) });
+                }
+            }
+            WORD
+        }
+        ErlNifTermType::ERL_NIF_TERM_TYPE_LIST => {
+            let mut cells = 0;
+            let mut rest = raw;
+            let (mut head, mut tail) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+            while unsafe { enif_get_list_cell(raw_env, rest, head.as_mut_ptr(), tail.as_mut_ptr()) }
+                != 0
+            {
+                pending.push(unsafe { Term::new(env, head.assume_init()) });
+                rest = unsafe { tail.assume_init() };
+                cells += 1;
+            }
+            if cells == 0 {
+                return WORD; // []
+            }
+            if unsafe { enif_is_empty_list(raw_env, rest) } == 0 {
+                pending.push(unsafe { Term::new(env, rest) }); // an improper tail
+            }
+            // A cell is two words: the head's is counted with the head, this is the tail's.
+            WORD * cells
+        }
+        ErlNifTermType::ERL_NIF_TERM_TYPE_MAP => {
+            if let Some(entries) = MapIterator::new(term) {
+                for (key, value) in entries {
+                    pending.push(key);
+                    pending.push(value);
+                }
+            }
+            3 * WORD
+        }
+        _ => external_size(term),
+    }
+}
+
+/// The size in external term format: exact, but it encodes the term, so only for rare kinds.
+fn external_size(term: Term<'_>) -> usize {
+    let mut binary = MaybeUninit::<ErlNifBinary>::uninit();
+    // SAFETY: the binary is released right after reading its size.
+    unsafe {
+        if enif_term_to_binary(
+            term.get_env().as_c_arg(),
+            term.as_c_arg(),
+            binary.as_mut_ptr(),
+        ) == 0
+        {
+            return SMALL_BOXED;
+        }
+        let mut binary = binary.assume_init();
+        let size = binary.size;
+        enif_release_binary(&mut binary);
+        size
+    }
+}
