@@ -32,7 +32,9 @@ test-eunit: build
 	$(ERL) -pa _build/eunit -eval 'case eunit:test([py_channel_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
 
 demo: build
-	$(ERL) -pa _build/bench -eval 'py_channel_demo:main(), halt().'
+	@mkdir -p _build/demo
+	erlc -o _build/demo +debug_info demo/*.erl
+	$(ERL) -pa _build/demo -eval 'py_channel_demo:main(), halt().'
 
 bench: build
 	@mkdir -p _build/bench

@@ -1,0 +1,112 @@
+%% `make demo': a producer streams records through a backpressured channel to
+%% two workers that parse and hash each one and reply to the producer's
+%% collector. It ends with the rate, the reply latency and a check that every
+%% record was answered exactly once.
+%%
+%% The workers are Erlang processes reading with py_channel:recv/2 until the
+%% Python reader (`for msg in Channel(ref)') lands; the channel, the
+%% backpressure and the accounting are the real ones.
+-module(py_channel_demo).
+
+-export([main/0, main/1]).
+
+-define(DEFAULT_RECORDS, 1000000).
+-define(WORKERS, 2).
+-define(MAX_SIZE, 1 bsl 20).
+-define(PROGRESS_EVERY, 100000).
+%% Reply latency is sampled on one record in this many.
+-define(LATENCY_SAMPLE, 50).
+
+main() ->
+    main(?DEFAULT_RECORDS).
+
+main(Records) ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    {ok, Channel} = py_channel:new(#{max_size => ?MAX_SIZE}),
+    io:format("py_channel demo: ~b records -> channel (max_size ~b bytes) -> ~b workers~n",
+              [Records, ?MAX_SIZE, ?WORKERS]),
+    Answered = atomics:new(Records, []),
+    Collector = spawn_link(fun() -> collect(Records, Answered) end),
+    Workers = [spawn_link(fun() -> work(Channel) end) || _ <- lists:seq(1, ?WORKERS)],
+    Started = erlang:monotonic_time(microsecond),
+    Busy = produce(Channel, Collector, 1, Records, 0),
+    ok = py_channel:close(Channel),
+    Collector ! {finished, self()},
+    {Latencies, Duplicates} = receive {collected, L, D} -> {L, D} end,
+    Elapsed = erlang:monotonic_time(microsecond) - Started,
+    [receive {'EXIT', W, normal} -> ok after 0 -> ok end || W <- Workers],
+    Missing = length([I || I <- lists:seq(1, Records), atomics:get(Answered, I) =:= 0]),
+    Sorted = lists:sort(Latencies),
+    io:format("~nrecords:        ~b in ~.2f s = ~b records/s~n",
+              [Records, Elapsed / 1.0e6, round(Records / (Elapsed / 1.0e6))]),
+    io:format("backpressure:   ~b busy answers (producer retried)~n", [Busy]),
+    io:format("reply latency:  median ~b us, p99 ~b us (~b samples)~n",
+              [percentile(Sorted, 50), percentile(Sorted, 99), length(Sorted)]),
+    case {Missing, Duplicates} of
+        {0, 0} ->
+            io:format("exactly once:   yes, every record answered once~n");
+        _ ->
+            io:format("exactly once:   NO: ~b missing, ~b duplicated~n", [Missing, Duplicates]),
+            halt(1)
+    end.
+
+produce(_Channel, _Collector, Seq, Records, Busy) when Seq > Records ->
+    Busy;
+produce(Channel, Collector, Seq, Records, Busy) ->
+    Record = {record, Seq, Collector, erlang:monotonic_time(microsecond),
+              <<"sensor-", (integer_to_binary(Seq rem 97))/binary, ",",
+                (integer_to_binary(Seq * 7919 rem 100000))/binary>>},
+    case py_channel:send(Channel, Record) of
+        ok -> produce(Channel, Collector, Seq + 1, Records, Busy);
+        busy -> erlang:yield(), produce(Channel, Collector, Seq, Records, Busy + 1)
+    end.
+
+%% Parse "sensor-N,Value", hash the record, reply to whoever asked.
+work(Channel) ->
+    case py_channel:recv(Channel, infinity) of
+        {ok, {record, Seq, ReplyTo, SentAt, Payload}} ->
+            [Sensor, Value] = binary:split(Payload, <<",">>),
+            Digest = erlang:phash2({Sensor, binary_to_integer(Value)}),
+            ReplyTo ! {answer, Seq, SentAt, Digest},
+            work(Channel);
+        {error, closed} ->
+            ok
+    end.
+
+-record(tally, {records, answered, count = 0, latencies = [], duplicates = 0,
+                finished_by = none}).
+
+collect(Records, Answered) ->
+    collect(#tally{records = Records, answered = Answered}).
+
+%% Counts answers until all are in and the producer has finished. Once the
+%% producer has finished, an answer that takes over 5 s is given up on: the
+%% exactly-once check then reports it missing.
+collect(#tally{count = Count, records = Records, finished_by = From} = T)
+  when Count >= Records, From =/= none ->
+    From ! {collected, T#tally.latencies, T#tally.duplicates};
+collect(#tally{finished_by = FinishedBy} = T) ->
+    Patience = case FinishedBy of none -> infinity; _ -> 5000 end,
+    receive
+        {answer, Seq, SentAt, _Digest} ->
+            collect(tally(T, Seq, SentAt));
+        {finished, From} ->
+            collect(T#tally{finished_by = From})
+    after Patience ->
+            FinishedBy ! {collected, T#tally.latencies, T#tally.duplicates}
+    end.
+
+tally(#tally{answered = Answered, count = Count, records = Records} = T, Seq, SentAt) ->
+    Duplicate = case atomics:add_get(Answered, Seq, 1) of 1 -> 0; _ -> 1 end,
+    Latencies = case Seq rem ?LATENCY_SAMPLE of
+                    0 -> [erlang:monotonic_time(microsecond) - SentAt | T#tally.latencies];
+                    _ -> T#tally.latencies
+                end,
+    (Count + 1) rem ?PROGRESS_EVERY =:= 0 andalso
+        io:format("  ~b/~b answered~n", [Count + 1, Records]),
+    T#tally{count = Count + 1, latencies = Latencies,
+            duplicates = T#tally.duplicates + Duplicate}.
+
+percentile([], _) -> 0;
+percentile(Sorted, P) ->
+    lists:nth(max(1, min(length(Sorted), round(length(Sorted) * P / 100))), Sorted).
