@@ -4,6 +4,7 @@
 #   make bench  benchmarks, each printing its comparison from the same run
 
 SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 MIX_ENV ?= test
 export MIX_ENV
 ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 2>/dev/null)
