@@ -4,16 +4,25 @@
 -module(py_channel_nif).
 
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
-         wait/2, cancel_wait/2, term_size/1, live_channels/0]).
+         wait/2, cancel_wait/2, term_size/1, live_channels/0,
+         py_start/1, py_exec/3, py_eval/4, py_call/7, py_abandon/1,
+         py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
+         py_thread_count/0]).
 
 -nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
-       wait/2, cancel_wait/2, term_size/1, live_channels/0]).
+       wait/2, cancel_wait/2, term_size/1, live_channels/0,
+       py_start/1, py_exec/3, py_eval/4, py_call/7, py_abandon/1,
+       py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
+       py_thread_count/0]).
 
 -on_load(load/0).
 
 -spec load() -> ok | {error, term()}.
 load() ->
-    erlang:load_nif(filename:join([priv_dir(), "native", "py_channel_nif"]), 0).
+    Priv = priv_dir(),
+    %% The load info tells the NIF where the `erlang' Python package is.
+    erlang:load_nif(filename:join([Priv, "native", "py_channel_nif"]),
+                    unicode:characters_to_binary(filename:join(Priv, "python"))).
 
 %% The application's priv dir, or the one beside this module's ebin when the
 %% code path has no `py_channel' application (a bare `erl -pa ebin').
@@ -36,3 +45,12 @@ wait(_Channel, _Tag) -> ?NOT_LOADED.
 cancel_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
 term_size(_Term) -> ?NOT_LOADED.
 live_channels() -> ?NOT_LOADED.
+py_start(_Ref) -> ?NOT_LOADED.
+py_exec(_Ref, _Namespace, _Code) -> ?NOT_LOADED.
+py_eval(_Ref, _Namespace, _Code, _Locals) -> ?NOT_LOADED.
+py_call(_Ref, _Namespace, _Module, _Function, _Args, _Kwargs, _Reply) -> ?NOT_LOADED.
+py_abandon(_Handle) -> ?NOT_LOADED.
+py_namespace_new() -> ?NOT_LOADED.
+py_callback_reply(_Handle, _Result) -> ?NOT_LOADED.
+py_set_runtime(_Pid) -> ?NOT_LOADED.
+py_thread_count() -> ?NOT_LOADED.

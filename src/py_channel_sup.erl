@@ -1,6 +1,6 @@
 %% @private
 %% @doc Top supervisor of the `py_channel' application. Channels need no
-%% process of their own; the interpreter's processes will live here.
+%% process of their own; `py_runtime' serves the embedded interpreter.
 -module(py_channel_sup).
 -behaviour(supervisor).
 
@@ -12,4 +12,5 @@ start_link() ->
 
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
-    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, []}}.
+    Runtime = #{id => py_runtime, start => {py_runtime, start_link, []}},
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, [Runtime]}}.

@@ -18,4 +18,11 @@ rustler::atoms! {
     owner,
     live_channels,
     py_channel_ready,
+    py_response,
+    py_callback,
+    py_log,
+    debug,
+    python_not_started,
+    abandoned,
+    delivered,
 }

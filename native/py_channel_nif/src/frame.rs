@@ -56,9 +56,11 @@ impl Frame {
         match &self.stored {
             Stored::Copied(held) => held.copy_into(env),
             // SAFETY: the bytes were produced by enif_term_to_binary in this VM.
-            Stored::Encoded { etf, .. } => unsafe { env.binary_to_term_trusted(etf.as_slice()) }
-                .expect("a frame holds valid external term format")
-                .0,
+            Stored::Encoded { etf, .. } => {
+                unsafe { env.binary_to_term_trusted(etf.as_slice()) }
+                    .expect("a frame holds valid external term format")
+                    .0
+            }
         }
     }
 }

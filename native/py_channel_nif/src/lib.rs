@@ -1,7 +1,10 @@
 //! py_channel's NIF: a backpressured channel from BEAM processes to embedded CPython.
 //!
-//! This file is only the NIF table; see `channel/` for the core, `frame.rs` for how a message
-//! is stored, `channel_nif.rs` for the functions Erlang calls.
+//! This file is only the NIF table. The channel: `channel/` (the core), `frame.rs` (how a
+//! message is stored), `channel_nif.rs` (its NIFs). Python: `interpreter.rs` (start),
+//! `worker_pool.rs` (threads), `python_jobs.rs` and `python_nif.rs` (`py` requests),
+//! `conversion/` (terms <-> objects), `python_module.rs` and `python_types.rs` (the native
+//! `erlang` module), `callbacks.rs` (`erlang.call`).
 
 pub mod channel;
 
@@ -19,4 +22,26 @@ mod reader_wake;
 mod term_scan;
 
 #[cfg(feature = "nif")]
-rustler::init!("py_channel_nif");
+mod callbacks;
+#[cfg(feature = "nif")]
+mod conversion;
+#[cfg(feature = "nif")]
+mod interpreter;
+#[cfg(feature = "nif")]
+mod python_jobs;
+#[cfg(feature = "nif")]
+mod python_module;
+#[cfg(feature = "nif")]
+mod python_nif;
+#[cfg(feature = "nif")]
+mod python_types;
+#[cfg(feature = "nif")]
+mod worker_pool;
+
+#[cfg(feature = "nif")]
+fn load(_env: rustler::Env, load_info: rustler::Term) -> bool {
+    python_nif::load(load_info)
+}
+
+#[cfg(feature = "nif")]
+rustler::init!("py_channel_nif", load = load);

@@ -1,0 +1,12 @@
+//! Term conversion between Erlang and Python, both ways, lossless where the languages allow
+//! (the table in DESIGN.md). Runs on Python worker threads only.
+
+mod etf;
+mod to_erlang;
+mod to_python;
+
+pub use to_erlang::to_erlang;
+pub use to_python::{to_python, BinaryMode};
+
+/// Deeper nesting than this is an error rather than a stack overflow.
+pub const MAX_DEPTH: usize = 10_000;

@@ -1,0 +1,156 @@
+//! Python object -> Erlang term.
+//!
+//! A `str` becomes a binary, never an atom (atoms are not garbage-collected): only
+//! `erlang.Atom` makes an atom. An object with no mapping raises `TypeError` naming its type.
+
+use super::to_python::atom_class;
+use super::{etf, MAX_DEPTH};
+use crate::python_module::type_name;
+use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
+use rustler::types::tuple::make_tuple;
+use rustler::{Atom, Encoder, Env, NewBinary, Term};
+
+pub fn to_erlang<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Term<'a>> {
+    convert(env, object, 0)
+}
+
+fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResult<Term<'a>> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "object nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    if object.is_none() {
+        return Ok(atom(env, "none"));
+    }
+    if let Ok(flag) = object.cast::<PyBool>() {
+        return Ok(flag.is_true().encode(env));
+    }
+    if let Ok(int) = object.cast::<PyInt>() {
+        return integer(env, int);
+    }
+    if let Ok(float) = object.cast::<PyFloat>() {
+        let value = float.value();
+        return Ok(if value.is_nan() {
+            atom(env, "nan")
+        } else if value == f64::INFINITY {
+            atom(env, "infinity")
+        } else if value == f64::NEG_INFINITY {
+            atom(env, "neg_infinity")
+        } else {
+            value.encode(env)
+        });
+    }
+    if let Ok(text) = object.cast::<PyString>() {
+        let text = text.to_str()?;
+        if object.is_instance(atom_class(object.py())?)? {
+            return atom_from_text(env, text);
+        }
+        return Ok(binary(env, text.as_bytes()));
+    }
+    if let Ok(bytes) = object.cast::<PyBytes>() {
+        return Ok(binary(env, bytes.as_bytes()));
+    }
+    if let Ok(bytes) = object.cast::<PyByteArray>() {
+        return Ok(binary(env, &bytes.to_vec()));
+    }
+    if let Ok(list) = object.cast::<PyList>() {
+        let items = list
+            .iter()
+            .map(|item| convert(env, &item, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
+        return Ok(items.encode(env));
+    }
+    if let Ok(tuple) = object.cast::<PyTuple>() {
+        let items = tuple
+            .iter()
+            .map(|item| convert(env, &item, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
+        return Ok(make_tuple(env, &items));
+    }
+    if let Ok(dict) = object.cast::<PyDict>() {
+        let mut keys = Vec::with_capacity(dict.len());
+        let mut values = Vec::with_capacity(dict.len());
+        for (key, value) in dict.iter() {
+            keys.push(convert(env, &key, depth + 1)?);
+            values.push(convert(env, &value, depth + 1)?);
+        }
+        return Term::map_from_term_arrays(env, &keys, &values)
+            .map_err(|_| PyValueError::new_err("two dict keys become the same Erlang term"));
+    }
+    if let Ok(pid) = object.cast::<PyPid>() {
+        return Ok(pid.get().pid.encode(env));
+    }
+    if let Ok(channel) = object.cast::<PyChannelRef>() {
+        return Ok(channel.get().channel.encode(env));
+    }
+    if let Ok(reference) = object.cast::<PyRef>() {
+        return decoded(env, reference.get().to_term(env));
+    }
+    if let Ok(term) = object.cast::<PyTerm>() {
+        return decoded(env, term.get().to_term(env));
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot convert {} to an Erlang term",
+        type_name(object)
+    )))
+}
+
+fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
+    Atom::from_str(env, name)
+        .expect("a short ASCII atom name")
+        .encode(env)
+}
+
+fn atom_from_text<'a>(env: Env<'a>, text: &str) -> PyResult<Term<'a>> {
+    if let Ok(atom) = Atom::from_utf8_bytes(env, text.as_bytes()) {
+        return Ok(atom.encode(env));
+    }
+    // Outside Latin-1, which OTP 25's NIF API cannot make: go through the external format.
+    if text.chars().count() > 255 {
+        return Err(PyValueError::new_err("an atom has at most 255 characters"));
+    }
+    decoded(
+        env,
+        env.binary_to_term(&etf::encode_atom(text)).map(|(t, _)| t),
+    )
+}
+
+fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut binary = NewBinary::new(env, bytes.len());
+    binary.as_mut_slice().copy_from_slice(bytes);
+    binary.into()
+}
+
+fn integer<'a>(env: Env<'a>, int: &Bound<'_, PyInt>) -> PyResult<Term<'a>> {
+    if let Ok(small) = int.extract::<i64>() {
+        return Ok(small.encode(env));
+    }
+    if let Ok(unsigned) = int.extract::<u64>() {
+        return Ok(unsigned.encode(env));
+    }
+    let negative = int.lt(0)?;
+    let magnitude = if negative {
+        int.neg()?
+    } else {
+        int.clone().into_any()
+    };
+    let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
+    let bytes = magnitude.call_method1("to_bytes", (bits.div_ceil(8), "little"))?;
+    let bytes = bytes.cast::<PyBytes>()?.as_bytes();
+    decoded(
+        env,
+        env.binary_to_term(&etf::encode_big(negative, bytes))
+            .map(|(term, _)| term),
+    )
+}
+
+fn decoded<'a>(env: Env<'a>, term: Option<Term<'a>>) -> PyResult<Term<'a>> {
+    let _ = env;
+    term.ok_or_else(|| PyValueError::new_err("the term no longer decodes in this VM"))
+}

@@ -1,0 +1,181 @@
+//! Erlang term -> Python object.
+
+use super::{etf, MAX_DEPTH};
+use crate::channel_resource::ChannelResource;
+use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use rustler::{Binary, LocalPid, ResourceArc, Term, TermType};
+
+/// How binaries arrive in Python.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BinaryMode {
+    /// `str` when valid UTF-8, else `bytes`.
+    Auto,
+    /// Always `bytes`.
+    #[allow(
+        dead_code,
+        reason = "chosen by Channel(ref, binary='bytes'), the Python reader"
+    )]
+    Bytes,
+}
+
+pub fn to_python<'py>(
+    py: Python<'py>,
+    term: Term<'_>,
+    mode: BinaryMode,
+) -> PyResult<Bound<'py, PyAny>> {
+    convert(py, term, mode, 0)
+}
+
+fn convert<'py>(
+    py: Python<'py>,
+    term: Term<'_>,
+    mode: BinaryMode,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "term nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    match term.get_type() {
+        TermType::Atom => atom(py, term),
+        TermType::Binary => match Binary::from_term(term) {
+            Ok(binary) => Ok(binary_object(py, binary.as_slice(), mode)),
+            Err(_) => opaque(py, term), // a bitstring that is not whole bytes
+        },
+        TermType::Integer => integer(py, term),
+        TermType::Float => Ok(term
+            .decode::<f64>()
+            .map_err(bad)?
+            .into_pyobject(py)?
+            .into_any()),
+        TermType::List => list(py, term, mode, depth),
+        TermType::Tuple => {
+            let elements = rustler::types::tuple::get_tuple(term).map_err(bad)?;
+            if let [tag, payload] = elements.as_slice() {
+                if tag.atom_to_string().is_ok_and(|tag| tag == "bytes") {
+                    if let Ok(binary) = Binary::from_term(*payload) {
+                        return Ok(PyBytes::new(py, binary.as_slice()).into_any());
+                    }
+                }
+            }
+            let items = elements
+                .into_iter()
+                .map(|element| convert(py, element, mode, depth + 1))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
+        }
+        TermType::Map => {
+            let dict = PyDict::new(py);
+            for (key, value) in rustler::types::map::MapIterator::new(term)
+                .into_iter()
+                .flatten()
+            {
+                let py_key = convert(py, key, mode, depth + 1)?;
+                // A list or map key has no hashable Python form: keep it as an opaque term.
+                let py_key = if py_key.hash().is_ok() {
+                    py_key
+                } else {
+                    opaque(py, key)?
+                };
+                dict.set_item(py_key, convert(py, value, mode, depth + 1)?)?;
+            }
+            Ok(dict.into_any())
+        }
+        TermType::Pid => {
+            let pid: LocalPid = term.decode().map_err(bad)?;
+            Ok(Bound::new(py, PyPid { pid })?.into_any())
+        }
+        TermType::Ref => match term.decode::<ResourceArc<ChannelResource>>() {
+            Ok(channel) => Ok(Bound::new(py, PyChannelRef { channel })?.into_any()),
+            Err(_) => Ok(Bound::new(py, PyRef::from_term(term))?.into_any()),
+        },
+        _ => opaque(py, term),
+    }
+}
+
+fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<'py, PyAny> {
+    if mode == BinaryMode::Auto {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return PyString::new(py, text).into_any();
+        }
+    }
+    PyBytes::new(py, bytes).into_any()
+}
+
+fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let name = match term.atom_to_string() {
+        Ok(name) => name,
+        Err(_) => {
+            let encoded = term.to_binary();
+            etf::decode_atom(encoded.as_slice())
+                .ok_or_else(|| PyValueError::new_err("unreadable atom"))?
+                .to_string()
+        }
+    };
+    match name.as_str() {
+        "true" => Ok(true.into_pyobject(py)?.to_owned().into_any()),
+        "false" => Ok(false.into_pyobject(py)?.to_owned().into_any()),
+        "undefined" | "nil" | "none" => Ok(py.None().into_bound(py)),
+        _ => atom_class(py)?.call1((name,)),
+    }
+}
+
+/// `erlang.Atom`, a `str` subclass defined by the pure-Python part of the package.
+pub fn atom_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static ATOM: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    ATOM.import(py, "erlang", "Atom")
+}
+
+fn integer<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(small) = term.decode::<i64>() {
+        return Ok(small.into_pyobject(py)?.into_any());
+    }
+    if let Ok(unsigned) = term.decode::<u64>() {
+        return Ok(unsigned.into_pyobject(py)?.into_any());
+    }
+    let encoded = term.to_binary();
+    let (negative, magnitude) = etf::decode_big(encoded.as_slice())
+        .ok_or_else(|| PyValueError::new_err("unreadable integer"))?;
+    let int_type = py.get_type::<pyo3::types::PyInt>();
+    let value = int_type.call_method1("from_bytes", (PyBytes::new(py, magnitude), "little"))?;
+    if negative {
+        value.neg()
+    } else {
+        Ok(value)
+    }
+}
+
+fn list<'py>(
+    py: Python<'py>,
+    term: Term<'_>,
+    mode: BinaryMode,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut items = Vec::new();
+    let mut rest = term;
+    while let Ok((head, tail)) = rest.list_get_cell() {
+        items.push(head);
+        rest = tail;
+    }
+    if !rest.is_empty_list() {
+        return opaque(py, term); // an improper list
+    }
+    let converted = items
+        .into_iter()
+        .map(|item| convert(py, item, mode, depth + 1))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(PyList::new(py, converted)?.into_any())
+}
+
+fn opaque<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(Bound::new(py, PyTerm::from_term(term))?.into_any())
+}
+
+fn bad(_: rustler::Error) -> PyErr {
+    PyValueError::new_err("malformed term")
+}

@@ -1,0 +1,101 @@
+//! Starting the embedded CPython, once, on a worker thread (never on a scheduler).
+//!
+//! Embedding in the BEAM needs a few things a standalone `python3` gets for free:
+//! - C extension modules (math, _socket, sqlite3, ...) resolve `Py*` symbols globally, but
+//!   the NIF was loaded with RTLD_LOCAL: libpython is re-opened RTLD_GLOBAL first;
+//! - the BEAM ignores SIGCHLD, which makes `subprocess.run` wait forever: reset to default;
+//! - `sys.executable` would be the BEAM: point it at the real interpreter (for
+//!   `multiprocessing`, `venv`, `pip`);
+//! - the `erlang` package ships in our priv dir: put it on `sys.path`.
+//!
+//! The interpreter is never finalized: a worker parked in `detach` during `Py_Finalize` can
+//! hang forever, and the OS reclaims everything at VM exit.
+
+use crate::python_module;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use std::sync::OnceLock;
+
+static PYTHON_PATH: OnceLock<String> = OnceLock::new();
+static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Where the `erlang` Python package lives (set when the NIF loads).
+pub fn set_python_path(path: String) {
+    let _ = PYTHON_PATH.set(path);
+}
+
+/// Starts the interpreter if it is not running yet. Call from a worker thread only.
+pub fn ensure_started() -> Result<(), String> {
+    STARTED.get_or_init(start).clone()
+}
+
+fn start() -> Result<(), String> {
+    reopen_libpython_global();
+    // SAFETY: resetting a signal disposition; the BEAM does not rely on ignoring SIGCHLD for
+    // its own children (it reaps port programs through its own mechanism).
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
+    python_module::register_native_module();
+    Python::initialize();
+    Python::attach(|py| configure(py).map_err(|error| describe(py, error)))
+}
+
+fn configure(py: Python<'_>) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    if let Some(path) = PYTHON_PATH.get() {
+        let sys_path = sys.getattr("path")?.cast_into::<PyList>()?;
+        sys_path.insert(0, path)?;
+    }
+    let executable = real_executable(py)?;
+    sys.setattr("executable", &executable)?;
+    sys.setattr("_base_executable", &executable)?;
+    // Import now, so a broken install fails at start with a clear error, not mid-call.
+    py.import("erlang")?;
+    Ok(())
+}
+
+/// `sys.executable` of an embedded interpreter is the host program; the real one sits in
+/// `sys.base_prefix/bin` under its versioned or plain name.
+fn real_executable(py: Python<'_>) -> PyResult<String> {
+    let sys = py.import("sys")?;
+    let prefix: String = sys.getattr("base_prefix")?.extract()?;
+    let (major, minor): (u8, u8) = (
+        sys.getattr("version_info")?.get_item(0)?.extract()?,
+        sys.getattr("version_info")?.get_item(1)?.extract()?,
+    );
+    let candidates = [
+        format!("{prefix}/bin/python{major}.{minor}"),
+        format!("{prefix}/bin/python{major}"),
+        format!("{prefix}/bin/python"),
+    ];
+    Ok(candidates
+        .iter()
+        .find(|candidate| std::path::Path::new(candidate).exists())
+        .unwrap_or(&candidates[0])
+        .clone())
+}
+
+/// Makes libpython's symbols visible to the extension modules Python will dlopen.
+fn reopen_libpython_global() {
+    // SAFETY: dladdr on the address of a libpython function, then dlopen of the file it names
+    // with RTLD_NOLOAD (it is already loaded) to promote it to RTLD_GLOBAL.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let symbol = pyo3::ffi::Py_IsInitialized as *const libc::c_void;
+        if libc::dladdr(symbol, &mut info) != 0 && !info.dli_fname.is_null() {
+            libc::dlopen(
+                info.dli_fname,
+                libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL,
+            );
+        }
+    }
+}
+
+fn describe(py: Python<'_>, error: PyErr) -> String {
+    let traceback = error
+        .traceback(py)
+        .and_then(|traceback| traceback.format().ok())
+        .unwrap_or_default();
+    format!("Python failed to start: {error}\n{traceback}")
+}

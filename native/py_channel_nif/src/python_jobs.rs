@@ -1,0 +1,305 @@
+//! Running `py:exec/eval/call` requests on worker threads and answering the caller with a
+//! message `{py_response, Ref, Result}`.
+//!
+//! Python exceptions come back as `{error, {ExceptionName, Message}}`; the formatted traceback
+//! goes to the `py_runtime` process for `logger` (debug when a caller receives the error,
+//! error when nobody does: a cast, or a caller that has exited).
+
+use crate::atoms;
+use crate::callbacks;
+use crate::conversion::{to_erlang, to_python, BinaryMode};
+use crate::interpreter;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use rustler::env::SavedTerm;
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, Resource, ResourceArc, Term};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// A process's Python globals (per context), freed when the process's handle to it is gone.
+/// Dropped on a scheduler thread, the dict's release is deferred by pyo3 to the next time a
+/// worker holds the GIL: a destructor never waits for it.
+pub struct Namespace {
+    globals: PyOnceLock<Py<PyDict>>,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace {
+            globals: PyOnceLock::new(),
+        }
+    }
+}
+
+// The dict is only touched with the GIL held; a panic cannot leave it half-updated.
+impl std::panic::RefUnwindSafe for Namespace {}
+
+#[rustler::resource_impl]
+impl Resource for Namespace {}
+
+impl Namespace {
+    fn globals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let globals = self
+            .globals
+            .get_or_try_init(py, || -> PyResult<Py<PyDict>> {
+                let globals = PyDict::new(py);
+                globals.set_item("__builtins__", py.import("builtins")?)?;
+                globals.set_item("__name__", "__main__")?;
+                Ok(globals.unbind())
+            })?;
+        Ok(globals.bind(py).clone())
+    }
+}
+
+const PENDING: u8 = 0;
+const DELIVERED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// Lets a caller that stopped waiting (a timeout) make sure no late answer reaches it.
+#[derive(Default)]
+pub struct JobHandle {
+    state: AtomicU8,
+}
+
+#[rustler::resource_impl]
+impl Resource for JobHandle {}
+
+impl JobHandle {
+    /// True if the answer will never be sent; false if it is sent or on its way.
+    pub fn abandon(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn claim_delivery(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, DELIVERED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+pub enum Work {
+    Start,
+    Exec {
+        code: SavedTerm,
+    },
+    Eval {
+        code: SavedTerm,
+        locals: SavedTerm,
+    },
+    Call {
+        module: SavedTerm,
+        function: SavedTerm,
+        args: SavedTerm,
+        kwargs: SavedTerm,
+    },
+}
+
+/// Who hears about the outcome.
+pub enum Answer {
+    /// `{py_response, Ref, Result}` to the caller.
+    Reply { to: LocalPid, reference: SavedTerm },
+    /// Nobody: failures are logged at error level.
+    Cast,
+}
+
+pub struct Job {
+    pub env: OwnedEnv,
+    pub work: Work,
+    pub namespace: Option<ResourceArc<Namespace>>,
+    pub answer: Answer,
+    pub handle: ResourceArc<JobHandle>,
+}
+
+/// Python's verdict: a term to return, or the exception's name, message and traceback.
+enum Outcome {
+    Value(Option<Py<PyAny>>),
+    Raised {
+        name: String,
+        message: String,
+        traceback: String,
+    },
+    NotStarted(String),
+}
+
+impl Job {
+    pub fn run(self) {
+        let outcome = match interpreter::ensure_started() {
+            Err(reason) => Outcome::NotStarted(reason),
+            Ok(()) => Python::attach(|py| match self.evaluate(py) {
+                Ok(value) => Outcome::Value(value),
+                Err(error) => raised(py, error),
+            }),
+        };
+        self.answer(outcome);
+    }
+
+    fn evaluate(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.env.run(|env| {
+            let input = |saved: &SavedTerm| saved.load(env);
+            match &self.work {
+                Work::Start => Ok(None),
+                Work::Exec { code } => {
+                    let globals = self.globals(py)?;
+                    py.run(&source(input(code))?, Some(&globals), None)?;
+                    Ok(None)
+                }
+                Work::Eval { code, locals } => {
+                    let globals = self.globals(py)?;
+                    let locals = to_python(py, input(locals), BinaryMode::Auto)?;
+                    let locals = locals.cast_into::<PyDict>()?;
+                    let value = py.eval(&source(input(code))?, Some(&globals), Some(&locals))?;
+                    Ok(Some(value.unbind()))
+                }
+                Work::Call {
+                    module,
+                    function,
+                    args,
+                    kwargs,
+                } => {
+                    let callable = self.callable(py, input(module), input(function))?;
+                    let args = to_python(py, input(args), BinaryMode::Auto)?;
+                    let args = PyTuple::new(py, args.cast_into::<PyList>()?)?;
+                    let kwargs = to_python(py, input(kwargs), BinaryMode::Auto)?;
+                    let kwargs = kwargs.cast_into::<PyDict>()?;
+                    let kwargs = (!kwargs.is_empty()).then_some(kwargs);
+                    Ok(Some(callable.call(args, kwargs.as_ref())?.unbind()))
+                }
+            }
+        })
+    }
+
+    fn globals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        match &self.namespace {
+            Some(namespace) => namespace.globals(py),
+            None => Ok(PyDict::new(py)),
+        }
+    }
+
+    /// `module.function`, where `function` may be a dotted path (`path.join`) and the module
+    /// `__main__` means the caller's own namespace (functions defined with `py:exec`).
+    fn callable<'py>(
+        &self,
+        py: Python<'py>,
+        module: Term<'_>,
+        function: Term<'_>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let module = name(py, module)?;
+        let function = name(py, function)?;
+        let mut path = function.split('.');
+        let first = path.next().unwrap_or_default();
+        let mut target = if module == "__main__" {
+            self.globals(py)?.get_item(first)?.ok_or_else(|| {
+                pyo3::exceptions::PyNameError::new_err(format!("name '{first}' is not defined"))
+            })?
+        } else {
+            py.import(module.as_str())?.getattr(first)?
+        };
+        for attribute in path {
+            target = target.getattr(attribute)?;
+        }
+        Ok(target)
+    }
+
+    fn answer(self, outcome: Outcome) {
+        let delivered = match &self.answer {
+            Answer::Reply { to, reference } => {
+                self.handle.claim_delivery() && {
+                    let mut reply_env = OwnedEnv::new();
+                    reply_env
+                        .send_and_clear(to, |env| {
+                            let reference = self.env.run(|own| reference.load(own).in_env(env));
+                            let result = result_term(env, &outcome);
+                            (atoms::py_response(), reference, result).encode(env)
+                        })
+                        .is_ok()
+                }
+            }
+            Answer::Cast => false,
+        };
+        if let Outcome::Raised { traceback, .. } = &outcome {
+            let level = if delivered {
+                atoms::debug()
+            } else {
+                atoms::error()
+            };
+            log(level, traceback);
+        }
+    }
+}
+
+fn result_term<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
+    match outcome {
+        Outcome::Value(None) => atoms::ok().encode(env),
+        Outcome::Value(Some(value)) => Python::attach(|py| match to_erlang(env, value.bind(py)) {
+            Ok(term) => (atoms::ok(), term).encode(env),
+            Err(error) => match raised(py, error) {
+                Outcome::Raised { name, message, .. } => error_term(env, &name, &message),
+                _ => atoms::error().encode(env),
+            },
+        }),
+        Outcome::Raised { name, message, .. } => error_term(env, name, message),
+        Outcome::NotStarted(reason) => (
+            atoms::error(),
+            (atoms::python_not_started(), reason.as_str()),
+        )
+            .encode(env),
+    }
+}
+
+fn error_term<'a>(env: Env<'a>, name: &str, message: &str) -> Term<'a> {
+    let name = rustler::Atom::from_str(env, name)
+        .map(|atom| atom.encode(env))
+        .unwrap_or_else(|_| name.encode(env));
+    (atoms::error(), (name, message)).encode(env)
+}
+
+fn raised(py: Python<'_>, error: PyErr) -> Outcome {
+    let name = error
+        .get_type(py)
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "Exception".into());
+    let message = error
+        .value(py)
+        .str()
+        .map(|text| text.to_string())
+        .unwrap_or_default();
+    let traceback = py
+        .import("traceback")
+        .and_then(|module| module.call_method1("format_exception", (error.value(py),)))
+        .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
+        .and_then(|text| text.extract::<String>())
+        .unwrap_or_else(|_| format!("{name}: {message}"));
+    Outcome::Raised {
+        name,
+        message,
+        traceback,
+    }
+}
+
+fn log(level: rustler::Atom, traceback: &str) {
+    if let Some(runtime) = callbacks::runtime() {
+        let _ = OwnedEnv::new().send_and_clear(&runtime, |env| {
+            (atoms::py_log(), level, traceback).encode(env)
+        });
+    }
+}
+
+/// Python source from a binary or an iolist-free charlist already made a binary by `py`.
+fn source(term: Term<'_>) -> PyResult<CString> {
+    let binary = rustler::Binary::from_term(term)
+        .map_err(|_| PyTypeError::new_err("Python source must be a binary"))?;
+    CString::new(binary.as_slice())
+        .map_err(|_| PyValueError::new_err("Python source contains a NUL byte"))
+}
+
+/// A module or function name: an atom or a binary.
+fn name(py: Python<'_>, term: Term<'_>) -> PyResult<String> {
+    to_python(py, term, BinaryMode::Auto)?
+        .extract::<String>()
+        .map_err(|_| PyTypeError::new_err("a module or function name must be an atom or a binary"))
+}

@@ -1,0 +1,123 @@
+//! The native part of the Python package `erlang`, importable as `_py_channel`: sending to
+//! Erlang processes, calling registered Erlang functions, and the term classes. The pure
+//! Python part (`python/erlang/`) re-exports it.
+
+use crate::atoms;
+use crate::callbacks::{self, PendingCall};
+use crate::conversion::{to_erlang, to_python, BinaryMode};
+use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rustler::{Encoder, OwnedEnv};
+
+pyo3::create_exception!(
+    _py_channel,
+    ProcessError,
+    PyException,
+    "The Erlang process is not alive."
+);
+pyo3::create_exception!(
+    _py_channel,
+    CallError,
+    PyException,
+    "An Erlang function called with erlang.call failed or does not exist."
+);
+
+/// Sends `term` to the Erlang process `pid`, like `Pid ! Term`.
+#[pyfunction]
+fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
+    let pid = pid
+        .cast::<PyPid>()
+        .map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "send() needs an erlang.Pid, not {}",
+                type_name(pid)
+            ))
+        })?
+        .get()
+        .pid;
+    let mut env = OwnedEnv::new();
+    let mut converted = Ok(());
+    let sent = env.send_and_clear(&pid, |env| match to_erlang(env, term) {
+        Ok(message) => message,
+        Err(error) => {
+            converted = Err(error);
+            atoms::error().encode(env)
+        }
+    });
+    converted?;
+    sent.map_err(|_| ProcessError::new_err("the process is not alive"))
+}
+
+/// Calls the Erlang function registered as `name` with `args`; returns its result.
+#[pyfunction]
+#[pyo3(signature = (name, *args))]
+fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    let Some(runtime) = callbacks::runtime() else {
+        return Err(CallError::new_err(
+            "the py_channel application is not running",
+        ));
+    };
+    let (pending, handle) = PendingCall::new();
+    let handle = rustler::ResourceArc::new(handle);
+    let mut env = OwnedEnv::new();
+    let mut converted = Ok(());
+    let sent = env.send_and_clear(&runtime, |env| {
+        let request = to_erlang(env, name).and_then(|name| {
+            let args = args
+                .iter()
+                .map(|arg| to_erlang(env, &arg))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok((atoms::py_callback(), handle.clone(), name, args).encode(env))
+        });
+        request.unwrap_or_else(|error| {
+            converted = Err(error);
+            atoms::error().encode(env)
+        })
+    });
+    converted?;
+    drop(handle);
+    if sent.is_err() {
+        return Err(CallError::new_err("the py_runtime process is not alive"));
+    }
+    let answer = py.detach(|| pending.wait()).map_err(CallError::new_err)?;
+    answer.env.run(|env| {
+        let term = answer.term.load(env);
+        let (tag, value): (rustler::Atom, rustler::Term) = term
+            .decode()
+            .map_err(|_| CallError::new_err("malformed callback answer"))?;
+        if tag == atoms::ok() {
+            Ok(to_python(py, value, BinaryMode::Auto)?.unbind())
+        } else {
+            let reason = to_python(py, value, BinaryMode::Auto)?;
+            Err(CallError::new_err(reason.unbind()))
+        }
+    })
+}
+
+#[pymodule]
+fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(send, module)?)?;
+    module.add_function(wrap_pyfunction!(call, module)?)?;
+    module.add_class::<PyPid>()?;
+    module.add_class::<PyRef>()?;
+    module.add_class::<PyTerm>()?;
+    module.add_class::<PyChannelRef>()?;
+    module.add("ProcessError", module.py().get_type::<ProcessError>())?;
+    module.add("CallError", module.py().get_type::<CallError>())?;
+    Ok(())
+}
+
+/// Makes `import _py_channel` work. Must run before the interpreter starts.
+pub fn register_native_module() {
+    pyo3::append_to_inittab!(_py_channel);
+}
+
+pub fn type_name(object: &Bound<'_, PyAny>) -> String {
+    object
+        .get_type()
+        .qualname()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "object".into())
+}

@@ -1,0 +1,146 @@
+//! The NIFs behind the Erlang module `py`. Each copies its arguments into a job, hands the
+//! job to a worker thread and returns: no scheduler ever waits for Python or the GIL.
+
+use crate::atoms;
+use crate::callbacks::{self, CallbackHandle};
+use crate::interpreter;
+use crate::python_jobs::{Answer, Job, JobHandle, Namespace, Work};
+use crate::worker_pool;
+use rustler::{Atom, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
+
+type Submitted = NifResult<ResourceArc<JobHandle>>;
+
+/// Hands a job to the workers. `inputs` are copied into the job's own env first.
+fn submit<'a, const N: usize>(
+    env: Env<'a>,
+    reference: Term<'a>,
+    namespace: Option<ResourceArc<Namespace>>,
+    reply: bool,
+    inputs: [Term<'a>; N],
+    work: impl FnOnce([rustler::env::SavedTerm; N]) -> Work,
+) -> Submitted {
+    let job_env = OwnedEnv::new();
+    let saved = inputs.map(|input| job_env.save(input));
+    let answer = if reply {
+        Answer::Reply {
+            to: env.pid(),
+            reference: job_env.save(reference),
+        }
+    } else {
+        Answer::Cast
+    };
+    let handle = ResourceArc::new(JobHandle::default());
+    let job = Job {
+        env: job_env,
+        work: work(saved),
+        namespace,
+        answer,
+        handle: handle.clone(),
+    };
+    worker_pool::submit(Box::new(move || job.run()))
+        .map_err(|reason| rustler::Error::Term(Box::new(reason)))?;
+    Ok(handle)
+}
+
+#[rustler::nif]
+fn py_start<'a>(env: Env<'a>, reference: Term<'a>) -> Submitted {
+    submit(env, reference, None, true, [], |[]| Work::Start)
+}
+
+#[rustler::nif]
+fn py_exec<'a>(
+    env: Env<'a>,
+    reference: Term<'a>,
+    namespace: ResourceArc<Namespace>,
+    code: Term<'a>,
+) -> Submitted {
+    submit(env, reference, Some(namespace), true, [code], |[code]| {
+        Work::Exec { code }
+    })
+}
+
+#[rustler::nif]
+fn py_eval<'a>(
+    env: Env<'a>,
+    reference: Term<'a>,
+    namespace: ResourceArc<Namespace>,
+    code: Term<'a>,
+    locals: Term<'a>,
+) -> Submitted {
+    submit(
+        env,
+        reference,
+        Some(namespace),
+        true,
+        [code, locals],
+        |[code, locals]| Work::Eval { code, locals },
+    )
+}
+
+/// `reply` false is a cast: nobody hears the result.
+#[allow(clippy::too_many_arguments)]
+#[rustler::nif]
+fn py_call<'a>(
+    env: Env<'a>,
+    reference: Term<'a>,
+    namespace: ResourceArc<Namespace>,
+    module: Term<'a>,
+    function: Term<'a>,
+    arguments: Term<'a>, // not `args`: the nif macro uses that name
+    kwargs: Term<'a>,
+    reply: bool,
+) -> Submitted {
+    submit(
+        env,
+        reference,
+        Some(namespace),
+        reply,
+        [module, function, arguments, kwargs],
+        |[module, function, args, kwargs]| Work::Call {
+            module,
+            function,
+            args,
+            kwargs,
+        },
+    )
+}
+
+/// `abandoned`: the answer will never arrive. `delivered`: it is in the mailbox or on its way.
+#[rustler::nif]
+fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
+    if handle.abandon() {
+        atoms::abandoned()
+    } else {
+        atoms::delivered()
+    }
+}
+
+#[rustler::nif]
+fn py_namespace_new() -> ResourceArc<Namespace> {
+    ResourceArc::new(Namespace::default())
+}
+
+#[rustler::nif]
+fn py_callback_reply(handle: ResourceArc<CallbackHandle>, result: Term<'_>) -> Atom {
+    handle.answer(result);
+    atoms::ok()
+}
+
+#[rustler::nif]
+fn py_set_runtime(pid: LocalPid) -> Atom {
+    callbacks::set_runtime(pid);
+    atoms::ok()
+}
+
+#[rustler::nif]
+fn py_thread_count() -> usize {
+    worker_pool::thread_count()
+}
+
+/// Set once, when the NIF loads: where the `erlang` Python package is.
+pub fn load(load_info: Term<'_>) -> bool {
+    if let Ok(path) = load_info.decode::<String>() {
+        interpreter::set_python_path(path);
+    }
+    true
+}

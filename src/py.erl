@@ -1,0 +1,260 @@
+%% @doc Running Python in the embedded interpreter.
+%%
+%% ```
+%% {ok, 4.0} = py:call(math, sqrt, [16]),
+%% {ok, 42} = py:eval(<<"21 * 2">>),
+%% {ok, 100} = py:eval(<<"x * y">>, #{x => 10, y => 10}),
+%% ok = py:exec(<<"def double(x):\n    return 2 * x\n">>),
+%% {ok, 8} = py:call('__main__', double, [4]),
+%% {error, {'ZeroDivisionError', _}} = py:eval(<<"1/0">>).
+%% '''
+%%
+%% Python runs on threads the NIF owns; a call queues a job and the caller
+%% waits in an ordinary `receive', so no scheduler ever waits for Python.
+%% Every job starts at once, on an idle thread or a new one: a long-running
+%% call (a loop over a channel) never holds up a short one.
+%%
+%% Code run with `exec' and `eval' sees a namespace of the calling process
+%% (one per context), so functions it defines are there for later calls
+%% (`py:call('__main__', Name, Args)'); it is freed when the process exits.
+%%
+%% A Python exception comes back as `{error, {ExceptionName, Message}}' with
+%% the formatted traceback logged through `logger' (debug level when the
+%% caller gets the error, error level when nobody does).
+%%
+%% The names and result shapes follow erlang_python's `py' for this subset.
+-module(py).
+
+-export([exec/1, exec/2, eval/1, eval/2, eval/3,
+         call/3, call/4, call/5, cast/3, cast/4,
+         spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2,
+         context/0, context/1, start_contexts/0, start_contexts/1,
+         register_function/2, register_function/3, unregister_function/1,
+         version/0, activate_venv/1]).
+
+-export_type([context/0, pending/0, py_error/0]).
+
+-record(py_context, {id :: non_neg_integer()}).
+-record(py_pending, {ref :: reference(), handle :: reference()}).
+
+-opaque context() :: #py_context{}.
+%% A context: its own namespace in every process that uses it.
+-opaque pending() :: #py_pending{}.
+%% A call started with `spawn_call', to be collected with `await'.
+-type py_error() :: {error, {atom(), binary()} | timeout | term()}.
+
+-define(DEFAULT_TIMEOUT, 30000).
+-define(DEFAULT_CONTEXTS, 4).
+
+%% @doc Runs Python statements in the caller's namespace.
+-spec exec(iodata()) -> ok | py_error().
+exec(Code) ->
+    exec(context(), Code).
+
+%% @doc Runs Python statements in the caller's namespace of `Context'.
+-spec exec(context(), iodata()) -> ok | py_error().
+exec(#py_context{} = Context, Code) ->
+    wait(fun(Ref) -> py_channel_nif:py_exec(Ref, namespace(Context), source(Code)) end,
+         ?DEFAULT_TIMEOUT).
+
+%% @doc Evaluates a Python expression.
+-spec eval(iodata()) -> {ok, term()} | py_error().
+eval(Code) ->
+    eval(context(), Code, #{}).
+
+%% @doc `eval(Code, Locals)' evaluates with local variables
+%% (`#{Name => Term}', names as atoms or binaries); `eval(Context, Code)' in
+%% the namespace of `Context'.
+-spec eval(iodata() | context(), map() | iodata()) -> {ok, term()} | py_error().
+eval(#py_context{} = Context, Code) ->
+    eval(Context, Code, #{});
+eval(Code, Locals) when is_map(Locals) ->
+    eval(context(), Code, Locals).
+
+%% @doc `eval(Context, Code, Locals)', or `eval(Code, Locals, Timeout)'.
+-spec eval(context() | iodata(), iodata() | map(), map() | timeout()) ->
+          {ok, term()} | py_error().
+eval(#py_context{} = Context, Code, Locals) when is_map(Locals) ->
+    eval(Context, Code, Locals, ?DEFAULT_TIMEOUT);
+eval(Code, Locals, Timeout) when is_map(Locals) ->
+    eval(context(), Code, Locals, Timeout).
+
+eval(Context, Code, Locals, Timeout) ->
+    wait(fun(Ref) ->
+                 py_channel_nif:py_eval(Ref, namespace(Context), source(Code), Locals)
+         end, Timeout).
+
+%% @doc Calls `Module.Function(*Args)'. `Module' `'__main__'' is the caller's
+%% namespace; `Function' may be a dotted path (`'path.join'').
+-spec call(atom() | binary(), atom() | binary(), list()) -> {ok, term()} | py_error().
+call(Module, Function, Args) ->
+    call(context(), Module, Function, Args, #{}, ?DEFAULT_TIMEOUT).
+
+%% @doc `call(Module, Function, Args, Kwargs)', or
+%% `call(Context, Module, Function, Args)'.
+-spec call(context() | atom() | binary(), atom() | binary(), list() | atom() | binary(),
+           map() | list()) -> {ok, term()} | py_error().
+call(#py_context{} = Context, Module, Function, Args) ->
+    call(Context, Module, Function, Args, #{}, ?DEFAULT_TIMEOUT);
+call(Module, Function, Args, Kwargs) ->
+    call(context(), Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT).
+
+%% @doc `call(Module, Function, Args, Kwargs, Timeout)', or
+%% `call(Context, Module, Function, Args, Kwargs)'.
+-spec call(context() | atom() | binary(), atom() | binary(), atom() | binary() | list(),
+           list() | map(), map() | timeout()) -> {ok, term()} | py_error().
+call(#py_context{} = Context, Module, Function, Args, Kwargs) ->
+    call(Context, Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT);
+call(Module, Function, Args, Kwargs, Timeout) ->
+    call(context(), Module, Function, Args, Kwargs, Timeout).
+
+call(Context, Module, Function, Args, Kwargs, Timeout) ->
+    check_call(Module, Function, Args, Kwargs),
+    wait(fun(Ref) -> submit_call(Ref, Context, Module, Function, Args, Kwargs, true) end,
+         Timeout).
+
+%% @doc Calls `Module.Function(*Args)' without waiting for the result; a
+%% failure is logged.
+-spec cast(atom() | binary(), atom() | binary(), list()) -> ok.
+cast(Module, Function, Args) ->
+    cast(Module, Function, Args, #{}).
+
+-spec cast(atom() | binary(), atom() | binary(), list(), map()) -> ok.
+cast(Module, Function, Args, Kwargs) ->
+    check_call(Module, Function, Args, Kwargs),
+    _ = submit_call(make_ref(), context(), Module, Function, Args, Kwargs, false),
+    ok.
+
+%% @doc Starts a call and returns at once; collect the result with `await'.
+-spec spawn_call(atom() | binary(), atom() | binary(), list()) -> pending().
+spawn_call(Module, Function, Args) ->
+    spawn_call(context(), Module, Function, Args, #{}).
+
+%% @doc `spawn_call(Module, Function, Args, Kwargs)', or
+%% `spawn_call(Context, Module, Function, Args)'.
+-spec spawn_call(context() | atom() | binary(), atom() | binary(), atom() | binary() | list(),
+                 map() | list()) -> pending().
+spawn_call(#py_context{} = Context, Module, Function, Args) ->
+    spawn_call(Context, Module, Function, Args, #{});
+spawn_call(Module, Function, Args, Kwargs) ->
+    spawn_call(context(), Module, Function, Args, Kwargs).
+
+%% @doc `spawn_call(Context, Module, Function, Args, Kwargs)'.
+-spec spawn_call(context(), atom() | binary(), atom() | binary(), list(), map()) -> pending().
+spawn_call(#py_context{} = Context, Module, Function, Args, Kwargs) ->
+    check_call(Module, Function, Args, Kwargs),
+    Ref = make_ref(),
+    Handle = submit_call(Ref, Context, Module, Function, Args, Kwargs, true),
+    #py_pending{ref = Ref, handle = Handle}.
+
+%% @doc The result of a `spawn_call', waiting as long as it takes.
+-spec await(pending()) -> {ok, term()} | py_error().
+await(Pending) ->
+    await(Pending, infinity).
+
+%% @doc The result of a `spawn_call', or `{error, timeout}'. After a timeout
+%% the result is discarded: it will not arrive later in the mailbox.
+-spec await(pending(), timeout()) -> {ok, term()} | py_error().
+await(#py_pending{ref = Ref, handle = Handle}, Timeout) ->
+    receive_answer(Ref, Handle, Timeout).
+
+%% @doc The default context.
+-spec context() -> context().
+context() ->
+    #py_context{id = 0}.
+
+%% @doc Context number `N' (1-based), as started by `start_contexts'.
+-spec context(pos_integer()) -> context().
+context(N) when is_integer(N), N >= 1 ->
+    #py_context{id = N}.
+
+%% @doc Starts the interpreter if needed and returns the default set of
+%% contexts.
+-spec start_contexts() -> {ok, [context()]} | py_error().
+start_contexts() ->
+    start_contexts(?DEFAULT_CONTEXTS).
+
+%% @doc Starts the interpreter if needed and returns `N' contexts.
+-spec start_contexts(pos_integer()) -> {ok, [context()]} | py_error().
+start_contexts(N) when is_integer(N), N >= 1 ->
+    case wait(fun(Ref) -> py_channel_nif:py_start(Ref) end, ?DEFAULT_TIMEOUT) of
+        ok -> {ok, [context(I) || I <- lists:seq(1, N)]};
+        Error -> Error
+    end.
+
+%% @doc Makes `Fun' callable from Python as `erlang.call(Name, *Args)'. A
+%% fun of arity 1 receives the argument list (as erlang_python); others are
+%% applied to the arguments.
+-spec register_function(atom() | binary(), function()) -> ok.
+register_function(Name, Fun) when (is_atom(Name) orelse is_binary(Name)), is_function(Fun) ->
+    py_runtime:register_function(Name, Fun).
+
+%% @doc Makes `Module:Function(Args)' callable from Python as
+%% `erlang.call(Name, *Args)'.
+-spec register_function(atom() | binary(), module(), atom()) -> ok.
+register_function(Name, Module, Function) when is_atom(Module), is_atom(Function) ->
+    register_function(Name, fun(Args) -> Module:Function(Args) end).
+
+-spec unregister_function(atom() | binary()) -> ok.
+unregister_function(Name) when is_atom(Name); is_binary(Name) ->
+    py_runtime:unregister_function(Name).
+
+%% @doc The version of the embedded Python, as `sys.version'.
+-spec version() -> {ok, binary()} | py_error().
+version() ->
+    eval(<<"__import__('sys').version">>).
+
+%% @doc Makes the packages of the virtualenv at `Path' importable.
+-spec activate_venv(file:name_all()) -> ok | py_error().
+activate_venv(Path) ->
+    case call(erlang, '_activate_venv', [unicode:characters_to_binary(Path)]) of
+        {ok, _} -> ok;
+        Error -> Error
+    end.
+
+%% Internals
+
+submit_call(Ref, Context, Module, Function, Args, Kwargs, Reply) ->
+    py_channel_nif:py_call(Ref, namespace(Context), Module, Function, Args, Kwargs, Reply).
+
+check_call(Module, Function, Args, Kwargs) ->
+    (is_atom(Module) orelse is_binary(Module)) andalso (is_atom(Function) orelse is_binary(Function))
+        andalso is_list(Args) andalso is_map(Kwargs)
+        orelse error(badarg, [Module, Function, Args, Kwargs]).
+
+wait(Submit, Timeout) ->
+    Ref = make_ref(),
+    Handle = Submit(Ref),
+    receive_answer(Ref, Handle, Timeout).
+
+receive_answer(Ref, Handle, Timeout) ->
+    receive
+        {py_response, Ref, Result} -> Result
+    after Timeout ->
+            case py_channel_nif:py_abandon(Handle) of
+                abandoned -> {error, timeout};
+                %% The answer is being sent right now: take it.
+                delivered -> receive {py_response, Ref, Result} -> Result end
+            end
+    end.
+
+%% The caller's namespace for `Context', made on first use and kept in the
+%% process dictionary, so it is freed with the process.
+namespace(#py_context{id = Id}) ->
+    Key = {?MODULE, namespace, Id},
+    case get(Key) of
+        undefined ->
+            Namespace = py_channel_nif:py_namespace_new(),
+            put(Key, Namespace),
+            Namespace;
+        Namespace ->
+            Namespace
+    end.
+
+source(Code) when is_binary(Code) ->
+    Code;
+source(Code) ->
+    case unicode:characters_to_binary(Code) of
+        Binary when is_binary(Binary) -> Binary;
+        _ -> error(badarg, [Code])
+    end.
