@@ -270,7 +270,12 @@ fn raised(py: Python<'_>, error: PyErr) -> Outcome {
         .unwrap_or_default();
     let traceback = py
         .import("traceback")
-        .and_then(|module| module.call_method1("format_exception", (error.value(py),)))
+        .and_then(|module| {
+            module.call_method1(
+                "format_exception",
+                (error.get_type(py), error.value(py), error.traceback(py)),
+            )
+        })
         .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
         .and_then(|text| text.extract::<String>())
         .unwrap_or_else(|_| format!("{name}: {message}"));

@@ -1,0 +1,327 @@
+%% EUnit suite for the embedded interpreter and the `py' API, driving the real
+%% NIF and the real CPython.
+-module(py_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+%% logger handler callback, to capture tracebacks
+-export([log/2]).
+
+setup() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    {ok, _} = py:start_contexts(),
+    ok.
+
+py_test_() ->
+    {setup, fun setup/0,
+     [{"eval, exec and call", fun basics/0},
+      {"eval with locals, atom or binary names", fun eval_locals/0},
+      {"call with kwargs, dotted names and __main__", fun call_forms/0},
+      {"exceptions come back as {error, {Name, Message}}", fun exceptions/0},
+      {"tracebacks are logged: debug when received, error when nobody does",
+       fun traceback_logging/0},
+      {"namespaces belong to the process and the context", fun namespaces/0},
+      {"a namespace is freed when its process exits", fun namespace_freed/0},
+      {"spawn_call and await", fun spawn_call_await/0},
+      {"await timeout discards the late answer", fun await_timeout/0},
+      {"cast runs without an answer", fun cast_runs/0},
+      {"register_function and erlang.call", fun callbacks/0},
+      {"a callback that calls Python again does not deadlock", fun reentrant_callback/0},
+      {"a failing or missing callback raises in Python", fun callback_errors/0},
+      {"erlang.send to a live and a dead process", fun python_send/0},
+      {"version and contexts", fun version_and_contexts/0},
+      {"bad arguments are badarg", fun bad_arguments/0},
+      {timeout, 60, {"no scheduler is blocked while Python sleeps or computes",
+                     fun no_long_schedules/0}},
+      {timeout, 60, {"a long-running call never starves short ones",
+                     fun long_call_does_not_starve/0}},
+      {timeout, 60, {"200 concurrent callers each get their own answer",
+                     fun concurrent_callers/0}},
+      {timeout, 60, {"the VM stops cleanly while Python threads are busy",
+                     fun stop_while_busy/0}}]}.
+
+basics() ->
+    ?assertEqual({ok, 3}, py:eval(<<"1 + 2">>)),
+    ?assertEqual({ok, 3}, py:eval("1 + 2")),
+    ?assertEqual({ok, 4.0}, py:call(math, sqrt, [16])),
+    ?assertEqual({ok, 4.0}, py:call(<<"math">>, <<"sqrt">>, [16])),
+    ?assertEqual(ok, py:exec(<<"import math\nvalue = math.factorial(20)\n">>)),
+    ?assertEqual({ok, 2432902008176640000}, py:eval(<<"value">>)).
+
+eval_locals() ->
+    ?assertEqual({ok, 100}, py:eval(<<"x * y">>, #{x => 10, y => 10})),
+    ?assertEqual({ok, 100}, py:eval(<<"x * y">>, #{<<"x">> => 10, <<"y">> => 10})),
+    ?assertEqual({ok, [2, 4, 6]},
+                 py:eval(<<"list(map(lambda v, m=m: v * m, items))">>,
+                         #{items => [1, 2, 3], m => 2})),
+    ?assertEqual({ok, 7}, py:eval(<<"x + 2">>, #{x => 5}, 5000)).
+
+call_forms() ->
+    ?assertEqual({ok, <<"{\n  \"a\": 1\n}">>},
+                 py:call(json, dumps, [#{<<"a">> => 1}], #{indent => 2})),
+    ?assertEqual({ok, <<"a/b">>}, py:call(os, 'path.join', [<<"a">>, <<"b">>])),
+    ok = py:exec(<<"def double(x):\n    return 2 * x\n">>),
+    ?assertEqual({ok, 8}, py:call('__main__', double, [4])),
+    ?assertEqual({ok, 9}, py:call(builtins, max, [[3, 9, 1]], #{}, 5000)),
+    ?assertMatch({error, {'ModuleNotFoundError', _}}, py:call(no_such_module, f, [])),
+    ?assertMatch({error, {'AttributeError', _}}, py:call(math, no_such_function, [])),
+    ?assertMatch({error, {'NameError', _}}, py:call('__main__', undefined_here, [])).
+
+exceptions() ->
+    ?assertMatch({error, {'ZeroDivisionError', <<"division by zero">>}},
+                 py:eval(<<"1/0">>)),
+    ?assertMatch({error, {'SyntaxError', _}}, py:exec(<<"def (">>)),
+    ?assertMatch({error, {'ValueError', <<"boom">>}},
+                 py:exec(<<"raise ValueError('boom')">>)),
+    ok = py:exec(<<"class Custom(Exception):\n    pass\n">>),
+    ?assertMatch({error, {'Custom', <<"mine">>}}, py:exec(<<"raise Custom('mine')">>)),
+    %% The interpreter is fine afterwards.
+    ?assertEqual({ok, 2}, py:eval(<<"1 + 1">>)).
+
+traceback_logging() ->
+    ok = logger:add_handler(py_tests_capture, ?MODULE,
+                            #{level => all, config => #{pid => self()}}),
+    OldLevel = maps:get(level, logger:get_primary_config()),
+    ok = logger:set_primary_config(level, all),
+    try
+        {error, {'ZeroDivisionError', _}} = py:eval(<<"1/0">>),
+        {Level1, Text1} = captured_log(),
+        ?assertEqual(debug, Level1),
+        ?assertMatch({match, _}, re:run(Text1, "Traceback.*ZeroDivisionError", [dotall])),
+        ok = py:cast(json, loads, [<<"{not json">>]),
+        {Level2, Text2} = captured_log(),
+        ?assertEqual(error, Level2),
+        ?assertMatch({match, _}, re:run(Text2, "JSONDecodeError"))
+    after
+        logger:set_primary_config(level, OldLevel),
+        logger:remove_handler(py_tests_capture)
+    end.
+
+log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
+    case Meta of
+        #{domain := [py_channel]} ->
+            Text = case Msg of
+                       {Format, Args} when is_list(Format) -> io_lib:format(Format, Args);
+                       {string, String} -> String;
+                       Other -> io_lib:format("~p", [Other])
+                   end,
+            Pid ! {captured_log, Level, unicode:characters_to_binary(Text)};
+        _ ->
+            ok
+    end.
+
+captured_log() ->
+    receive {captured_log, Level, Text} -> {Level, Text}
+    after 5000 -> error(no_log_event)
+    end.
+
+namespaces() ->
+    ok = py:exec(<<"shared = 'mine'">>),
+    ?assertEqual({ok, <<"mine">>}, py:eval(<<"shared">>)),
+    %% Another process does not see it.
+    Parent = self(),
+    spawn_link(fun() -> Parent ! {other, py:eval(<<"shared">>)} end),
+    receive {other, Result} -> ?assertMatch({error, {'NameError', _}}, Result) end,
+    %% Nor does another context of the same process.
+    ?assertMatch({error, {'NameError', _}}, py:eval(py:context(2), <<"shared">>)),
+    ok = py:exec(py:context(2), <<"shared = 'two'">>),
+    ?assertEqual({ok, <<"two">>}, py:eval(py:context(2), <<"shared">>)),
+    ?assertEqual({ok, <<"mine">>}, py:eval(<<"shared">>)).
+
+namespace_freed() ->
+    Count = <<"(__import__('gc').collect(), sum(1 for o in __import__('gc').get_objects()"
+              " if type(o).__name__ == 'OnlyInThatNamespace'))[1]">>,
+    Parent = self(),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           ok = py:exec(<<"class OnlyInThatNamespace:\n    pass\n"
+                                          "marker = OnlyInThatNamespace()\n">>),
+                           Parent ! defined,
+                           receive exit -> ok end
+                   end),
+    receive defined -> ok end,
+    ?assertEqual({ok, 1}, py:eval(Count)),
+    Pid ! exit,
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    %% The namespace went with the process's dictionary; Python frees it the
+    %% next time a worker runs.
+    wait_until(fun() -> py:eval(Count) =:= {ok, 0} end).
+
+spawn_call_await() ->
+    Pending = py:spawn_call(math, pow, [2, 10]),
+    ?assertEqual({ok, 1024.0}, py:await(Pending)),
+    Many = [py:spawn_call(operator, mul, [N, N]) || N <- lists:seq(1, 50)],
+    ?assertEqual([{ok, N * N} || N <- lists:seq(1, 50)], [py:await(P) || P <- Many]),
+    ?assertMatch({error, {'ZeroDivisionError', _}},
+                 py:await(py:spawn_call(operator, truediv, [1, 0]), 5000)).
+
+await_timeout() ->
+    Pending = py:spawn_call(time, sleep, [0.3]),
+    ?assertEqual({error, timeout}, py:await(Pending, 10)),
+    timer:sleep(500),
+    receive {py_response, _, _} = Late -> ?assertEqual(no_late_answer, Late)
+    after 0 -> ok
+    end,
+    ?assertEqual({error, timeout}, py:eval(<<"__import__('time').sleep(0.3)">>, #{}, 10)).
+
+cast_runs() ->
+    ok = py:exec(<<"import builtins\nbuiltins.cast_marker = 0\n"
+                   "def set_marker(value):\n    builtins.cast_marker = value\n">>),
+    ok = py:cast('__main__', set_marker, [42]),
+    wait_until(fun() -> py:eval(<<"__import__('builtins').cast_marker">>) =:= {ok, 42} end).
+
+callbacks() ->
+    ok = py:register_function(add, fun([A, B]) -> A + B end),
+    ok = py:register_function(<<"mul3">>, fun(A, B, C) -> A * B * C end),
+    ok = py:register_function(echo, lists, reverse),
+    ?assertEqual({ok, 5}, py:eval(<<"__import__('erlang').call('add', 2, 3)">>)),
+    ?assertEqual({ok, 24}, py:eval(<<"__import__('erlang').call('mul3', 2, 3, 4)">>)),
+    ?assertEqual({ok, [3, 2, 1]}, py:eval(<<"__import__('erlang').call('echo', 1, 2, 3)">>)),
+    %% From a Python thread of its own, too.
+    ok = py:exec(<<"import threading, erlang\n"
+                   "out = []\n"
+                   "t = threading.Thread(target=lambda: out.append(erlang.call('add', 40, 2)))\n"
+                   "t.start(); t.join()\n">>),
+    ?assertEqual({ok, [42]}, py:eval(<<"out">>)),
+    ok = py:unregister_function(add),
+    ?assertMatch({error, {'CallError', _}},
+                 py:eval(<<"__import__('erlang').call('add', 2, 3)">>)).
+
+reentrant_callback() ->
+    ok = py:exec(<<"def square(x):\n    return x * x\n">>),
+    ok = py:register_function(square_via_python,
+                              fun([X]) ->
+                                      %% Runs in an Erlang process; calls Python again.
+                                      {ok, Y} = py:eval(<<"x * x">>, #{x => X}),
+                                      Y
+                              end),
+    ok = py:register_function(deeper,
+                              fun([X]) ->
+                                      {ok, Y} = py:eval(
+                                                  <<"__import__('erlang').call("
+                                                    "'square_via_python', x) + 1">>,
+                                                  #{x => X}),
+                                      Y
+                              end),
+    ?assertEqual({ok, 50},
+                 py:eval(<<"__import__('erlang').call('square_via_python', 7) + 1">>)),
+    ?assertEqual({ok, 17}, py:eval(<<"__import__('erlang').call('deeper', 4)">>)).
+
+callback_errors() ->
+    ok = py:register_function(crash, fun([_]) -> error(oops) end),
+    ok = py:register_function(killed, fun([_]) -> exit(self(), kill) end),
+    ?assertMatch({error, {'CallError', _}},
+                 py:eval(<<"__import__('erlang').call('crash', 1)">>)),
+    ?assertMatch({error, {'CallError', _}},
+                 py:eval(<<"__import__('erlang').call('killed', 1)">>)),
+    ?assertMatch({error, {'CallError', _}},
+                 py:eval(<<"__import__('erlang').call('never_registered')">>)),
+    ?assertMatch({error, {'TypeError', _}},
+                 py:eval(<<"__import__('erlang').call('crash', object())">>)).
+
+python_send() ->
+    ?assertEqual({ok, none},
+                 py:eval(<<"__import__('erlang').send(p, ('hi', [1, 2]))">>, #{p => self()})),
+    receive Message -> ?assertEqual({<<"hi">>, [1, 2]}, Message)
+    after 5000 -> error(no_message)
+    end,
+    Dead = spawn(fun() -> ok end),
+    timer:sleep(50),
+    ?assertMatch({error, {'ProcessError', _}},
+                 py:eval(<<"__import__('erlang').send(p, 1)">>, #{p => Dead})),
+    ?assertMatch({error, {'TypeError', _}},
+                 py:eval(<<"__import__('erlang').send('not a pid', 1)">>)).
+
+version_and_contexts() ->
+    {ok, Version} = py:version(),
+    ?assertMatch({match, _}, re:run(Version, "^3\\.1[0-9]")),
+    {ok, Contexts} = py:start_contexts(3),
+    ?assertEqual(3, length(Contexts)),
+    ?assertEqual(lists:nth(2, Contexts), py:context(2)).
+
+bad_arguments() ->
+    ?assertError(badarg, py:call(math, sqrt, not_a_list)),
+    ?assertError(badarg, py:call(42, sqrt, [1])),
+    ?assertError(badarg, py:call(math, sqrt, [1], not_a_map, 1000)),
+    ?assertError(badarg, py:eval([16#110000])),
+    ?assertError(function_clause, py:eval(<<"1">>, not_a_map)),
+    ?assertMatch({error, {'ValueError', _}}, py:eval(<<"1", 0, "2">>)),
+    ?assertError(function_clause, py:context(0)).
+
+no_long_schedules() ->
+    erlang:system_monitor(self(), [{long_schedule, 100}]),
+    try
+        Parent = self(),
+        Sleepers = [spawn_link(fun() ->
+                                       Parent ! {self(), py:eval(<<"__import__('time').sleep(0.5)">>)}
+                               end) || _ <- lists:seq(1, 5)],
+        Crunchers = [spawn_link(fun() ->
+                                        Parent ! {self(), py:eval(<<"sum(i * i for i in range(2000000))">>)}
+                                end) || _ <- lists:seq(1, 20)],
+        [receive {P, R} -> ?assertEqual({ok, none}, R) end || P <- Sleepers],
+        Expected = lists:sum([I * I || I <- lists:seq(0, 1999999)]),
+        [receive {P, R} -> ?assertEqual({ok, Expected}, R) end || P <- Crunchers]
+    after
+        erlang:system_monitor(undefined)
+    end,
+    receive {monitor, _, long_schedule, Info} -> ?assertEqual(no_long_schedule, Info)
+    after 0 -> ok
+    end.
+
+long_call_does_not_starve() ->
+    Blockers = [py:spawn_call(time, sleep, [3]) || _ <- lists:seq(1, 8)],
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({ok, 2}, py:eval(<<"1 + 1">>)),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 2000),
+    [?assertEqual({ok, none}, py:await(B)) || B <- Blockers].
+
+concurrent_callers() ->
+    Parent = self(),
+    Pids = [spawn_link(fun() ->
+                               Result = case N rem 10 of
+                                            0 -> py:eval(<<"n / 0">>, #{n => N});
+                                            _ -> py:eval(<<"n * 3 + 1">>, #{n => N})
+                                        end,
+                               Parent ! {self(), N, Result}
+                       end) || N <- lists:seq(1, 200)],
+    lists:foreach(
+      fun(Pid) ->
+              receive
+                  {Pid, N, Result} when N rem 10 =:= 0 ->
+                      ?assertMatch({error, {'ZeroDivisionError', _}}, Result);
+                  {Pid, N, Result} ->
+                      ?assertEqual({ok, N * 3 + 1}, Result)
+              end
+      end, Pids).
+
+stop_while_busy() ->
+    Ebin = filename:dirname(code:which(py)),
+    Script = "application:ensure_all_started(py_channel),"
+             "[py:spawn_call(time, sleep, [30]) || _ <- lists:seq(1, 4)],"
+             "[spawn(fun() -> py:eval(<<\"sum(range(10**9))\">>) end) || _ <- lists:seq(1, 2)],"
+             "{ok, Ch} = py_channel:new(),"
+             "py:spawn_call(builtins, print, [Ch]),"
+             "timer:sleep(500), init:stop().",
+    Command = io_lib:format("ERL_LIBS=~ts timeout 60 erl -noshell -pa ~ts -eval '~ts'; echo exit=$?",
+                            [elixir_libs(), Ebin, Script]),
+    T0 = erlang:monotonic_time(millisecond),
+    Output = os:cmd(lists:flatten(Command)),
+    ?assertMatch({match, _}, re:run(Output, "exit=0")),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 30000).
+
+elixir_libs() ->
+    case code:lib_dir(elixir) of
+        {error, _} -> "";
+        Dir -> filename:dirname(Dir)
+    end.
+
+wait_until(Condition) ->
+    wait_until(Condition, 300).
+
+wait_until(Condition, 0) ->
+    ?assert(Condition());
+wait_until(Condition, Tries) ->
+    case Condition() of
+        true -> ok;
+        false -> timer:sleep(10), wait_until(Condition, Tries - 1)
+    end.
