@@ -30,7 +30,7 @@ test-rust:
 test-eunit: build
 	@mkdir -p _build/eunit
 	erlc -o _build/eunit +debug_info test/*.erl
-	$(ERL) -pa _build/eunit -eval 'case eunit:test([py_channel_tests, py_tests, py_conversion_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+	$(ERL) -pa _build/eunit -eval 'case eunit:test([py_channel_tests, py_tests, py_conversion_tests, py_stdlib_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
 
 demo: build
 	@mkdir -p _build/demo
