@@ -11,7 +11,11 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit demo bench clean
+.PHONY: setup build test test-rust test-eunit test-python-versions demo bench clean
+
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+PYTHON_VERSIONS ?= 3.11 3.12 3.13
+EUNIT_MODULES = py_channel_tests, py_tests, py_conversion_tests, py_stdlib_tests
 
 ## setup: install the system packages the build needs, when missing (Debian)
 setup:
@@ -30,7 +34,18 @@ test-rust:
 test-eunit: build
 	@mkdir -p _build/eunit
 	erlc -o _build/eunit +debug_info test/*.erl
-	$(ERL) -pa _build/eunit -eval 'case eunit:test([py_channel_tests, py_tests, py_conversion_tests, py_stdlib_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+	$(ERL) -pa _build/eunit -eval 'case eunit:test([$(EUNIT_MODULES)], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+
+## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv (the NIF links
+## libpython, so it is rebuilt for each), then the default Python's build is put back.
+test-python-versions: setup
+	@for version in $(PYTHON_VERSIONS); do \
+	    python=$$(ls -d $(PYENV_ROOT)/versions/$$version.*/bin/python3 2>/dev/null | sort -V | tail -n 1); \
+	    if [ -z "$$python" ]; then echo "no Python $$version under $(PYENV_ROOT)/versions"; exit 1; fi; \
+	    echo "=== Python $$version: $$python"; \
+	    PY_CHANNEL_PYTHON=$$python $(MAKE) --no-print-directory test-eunit || exit 1; \
+	done
+	sh scripts/build_nif.sh
 
 demo: build
 	@mkdir -p _build/demo
