@@ -5,11 +5,15 @@
 
 -export([main/0]).
 
+%% gen_server callbacks of the reference server in table 3
+-export([init/1, handle_call/3, handle_cast/2]).
+
 -define(KINDS, ['64 B', '1 KiB', '16 KiB', request]).
 -define(DEPTHS, [1000, 200000]).
 -define(BATCH, 500).
 -define(BATCHES, 200).
 -define(STREAM_MESSAGES, 1000000).
+-define(ROUND_TRIPS, 20000).
 
 main() ->
     {ok, _} = application:ensure_all_started(py_channel),
@@ -17,6 +21,7 @@ main() ->
               [erlang:system_info(otp_release), erlang:system_info(schedulers_online)]),
     depth_table(),
     stream_table(),
+    call_table(),
     ok.
 
 %% Send and receive cost with a shallow and a deep queue.
@@ -200,6 +205,38 @@ mailbox_stream(Term, N) ->
 
 mailbox_drain(0) -> ok;
 mailbox_drain(N) -> receive _ -> mailbox_drain(N - 1) end.
+
+%% Round trips into Python.
+
+call_table() ->
+    io:format("~n3. Round trip of one request, ~b in a row from one process "
+              "(microseconds, lower is better)~n~n", [?ROUND_TRIPS]),
+    {ok, Server} = gen_server:start_link(?MODULE, [], []),
+    {ok, _} = py:eval(<<"0">>), % start the interpreter outside the measurement
+    Rows = [{"py:call(math, sqrt, [16])", fun() -> {ok, 4.0} = py:call(math, sqrt, [16]) end},
+            {"py:eval(<<\"2 * 21\">>)", fun() -> {ok, 42} = py:eval(<<"2 * 21">>) end},
+            {"gen_server:call (reference)", fun() -> 16 = gen_server:call(Server, 16) end}],
+    io:format("~-30s | ~10s ~10s~n", ["request", "median", "p99"]),
+    lists:foreach(
+      fun({Label, Request}) ->
+              [Request() || _ <- lists:seq(1, 1000)],
+              Sorted = lists:sort([timed(Request) || _ <- lists:seq(1, ?ROUND_TRIPS)]),
+              io:format("~-30s | ~10.1f ~10.1f~n",
+                        [Label, percentile(Sorted, 50) / 1000, percentile(Sorted, 99) / 1000])
+      end, Rows),
+    gen_server:stop(Server).
+
+timed(Request) ->
+    T0 = erlang:monotonic_time(nanosecond),
+    Request(),
+    erlang:monotonic_time(nanosecond) - T0.
+
+percentile(Sorted, P) ->
+    lists:nth(max(1, round(length(Sorted) * P / 100)), Sorted).
+
+init([]) -> {ok, nostate}.
+handle_call(Request, _From, State) -> {reply, Request, State}.
+handle_cast(_Request, State) -> {noreply, State}.
 
 %% Helpers
 

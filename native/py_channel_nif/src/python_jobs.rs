@@ -15,8 +15,10 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use rustler::env::SavedTerm;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, Resource, ResourceArc, Term};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 /// A process's Python globals (per context), freed when the process's handle to it is gone.
 /// Dropped on a scheduler thread, the dict's release is deferred by pyo3 to the next time a
@@ -144,15 +146,16 @@ impl Job {
                 Work::Start => Ok(None),
                 Work::Exec { code } => {
                     let globals = self.globals(py)?;
-                    py.run(&source(input(code))?, Some(&globals), None)?;
+                    let code = compiled(py, input(code), Mode::Exec)?;
+                    run_code(py, &code, &globals, &globals)?;
                     Ok(None)
                 }
                 Work::Eval { code, locals } => {
                     let globals = self.globals(py)?;
                     let locals = to_python(py, input(locals), BinaryMode::Auto)?;
                     let locals = locals.cast_into::<PyDict>()?;
-                    let value = py.eval(&source(input(code))?, Some(&globals), Some(&locals))?;
-                    Ok(Some(value.unbind()))
+                    let code = compiled(py, input(code), Mode::Eval)?;
+                    Ok(Some(run_code(py, &code, &globals, &locals)?.unbind()))
                 }
                 Work::Call {
                     module,
@@ -294,12 +297,64 @@ fn log(level: rustler::Atom, traceback: &str) {
     }
 }
 
-/// Python source from a binary or an iolist-free charlist already made a binary by `py`.
-fn source(term: Term<'_>) -> PyResult<CString> {
-    let binary = rustler::Binary::from_term(term)
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Mode {
+    Exec,
+    Eval,
+}
+
+/// Compiled code objects by source, so a request repeated with other locals does not pay
+/// for parsing again. Emptied when full: sources generated on the fly must not grow it.
+type CodeCache = HashMap<(Mode, Vec<u8>), Py<PyAny>>;
+static CODE_CACHE: Mutex<Option<CodeCache>> = Mutex::new(None);
+const CODE_CACHE_ENTRIES: usize = 512;
+
+fn compiled<'py>(py: Python<'py>, source: Term<'_>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+    let source = rustler::Binary::from_term(source)
         .map_err(|_| PyTypeError::new_err("Python source must be a binary"))?;
-    CString::new(binary.as_slice())
-        .map_err(|_| PyValueError::new_err("Python source contains a NUL byte"))
+    let key = (mode, source.as_slice().to_vec());
+    if let Some(code) = lock(&CODE_CACHE).as_ref().and_then(|cache| cache.get(&key)) {
+        return Ok(code.bind(py).clone());
+    }
+    let text = CString::new(source.as_slice())
+        .map_err(|_| PyValueError::new_err("Python source contains a NUL byte"))?;
+    let mode_name = match mode {
+        Mode::Exec => "exec",
+        Mode::Eval => "eval",
+    };
+    let code = py.import("builtins")?.getattr("compile")?.call1((
+        text.to_str()
+            .map_err(|_| PyValueError::new_err("Python source is not UTF-8"))?,
+        "<erlang>",
+        mode_name,
+    ))?;
+    let mut cache = lock(&CODE_CACHE);
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= CODE_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, code.clone().unbind());
+    Ok(code)
+}
+
+fn run_code<'py>(
+    py: Python<'py>,
+    code: &Bound<'py, PyAny>,
+    globals: &Bound<'py, PyDict>,
+    locals: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: a code object from compile(), two dicts, the GIL held; the result is a new
+    // reference or NULL with an exception set.
+    unsafe {
+        let result = pyo3::ffi::PyEval_EvalCode(code.as_ptr(), globals.as_ptr(), locals.as_ptr());
+        Bound::from_owned_ptr_or_err(py, result)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A module or function name: an atom or a binary.

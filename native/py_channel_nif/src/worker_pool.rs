@@ -6,8 +6,9 @@
 //! for a queue operation, wakes a worker, and returns; it never waits for Python.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -17,18 +18,26 @@ const RESIDENT_WORKERS: usize = 2;
 const IDLE_EXIT_AFTER: Duration = Duration::from_secs(30);
 /// Conversion recurses per nesting level; Python frames need room too.
 const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
+/// How long a worker that ran out of jobs keeps looking before it sleeps. Waking a sleeping
+/// thread costs several microseconds; back-to-back requests find the worker still awake.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
 struct PoolState {
     jobs: VecDeque<Job>,
+    /// Workers without a job: spinning or asleep.
     idle: usize,
+    /// Of the idle, those still spinning (they need no wake-up call).
+    spinning: usize,
     threads: usize,
-    /// Jobs queued that an idle worker has been woken for but not yet taken.
+    /// Jobs queued that an idle worker is expected to take.
     promised: usize,
 }
 
 struct Pool {
     state: Mutex<PoolState>,
     work_available: Condvar,
+    /// `jobs.len()`, readable by spinning workers without the lock.
+    queued: AtomicUsize,
 }
 
 fn pool() -> &'static Pool {
@@ -37,10 +46,12 @@ fn pool() -> &'static Pool {
         state: Mutex::new(PoolState {
             jobs: VecDeque::new(),
             idle: 0,
+            spinning: 0,
             threads: 0,
             promised: 0,
         }),
         work_available: Condvar::new(),
+        queued: AtomicUsize::new(0),
     })
 }
 
@@ -49,10 +60,14 @@ pub fn submit(job: Job) -> Result<(), String> {
     let pool = pool();
     let mut state = lock(&pool.state);
     state.jobs.push_back(job);
+    pool.queued.fetch_add(1, Ordering::Release);
     if state.idle > state.promised {
         state.promised += 1;
+        let sleeping_only = state.spinning == 0;
         drop(state);
-        pool.work_available.notify_one();
+        if sleeping_only {
+            pool.work_available.notify_one();
+        }
         return Ok(());
     }
     state.threads += 1;
@@ -80,6 +95,7 @@ fn run_worker() {
     let mut state = lock(&pool.state);
     loop {
         if let Some(job) = state.jobs.pop_front() {
+            pool.queued.fetch_sub(1, Ordering::Release);
             state.promised = state.promised.saturating_sub(1);
             drop(state);
             // A panic in one job must not take the worker's bookkeeping down with it.
@@ -88,6 +104,20 @@ fn run_worker() {
             continue;
         }
         state.idle += 1;
+        state.spinning += 1;
+        drop(state);
+        let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
+        while pool.queued.load(Ordering::Acquire) == 0 && Instant::now() < spin_until {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        state = lock(&pool.state);
+        state.spinning -= 1;
+        // A job pushed while this worker spun was not announced: take it now.
+        if !state.jobs.is_empty() {
+            state.idle -= 1;
+            continue;
+        }
         let (next, timeout) = pool
             .work_available
             .wait_timeout(state, IDLE_EXIT_AFTER)
