@@ -38,8 +38,8 @@
                   length := non_neg_integer(),
                   waiting_readers := non_neg_integer()}.
 
-%% Bytes must fit the native counter (63 bits, the top bit is the closed flag).
--define(MAX_BYTES, (1 bsl 63 - 1)).
+%% Bytes must fit the native counter (47 bits: 128 TiB).
+-define(MAX_BYTES, (1 bsl 47 - 1)).
 
 %% How long a reader that gave up waits for a wake-up already on its way, so it
 %% does not linger in its mailbox. The sender fires it microseconds after.

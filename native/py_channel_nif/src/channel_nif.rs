@@ -34,8 +34,8 @@ fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a>
         rustler::schedule::consume_timeslice(env, percent.min(100) as i32);
     }
     match channel.channel.send(frame) {
-        Ok(wake) => {
-            if let Some(wake) = wake {
+        Ok(wakes) => {
+            for wake in wakes {
                 wake.fire(Some(env));
             }
             atoms::ok().encode(env)

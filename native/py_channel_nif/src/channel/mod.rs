@@ -4,10 +4,16 @@
 //! Plain Rust: no rustler or pyo3 types, so it is tested on its own.
 //!
 //! Sending never takes a lock: frames go into a lock-free segmented queue, and one atomic word
-//! holds both the queued byte count and the closed flag, so "closed?", "would it fit?" and
-//! "reserve the bytes" are one compare-and-swap. That is what lets a BEAM scheduler send without
-//! ever waiting on a lock. The waiter list is behind a mutex, but a sender only touches it when
-//! a reader is actually parked (the `sleepers` count says so), which is the idle path.
+//! holds the closed flag, the number of sends in flight and the queued byte count, so
+//! "closed?", "would it fit?" and "reserve the bytes" are one compare-and-swap. That is what
+//! lets a BEAM scheduler send without ever waiting on a lock. The waiter list is behind a
+//! mutex, but a sender only touches it when a reader is actually parked (the `sleepers` count
+//! says so), which is the idle path.
+//!
+//! "Closed and drained", the end of reading, is: closed, no send in flight, queue empty. It
+//! never depends on a receiver's bookkeeping, so a reader that finds the queue empty right
+//! after another took the last frame already sees the end. The one transition to it that
+//! happens after `close` (the last in-flight send landing) wakes every parked reader.
 //!
 //! Readers come in two kinds:
 //! - threads ([`Channel::recv_timeout`]) park themselves and are unparked by the core;
@@ -35,8 +41,14 @@ pub trait Weighed {
     fn weight(&self) -> usize;
 }
 
-/// The closed flag lives in the top bit of the state word; the other bits count queued bytes.
+/// The state word: the closed flag in the top bit, then sends in flight (accepted, frame not
+/// yet in the queue), then the bytes of accepted frames not yet received.
 const CLOSED: u64 = 1 << 63;
+const IN_FLIGHT_SHIFT: u32 = 47;
+const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
+const IN_FLIGHT_MASK: u64 = ((1 << 16) - 1) << IN_FLIGHT_SHIFT;
+/// At most 128 TiB queued: the byte count has 47 bits.
+pub const MAX_BYTES: u64 = IN_FLIGHT_ONE - 1;
 
 /// An id for a parked reader, unique within its channel.
 pub type WaiterId = u64;
@@ -94,7 +106,7 @@ impl<W> Sleeper<W> {
 
 pub struct Channel<T, W> {
     queue: SegQueue<T>,
-    /// `CLOSED` flag | bytes of accepted frames not yet received.
+    /// `CLOSED` | sends in flight | bytes of accepted frames not yet received.
     state: AtomicU64,
     /// 0 means unlimited.
     max_size: u64,
@@ -110,7 +122,7 @@ impl<T: Weighed, W> Channel<T, W> {
         Channel {
             queue: SegQueue::new(),
             state: AtomicU64::new(0),
-            max_size: max_size.min(CLOSED - 1),
+            max_size: max_size.min(MAX_BYTES),
             sleeper_count: AtomicUsize::new(0),
             sleepers: Mutex::new(VecDeque::new()),
             next_waiter_id: AtomicU64::new(1),
@@ -119,39 +131,56 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Queues `frame` without ever blocking.
     ///
-    /// On success, returns the parked task to wake, if a task (not a thread) was the reader
-    /// chosen for this frame; the caller fires it.
-    pub fn send(&self, frame: T) -> Result<Option<W>, SendError<T>> {
+    /// On success, returns the parked tasks (not threads) to wake, usually none or the one
+    /// chosen for this frame; the caller fires them.
+    pub fn send(&self, frame: T) -> Result<Vec<W>, SendError<T>> {
         let bytes = weight_of(&frame);
-        if self.max_size != 0 && bytes > self.max_size {
+        let limit = if self.max_size == 0 {
+            MAX_BYTES
+        } else {
+            self.max_size
+        };
+        if bytes > limit {
             return Err(SendError::TooLarge(frame));
         }
-        let mut current = self.state.load(Ordering::Acquire);
+        let mut current = self.state.load(Ordering::SeqCst);
         loop {
             if current & CLOSED != 0 {
                 return Err(SendError::Closed(frame));
             }
-            if self.max_size != 0 && current + bytes > self.max_size {
+            if (current & MAX_BYTES) + bytes > limit {
                 return Err(SendError::Busy(frame));
             }
             match self.state.compare_exchange_weak(
                 current,
-                current + bytes,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                current + bytes + IN_FLIGHT_ONE,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
                 Ok(_) => break,
                 Err(actual) => current = actual,
             }
         }
+        Ok(self.land(frame))
+    }
+
+    /// Puts an accepted frame (its bytes and in-flight mark already counted) in the queue and
+    /// says whom to wake.
+    fn land(&self, frame: T) -> Vec<W> {
         self.queue.push(frame);
+        let before_landing = self.state.fetch_sub(IN_FLIGHT_ONE, Ordering::SeqCst);
+        if before_landing & CLOSED != 0 && before_landing & IN_FLIGHT_MASK == IN_FLIGHT_ONE {
+            // The last send in flight after `close` landed: from here on the channel drains to
+            // its end, and readers parked meanwhile must all look again.
+            return self.wake_all();
+        }
         // Pairs with the fence in `register`: either the parked reader's re-check sees this
         // frame, or this load sees the reader.
         fence(Ordering::SeqCst);
         if self.sleeper_count.load(Ordering::Relaxed) == 0 {
-            return Ok(None);
+            return Vec::new();
         }
-        Ok(self.wake_one())
+        self.wake_one().into_iter().collect()
     }
 
     /// Takes the oldest frame, if any, without blocking.
@@ -161,7 +190,7 @@ impl<T: Weighed, W> Channel<T, W> {
                 self.state.fetch_sub(weight_of(&frame), Ordering::AcqRel);
                 Ok(frame)
             }
-            None if self.state.load(Ordering::Acquire) == CLOSED => Err(RecvError::Closed),
+            None if self.is_drained_after_close() => Err(RecvError::Closed),
             None => Err(RecvError::Empty),
         }
     }
@@ -257,15 +286,13 @@ impl<T: Weighed, W> Channel<T, W> {
     /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread
     /// and returns every parked task's waker for the caller to fire. Idempotent.
     pub fn close(&self) -> Vec<W> {
-        self.state.fetch_or(CLOSED, Ordering::AcqRel);
-        let mut sleepers = self.lock_sleepers();
-        self.sleeper_count.store(0, Ordering::Relaxed);
-        sleepers.drain(..).filter_map(Sleeper::wake).collect()
+        self.state.fetch_or(CLOSED, Ordering::SeqCst);
+        self.wake_all()
     }
 
     /// Bytes of accepted frames not yet received.
     pub fn size(&self) -> u64 {
-        self.state.load(Ordering::Acquire) & !CLOSED
+        self.state.load(Ordering::Acquire) & MAX_BYTES
     }
 
     pub fn max_size(&self) -> u64 {
@@ -292,7 +319,18 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// A frame to take, or the close that ends all reading.
     fn is_ready(&self) -> bool {
-        !self.queue.is_empty() || self.state.load(Ordering::Acquire) == CLOSED
+        !self.queue.is_empty() || self.is_drained_after_close()
+    }
+
+    /// Closed, no send in flight, nothing queued: no frame will ever come.
+    fn is_drained_after_close(&self) -> bool {
+        let state = self.state.load(Ordering::SeqCst);
+        // A send in flight increments before its frame lands; with none in flight after the
+        // close, every accepted frame is in the queue, so an empty queue is the end.
+        state & CLOSED != 0 && state & IN_FLIGHT_MASK == 0 && {
+            fence(Ordering::SeqCst);
+            self.queue.is_empty()
+        }
     }
 
     fn next_id(&self) -> WaiterId {
@@ -316,6 +354,13 @@ impl<T: Weighed, W> Channel<T, W> {
         let sleeper = sleepers.remove(position);
         self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
         sleeper
+    }
+
+    /// Wakes every parked thread; returns every parked task's waker.
+    fn wake_all(&self) -> Vec<W> {
+        let mut sleepers = self.lock_sleepers();
+        self.sleeper_count.store(0, Ordering::Relaxed);
+        sleepers.drain(..).filter_map(Sleeper::wake).collect()
     }
 
     fn wake_one(&self) -> Option<W> {

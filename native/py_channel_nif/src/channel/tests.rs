@@ -104,6 +104,80 @@ fn unlimited_when_max_size_is_zero() {
     channel.send(item(1, 1 << 40)).unwrap();
     channel.send(item(2, 1 << 40)).unwrap();
     assert_eq!(channel.size(), 2 << 40);
+    // Up to the 128 TiB the byte count holds, and no further.
+    let left = (MAX_BYTES - channel.size()) as usize;
+    assert!(matches!(
+        channel.send(item(3, left + 1)),
+        Err(SendError::Busy(_))
+    ));
+    channel.send(item(3, left)).unwrap();
+    assert_eq!(channel.size(), MAX_BYTES);
+}
+
+#[test]
+fn the_end_is_seen_while_another_reader_still_holds_the_last_frame() {
+    // A reader that popped the last frame after close but has not yet taken its bytes off the
+    // count: another reader looking now must see the end, not park for a wake that never
+    // comes.
+    let channel = TestChannel::new(0);
+    channel.send(item(1, 8)).unwrap();
+    channel.close();
+    let mid_receive = channel.queue.pop().expect("the frame");
+    assert_eq!(channel.size(), 8);
+    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    let (wake, _woken) = mpsc::channel();
+    assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
+    drop(mid_receive);
+}
+
+#[test]
+fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
+    let channel = TestChannel::new(0);
+    // A send that passed its check before the close, frame not yet in the queue.
+    channel.state.fetch_add(8 + IN_FLIGHT_ONE, Ordering::SeqCst);
+    channel.close();
+    assert_eq!(channel.try_recv(), Err(RecvError::Empty));
+    let mut woken = Vec::new();
+    for _ in 0..3 {
+        let (wake, receiver) = mpsc::channel();
+        assert!(matches!(channel.park_task(wake), Parked::Waiting(_)));
+        woken.push(receiver);
+    }
+    let wakes = channel.land(item(1, 8));
+    assert_eq!(wakes.len(), 3, "every parked reader must look again");
+    assert_eq!(channel.try_recv().unwrap().value, 1);
+    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+}
+
+#[test]
+fn readers_racing_a_close_all_end() {
+    // Many readers, few frames, close racing with the last sends: every reader ends.
+    for _ in 0..300 {
+        let channel = Arc::new(TestChannel::new(0));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let channel = channel.clone();
+                thread::spawn(move || {
+                    let mut taken = 0;
+                    loop {
+                        match channel.recv_timeout(Some(Duration::from_secs(5)), no_pass_on) {
+                            Ok(_) => taken += 1,
+                            Err(RecvError::Closed) => return taken,
+                            Err(RecvError::Empty) => panic!("a reader waited past the end"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let sender = {
+            let channel = channel.clone();
+            thread::spawn(move || (0..3).filter(|&n| channel.send(item(n, 1)).is_ok()).count())
+        };
+        channel.close();
+        let accepted = sender.join().unwrap();
+        let total: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(total, accepted);
+    }
 }
 
 #[test]
@@ -166,7 +240,7 @@ fn a_send_wakes_a_thread_blocked_in_recv() {
         thread::spawn(move || channel.recv_timeout(None, no_pass_on))
     };
     wait_for_parked(&channel, 1);
-    assert!(channel.send(item(42, 8)).unwrap().is_none());
+    assert!(channel.send(item(42, 8)).unwrap().is_empty());
     assert_eq!(reader.join().unwrap().unwrap().value, 42);
 }
 
@@ -193,8 +267,9 @@ fn a_parked_task_gets_its_waker_back_on_send() {
     let Parked::Waiting(_) = channel.park_task(wake) else {
         panic!("nothing queued, the task must wait");
     };
-    let handed_back = channel.send(item(1, 8)).unwrap().expect("the task's waker");
-    handed_back.send(()).unwrap();
+    let handed_back = channel.send(item(1, 8)).unwrap();
+    assert_eq!(handed_back.len(), 1, "the task's waker");
+    handed_back[0].send(()).unwrap();
     woken.try_recv().unwrap();
     assert_eq!(channel.waiting_readers(), 0);
 }
@@ -229,7 +304,7 @@ fn each_send_wakes_one_reader_in_park_order() {
     let (second, second_woken) = mpsc::channel();
     channel.park_task(first);
     channel.park_task(second);
-    channel.send(item(1, 8)).unwrap().unwrap().send(()).unwrap();
+    channel.send(item(1, 8)).unwrap()[0].send(()).unwrap();
     assert!(first_woken.try_recv().is_ok());
     assert!(second_woken.try_recv().is_err());
     assert_eq!(channel.waiting_readers(), 1);
@@ -245,7 +320,7 @@ fn cancelling_a_woken_task_passes_the_wake_on() {
     };
     channel.park_task(second);
     // The first task is woken for this frame but gives up without taking it.
-    let _first_wake = channel.send(item(1, 8)).unwrap().unwrap();
+    let _first_wake = channel.send(item(1, 8)).unwrap();
     let Cancelled::AlreadyWoken(Some(pass_on)) = channel.cancel_task(first_id) else {
         panic!("the frame is still queued: the second task must be woken");
     };
@@ -262,7 +337,7 @@ fn cancelling_a_task_still_parked_just_removes_it() {
     };
     assert!(matches!(channel.cancel_task(id), Cancelled::Withdrawn));
     assert_eq!(channel.waiting_readers(), 0);
-    assert!(channel.send(item(1, 8)).unwrap().is_none());
+    assert!(channel.send(item(1, 8)).unwrap().is_empty());
 }
 
 #[test]
@@ -355,11 +430,12 @@ fn many_producers_and_mixed_readers_get_every_frame_exactly_once() {
                     let mut frame = item(producer * PER_PRODUCER + n, 1 + (n % 64) as usize);
                     loop {
                         match channel.send(frame) {
-                            Ok(Some(wake)) => {
-                                let _ = wake.send(());
+                            Ok(wakes) => {
+                                for wake in wakes {
+                                    let _ = wake.send(());
+                                }
                                 break;
                             }
-                            Ok(None) => break,
                             Err(SendError::Busy(back)) => {
                                 frame = back;
                                 thread::yield_now();
