@@ -15,7 +15,7 @@ ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON_VERSIONS ?= 3.11 3.12 3.13
-EUNIT_MODULES = py_channel_tests, py_tests, py_conversion_tests, py_stdlib_tests
+EUNIT_MODULES = py_channel_tests, py_tests, py_conversion_tests, py_stdlib_tests, py_reader_tests
 
 ## setup: install the system packages the build needs, when missing (Debian)
 setup:

@@ -19,8 +19,7 @@
 -module(py_channel).
 
 -export([new/0, new/1, send/2, close/1, info/1, try_receive/1,
-         recv/1, recv/2, term_size/1, register_callbacks/0, registered_callbacks/0,
-         stats/0]).
+         recv/1, recv/2, term_size/1, register_callbacks/0, stats/0]).
 
 -export_type([channel/0, options/0, info/0]).
 
@@ -45,9 +44,6 @@
 %% does not linger in its mailbox. The sender fires it microseconds after.
 -define(WAKE_IN_FLIGHT_MS, 1000).
 
--define(CALLBACKS, ['_py_channel_receive', '_py_channel_try_receive',
-                    '_py_channel_info', '_py_channel_wait',
-                    '_py_channel_cancel_wait']).
 
 %% @doc A new unbounded channel owned by the caller.
 %% @equiv new(#{})
@@ -164,19 +160,44 @@ remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 term_size(Term) ->
     py_channel_nif:term_size(Term).
 
-%% @doc Makes the channel available to Python code written against
-%% erlang_python: `erlang.call('_py_channel_receive', ref)',
-%% `_py_channel_try_receive', `_py_channel_info', `_py_channel_wait' and
-%% `_py_channel_cancel_wait'. Idempotent.
+%% @doc Makes channels readable from Python code written against
+%% erlang_python, through `erlang.call':
+%% `_py_channel_receive(ref[, timeout_ms])' -> `(ok, Term)' or
+%% `(error, closed | timeout)'; `_py_channel_try_receive(ref)';
+%% `_py_channel_info(ref)'; `_py_channel_wait(ref[, timeout_ms])' -> `ok'
+%% once a message or the close is there, or `(error, timeout)';
+%% `_py_channel_cancel_wait(ref)' -> `ok'. Needs the application running.
+%% Idempotent. (`erlang.channel.Channel' reads a channel natively and faster.)
 -spec register_callbacks() -> ok.
 register_callbacks() ->
-    persistent_term:put({?MODULE, callbacks}, ?CALLBACKS),
-    ok.
+    Callbacks = #{'_py_channel_receive' => fun callback_receive/1,
+                  '_py_channel_try_receive' => fun([Ch]) -> try_receive(Ch) end,
+                  '_py_channel_info' => fun([Ch]) -> info(Ch) end,
+                  '_py_channel_wait' => fun callback_wait/1,
+                  '_py_channel_cancel_wait' => fun([_Ch]) -> ok end},
+    maps:foreach(fun py:register_function/2, Callbacks).
 
-%% @doc The callback names `register_callbacks/0' has registered.
--spec registered_callbacks() -> [atom()].
-registered_callbacks() ->
-    persistent_term:get({?MODULE, callbacks}, []).
+callback_receive([Ch]) -> recv(Ch, infinity);
+callback_receive([Ch, Timeout]) -> recv(Ch, Timeout).
+
+%% Waits for a message or the close without taking anything.
+callback_wait([Ch]) ->
+    callback_wait([Ch, infinity]);
+callback_wait([Ch, Timeout]) ->
+    Tag = erlang:unique_integer([positive]),
+    case py_channel_nif:wait(Ch, Tag) of
+        ready ->
+            ok;
+        {waiting, WaiterId} ->
+            receive
+                {py_channel_ready, Tag} -> ok
+            after Timeout ->
+                    case py_channel_nif:cancel_wait(Ch, WaiterId) of
+                        cancelled -> {error, timeout};
+                        woken -> receive {py_channel_ready, Tag} -> ok end
+                    end
+            end
+    end.
 
 %% @doc Counters for the whole node: `live_channels' is the number of
 %% channels whose memory is not yet freed.

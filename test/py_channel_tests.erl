@@ -39,7 +39,14 @@ py_channel_test_() ->
       {timeout, 120,
        {"8 producers x 10,000 sends, one reader: every value exactly once",
         fun eight_producers_one_reader/0}},
-      {"register_callbacks/0", fun register_callbacks/0}]}.
+      {"term_size/1 of what a send counts", fun term_size_matches_send/0}]}.
+
+term_size_matches_send() ->
+    {ok, Ch} = py_channel:new(),
+    Term = {request, self(), <<"data">>, [1.5, big]},
+    ok = py_channel:send(Ch, Term),
+    ?assertEqual(py_channel:term_size(Term), maps:get(size, py_channel:info(Ch))).
+
 
 new_defaults() ->
     {ok, Ch} = py_channel:new(),
@@ -364,13 +371,6 @@ eight_producers_one_reader() ->
     %% Each producer's values arrive in the order it sent them.
     [?assertEqual(lists:seq(1, PerProducer), [N || {P1, N} <- Got, P1 =:= P])
      || P <- lists:seq(1, Producers)].
-
-register_callbacks() ->
-    ?assertEqual(ok, py_channel:register_callbacks()),
-    ?assertEqual(ok, py_channel:register_callbacks()),
-    Names = py_channel:registered_callbacks(),
-    [?assert(lists:member(N, Names))
-     || N <- ['_py_channel_receive', '_py_channel_try_receive', '_py_channel_info']].
 
 %% Helpers
 

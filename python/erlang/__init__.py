@@ -8,6 +8,7 @@ back to Erlang as the same term.
 
 from _py_channel import (
     CallError,
+    ChannelClosed,
     ChannelRef,
     Pid,
     ProcessError,
@@ -20,12 +21,15 @@ from _py_channel import (
 __all__ = [
     "Atom",
     "CallError",
+    "Channel",
+    "ChannelClosed",
     "ChannelRef",
     "Pid",
     "ProcessError",
     "Ref",
     "Term",
     "call",
+    "reply",
     "send",
 ]
 
@@ -38,6 +42,10 @@ class Atom(str):
 
     def __repr__(self) -> str:
         return f"Atom({str.__repr__(self)})"
+
+
+# After Atom: the channel module imports from this package.
+from .channel import Channel, reply  # noqa: E402
 
 
 def _activate_venv(path: str) -> None:

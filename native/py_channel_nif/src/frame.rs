@@ -51,6 +51,17 @@ impl Frame {
         }
     }
 
+    /// The term, for reading only, in `env`: not copied when it can be read where it is.
+    /// Python readers use this; the term must not be kept beyond the frame.
+    pub fn read<'a>(&'a self, env: Env<'a>) -> Term<'a> {
+        match &self.stored {
+            // SAFETY: the term is immutable and lives as long as the frame's arena, which
+            // outlives 'a; reading it needs nothing from the env it is presented in.
+            Stored::Copied(held) => unsafe { Term::new(env, held.term) },
+            Stored::Encoded { .. } => self.decode(env),
+        }
+    }
+
     /// The term, copied into `env`.
     pub fn decode<'a>(&self, env: Env<'a>) -> Term<'a> {
         match &self.stored {

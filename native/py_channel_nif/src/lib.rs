@@ -3,8 +3,8 @@
 //! This file is only the NIF table. The channel: `channel/` (the core), `frame.rs` (how a
 //! message is stored), `channel_nif.rs` (its NIFs). Python: `interpreter.rs` (start),
 //! `worker_pool.rs` (threads), `python_jobs.rs` and `python_nif.rs` (`py` requests),
-//! `conversion/` (terms <-> objects), `python_module.rs` and `python_types.rs` (the native
-//! `erlang` module), `callbacks.rs` (`erlang.call`).
+//! `conversion/` (terms <-> objects), `python_module.rs`, `python_types.rs` and `python_channel.rs`
+//! (the native `erlang` module), `callbacks.rs` (`erlang.call`).
 
 pub mod channel;
 
@@ -27,6 +27,8 @@ mod callbacks;
 mod conversion;
 #[cfg(feature = "nif")]
 mod interpreter;
+#[cfg(feature = "nif")]
+mod python_channel;
 #[cfg(feature = "nif")]
 mod python_jobs;
 #[cfg(feature = "nif")]

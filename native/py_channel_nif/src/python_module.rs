@@ -5,6 +5,7 @@
 use crate::atoms;
 use crate::callbacks::{self, PendingCall};
 use crate::conversion::{to_erlang, to_python, BinaryMode};
+use crate::python_channel::{ChannelClosed, ChannelReader};
 use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -104,6 +105,8 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyRef>()?;
     module.add_class::<PyTerm>()?;
     module.add_class::<PyChannelRef>()?;
+    module.add_class::<ChannelReader>()?;
+    module.add("ChannelClosed", module.py().get_type::<ChannelClosed>())?;
     module.add("ProcessError", module.py().get_type::<ProcessError>())?;
     module.add("CallError", module.py().get_type::<CallError>())?;
     Ok(())

@@ -1,11 +1,17 @@
-//! Waking a reader parked on a channel. An Erlang process waiting in `py_channel:recv/2` is
-//! woken by a message `{py_channel_ready, Tag}`, then takes the frame itself.
+//! Waking a reader parked on a channel.
+//! - An Erlang process waiting in `py_channel:recv/2` gets a message `{py_channel_ready, Tag}`
+//!   and then takes the frame itself.
+//! - A Python coroutine in `async_receive` gets a write on a file descriptor its event loop
+//!   watches (`add_reader`): the sender never touches the GIL. The descriptor is a duplicate
+//!   owned by the waker, so the coroutine closing its own copy early is harmless.
 
 use crate::atoms;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub enum ReaderWake {
     Process { pid: LocalPid, tag: u64 },
+    Descriptor { fd: OwnedFd, eventfd: bool },
 }
 
 impl ReaderWake {
@@ -19,6 +25,16 @@ impl ReaderWake {
                     None => OwnedEnv::new()
                         .send_and_clear(&pid, |env| (atoms::py_channel_ready(), tag).encode(env)),
                 };
+            }
+            ReaderWake::Descriptor { fd, eventfd } => {
+                // An eventfd takes an 8-byte count, a pipe any byte. Non-blocking: if the pipe
+                // is full, a wake is pending anyway.
+                let one = 1u64.to_ne_bytes();
+                let bytes: &[u8] = if eventfd { &one } else { &one[..1] };
+                // SAFETY: writing a few bytes from a live buffer to a descriptor we own.
+                unsafe {
+                    libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
+                }
             }
         }
     }

@@ -1,0 +1,106 @@
+"""Reading a py_channel channel from Python.
+
+An Erlang process creates the channel (``py_channel:new/1``) and passes it to Python, as an
+argument of ``py:call``/``py:spawn_call`` or in ``py:eval`` locals. Python reads it::
+
+    from erlang.channel import Channel, reply
+
+    def serve(channel_ref):
+        for request, sender, payload in Channel(channel_ref):
+            reply(sender, (request, len(payload)))
+
+Iteration (sync or ``async for``) ends when the channel is closed and every message in it
+has been received. Any number of readers, threads and coroutines alike, may read one
+channel: each message goes to exactly one of them. Every wait releases the GIL, and a
+coroutine waiting in ``async_receive`` is woken through its event loop (``add_reader`` on a
+file descriptor the sender writes to): no polling, no sleeping loop, on any asyncio loop.
+"""
+
+import os
+
+from _py_channel import ChannelClosed, _ChannelReader
+
+from . import send as _send
+
+__all__ = ["Channel", "ChannelClosed", "reply"]
+
+
+class Channel(_ChannelReader):
+    """A reader of an Erlang channel.
+
+    ``Channel(ref, binary='bytes')`` delivers every binary as ``bytes`` (by default a binary
+    that is valid UTF-8 arrives as ``str``).
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+    async def async_receive(self):
+        """The next message, waiting without blocking the event loop's thread. Raises
+        ChannelClosed once the channel is closed and drained."""
+        while True:
+            try:
+                return self.receive(0)
+            except TimeoutError:
+                pass
+            await self._wait_readable()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return await self.async_receive()
+        except ChannelClosed:
+            raise StopAsyncIteration from None
+
+    async def _wait_readable(self):
+        """Returns once a message or the close has arrived (another reader may take it)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd, is_eventfd = _wake_descriptors()
+        try:
+            waiter = self._park_fd(write_fd, is_eventfd)
+            if waiter is None:
+                return
+            ready = loop.create_future()
+            loop.add_reader(read_fd, _resolve, ready)
+            try:
+                await ready
+            except BaseException:
+                # Cancelled: a wake we were given goes to another reader.
+                self._cancel_wait(waiter)
+                raise
+            finally:
+                loop.remove_reader(read_fd)
+        finally:
+            os.close(read_fd)
+            if write_fd != read_fd:
+                os.close(write_fd)
+
+
+def reply(pid, term):
+    """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``); raises
+    erlang.ProcessError if it is not alive."""
+    _send(pid, term)
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
+
+
+def _wake_descriptors():
+    """(read end, write end, is_eventfd): an eventfd where there is one, else a pipe."""
+    if hasattr(os, "eventfd"):
+        fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, fd, True
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    return read_fd, write_fd, False
