@@ -1,21 +1,39 @@
-%% `make demo': a producer streams records through a backpressured channel to
-%% two workers that parse and hash each one and reply to the producer's
-%% collector. It ends with the rate, the reply latency and a check that every
-%% record was answered exactly once.
-%%
-%% The workers are Erlang processes reading with py_channel:recv/2 until the
-%% Python reader (`for msg in Channel(ref)') lands; the channel, the
-%% backpressure and the accounting are the real ones.
+%% `make demo': an Erlang producer streams records through a backpressured
+%% channel to two Python workers in the embedded interpreter. Each worker
+%% parses a record, aggregates it per sensor, hashes it with hashlib and
+%% replies to the producer's collector. The run ends with the rate, the reply
+%% latency and a check that every record was answered exactly once.
 -module(py_channel_demo).
 
 -export([main/0, main/1]).
 
 -define(DEFAULT_RECORDS, 1000000).
 -define(WORKERS, 2).
--define(MAX_SIZE, 1 bsl 20).
+-define(MAX_SIZE, 64 * 1024).
 -define(PROGRESS_EVERY, 100000).
 %% Reply latency is sampled on one record in this many.
 -define(LATENCY_SAMPLE, 50).
+
+%% The Python worker: parse "sensor-N,Value", keep a total per sensor, hash
+%% the record, reply. Iteration ends when the channel is closed and drained.
+-define(WORKER, <<"
+import hashlib
+from erlang import Atom
+from erlang.channel import Channel, reply
+
+ANSWER = Atom('answer')
+
+def worker(channel_ref):
+    totals = {}
+    count = 0
+    for _, seq, reply_to, sent_at, payload in Channel(channel_ref):
+        sensor, value = payload.split(',')
+        totals[sensor] = totals.get(sensor, 0) + int(value)
+        digest = hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+        reply(reply_to, (ANSWER, seq, sent_at, digest))
+        count += 1
+    return (count, len(totals))
+">>).
 
 main() ->
     main(?DEFAULT_RECORDS).
@@ -23,23 +41,30 @@ main() ->
 main(Records) ->
     {ok, _} = application:ensure_all_started(py_channel),
     {ok, Channel} = py_channel:new(#{max_size => ?MAX_SIZE}),
-    io:format("py_channel demo: ~b records -> channel (max_size ~b bytes) -> ~b workers~n",
-              [Records, ?MAX_SIZE, ?WORKERS]),
+    io:format("py_channel demo: ~b records -> channel (max_size ~b bytes) -> "
+              "~b Python workers~n", [Records, ?MAX_SIZE, ?WORKERS]),
+    {ok, Version} = py:version(),
+    io:format("embedded Python ~ts~n", [hd(binary:split(Version, <<" ">>))]),
+    ok = py:exec(?WORKER),
     Answered = atomics:new(Records, []),
     Collector = spawn_link(fun() -> collect(Records, Answered) end),
-    Workers = [spawn_link(fun() -> work(Channel) end) || _ <- lists:seq(1, ?WORKERS)],
+    Workers = [py:spawn_call('__main__', worker, [Channel]) || _ <- lists:seq(1, ?WORKERS)],
     Started = erlang:monotonic_time(microsecond),
     Busy = produce(Channel, Collector, 1, Records, 0),
     ok = py_channel:close(Channel),
     Collector ! {finished, self()},
     {Latencies, Duplicates} = receive {collected, L, D} -> {L, D} end,
     Elapsed = erlang:monotonic_time(microsecond) - Started,
-    [receive {'EXIT', W, normal} -> ok after 0 -> ok end || W <- Workers],
+    WorkerCounts = [begin {ok, {Count, Sensors}} = py:await(W, 60000), {Count, Sensors} end
+                    || W <- Workers],
     Missing = length([I || I <- lists:seq(1, Records), atomics:get(Answered, I) =:= 0]),
     Sorted = lists:sort(Latencies),
     io:format("~nrecords:        ~b in ~.2f s = ~b records/s~n",
               [Records, Elapsed / 1.0e6, round(Records / (Elapsed / 1.0e6))]),
     io:format("backpressure:   ~b busy answers (producer retried)~n", [Busy]),
+    io:format("workers:        ~ts~n",
+              [lists:join(", ", [io_lib:format("~b records, ~b sensors", [C, S])
+                                 || {C, S} <- WorkerCounts])]),
     io:format("reply latency:  median ~b us, p99 ~b us (~b samples)~n",
               [percentile(Sorted, 50), percentile(Sorted, 99), length(Sorted)]),
     case {Missing, Duplicates} of
@@ -61,17 +86,6 @@ produce(Channel, Collector, Seq, Records, Busy) ->
         busy -> erlang:yield(), produce(Channel, Collector, Seq, Records, Busy + 1)
     end.
 
-%% Parse "sensor-N,Value", hash the record, reply to whoever asked.
-work(Channel) ->
-    case py_channel:recv(Channel, infinity) of
-        {ok, {record, Seq, ReplyTo, SentAt, Payload}} ->
-            [Sensor, Value] = binary:split(Payload, <<",">>),
-            Digest = erlang:phash2({Sensor, binary_to_integer(Value)}),
-            ReplyTo ! {answer, Seq, SentAt, Digest},
-            work(Channel);
-        {error, closed} ->
-            ok
-    end.
 
 -record(tally, {records, answered, count = 0, latencies = [], duplicates = 0,
                 finished_by = none}).

@@ -11,6 +11,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rustler::{Encoder, OwnedEnv};
+use std::cell::RefCell;
 
 pyo3::create_exception!(
     _py_channel,
@@ -38,17 +39,31 @@ fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
         })?
         .get()
         .pid;
-    let mut env = OwnedEnv::new();
     let mut converted = Ok(());
-    let sent = env.send_and_clear(&pid, |env| match to_erlang(env, term) {
-        Ok(message) => message,
-        Err(error) => {
-            converted = Err(error);
-            atoms::error().encode(env)
-        }
+    let sent = with_send_env(|env| {
+        env.send_and_clear(&pid, |env| match to_erlang(env, term) {
+            Ok(message) => message,
+            Err(error) => {
+                converted = Err(error);
+                atoms::error().encode(env)
+            }
+        })
     });
     converted?;
     sent.map_err(|_| ProcessError::new_err("the process is not alive"))
+}
+
+thread_local! {
+    /// Reused for every message this thread sends: an env costs about a kilobyte to set up.
+    static SEND_ENV: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
+}
+
+fn with_send_env<R>(send: impl FnOnce(&mut OwnedEnv) -> R) -> R {
+    SEND_ENV.with(|env| match env.try_borrow_mut() {
+        Ok(mut env) => send(&mut env),
+        // Re-entered while converting (a __repr__ that sends, say): an env of its own.
+        Err(_) => send(&mut OwnedEnv::new()),
+    })
 }
 
 /// Calls the Erlang function registered as `name` with `args`; returns its result.
