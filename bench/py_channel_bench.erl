@@ -22,6 +22,8 @@ main() ->
     depth_table(),
     stream_table(),
     call_table(),
+    python_stream_table(),
+    python_round_trip_table(),
     ok.
 
 %% Send and receive cost with a shallow and a deep queue.
@@ -237,6 +239,89 @@ percentile(Sorted, P) ->
 init([]) -> {ok, nostate}.
 handle_call(Request, _From, State) -> {reply, Request, State}.
 handle_cast(_Request, State) -> {noreply, State}.
+
+%% Erlang -> Python.
+
+-define(PYTHON_CONSUMERS, <<"
+from erlang.channel import Channel, ChannelClosed, reply
+
+def consume_iterating(ref):
+    count = 0
+    for _ in Channel(ref):
+        count += 1
+    return count
+
+def consume_batches(ref):
+    channel = Channel(ref)
+    count = 0
+    while True:
+        try:
+            count += len(channel.receive_many(1024))
+        except ChannelClosed:
+            return count
+
+def echo(ref):
+    for sender, seq in Channel(ref):
+        reply(sender, seq)
+">>).
+
+python_stream_table() ->
+    io:format("~n4. Streaming ~b terms from an Erlang process to Python "
+              "(million terms/s, higher is better)~n~n", [?STREAM_MESSAGES]),
+    ok = py:exec(?PYTHON_CONSUMERS),
+    io:format("~-8s | ~16s ~16s | ~10s | ~8s ~8s~n",
+              ["term", "for msg in ch", "receive_many", "Erlang !", "ratio", "ratio"]),
+    lists:foreach(
+      fun(Kind) ->
+              Term = payload(Kind),
+              Iterating = python_stream(Term, consume_iterating),
+              Batches = python_stream(Term, consume_batches),
+              Mailbox = mailbox_stream(Term, ?STREAM_MESSAGES),
+              io:format("~-8s | ~16.2f ~16.2f | ~10.2f | ~8.2f ~8.2f~n",
+                        [Kind, Iterating, Batches, Mailbox,
+                         Iterating / Mailbox, Batches / Mailbox])
+      end, ['64 B', request]),
+    io:format("(goal: >= 0.70 of Erlang !; max_size 1 MiB, the producer retries on busy)~n").
+
+python_stream(Term, Consumer) ->
+    {ok, Ch} = py_channel:new(#{max_size => 1 bsl 20}),
+    T0 = erlang:monotonic_time(nanosecond),
+    Pending = py:spawn_call('__main__', Consumer, [Ch]),
+    channel_produce(Ch, Term, ?STREAM_MESSAGES),
+    ok = py_channel:close(Ch),
+    N = ?STREAM_MESSAGES,
+    {ok, N} = py:await(Pending, 600000),
+    N / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.
+
+python_round_trip_table() ->
+    io:format("~n5. Request/reply round trip, ~b in a row (microseconds, lower is better)~n~n",
+              [?ROUND_TRIPS]),
+    {ok, Ch} = py_channel:new(),
+    Echo = py:spawn_call('__main__', echo, [Ch]),
+    Python = fun(Seq) ->
+                     ok = py_channel:send(Ch, {self(), Seq}),
+                     receive Seq -> ok end
+             end,
+    Ponger = spawn_link(fun Loop() -> receive {From, Seq} -> From ! Seq, Loop() end end),
+    Erlang = fun(Seq) ->
+                     Ponger ! {self(), Seq},
+                     receive Seq -> ok end
+             end,
+    io:format("~-40s | ~10s ~10s~n", ["round trip", "median", "p99"]),
+    lists:foreach(
+      fun({Label, RoundTrip}) ->
+              [RoundTrip(Seq) || Seq <- lists:seq(1, 2000)],
+              Sorted = lists:sort([timed(fun() -> RoundTrip(Seq) end)
+                                   || Seq <- lists:seq(1, ?ROUND_TRIPS)]),
+              io:format("~-40s | ~10.1f ~10.1f~n",
+                        [Label, percentile(Sorted, 50) / 1000, percentile(Sorted, 99) / 1000])
+      end, [{"channel + Python reply/2", Python},
+            {"Erlang process ping-pong (reference)", Erlang}]),
+    ok = py_channel:close(Ch),
+    {ok, none} = py:await(Echo, 10000),
+    unlink(Ponger),
+    exit(Ponger, kill),
+    io:format("(goal: median <= 10 us, p99 <= 40 us)~n").
 
 %% Helpers
 

@@ -50,6 +50,9 @@ const IN_FLIGHT_MASK: u64 = ((1 << 16) - 1) << IN_FLIGHT_SHIFT;
 /// At most 128 TiB queued: the byte count has 47 bits.
 pub const MAX_BYTES: u64 = IN_FLIGHT_ONE - 1;
 
+/// How long a thread reader looks for a frame before it parks.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+
 /// An id for a parked reader, unique within its channel.
 pub type WaiterId = u64;
 
@@ -215,6 +218,9 @@ impl<T: Weighed, W> Channel<T, W> {
             if remaining == Some(Duration::ZERO) {
                 return Err(RecvError::Empty);
             }
+            if self.spin_until_ready(remaining) {
+                continue;
+            }
             let woken = Arc::new(AtomicBool::new(false));
             let id = self.register(Sleeper::Thread {
                 id: self.next_id(),
@@ -315,6 +321,24 @@ impl<T: Weighed, W> Channel<T, W> {
     /// Number of readers parked right now.
     pub fn waiting_readers(&self) -> usize {
         self.sleeper_count.load(Ordering::Relaxed)
+    }
+
+    /// Looks for a frame for a few microseconds before a thread parks: a parked thread takes
+    /// a futex wake to resume, several microseconds and two system calls, which a reader that
+    /// keeps up with a stream would otherwise pay for every frame.
+    fn spin_until_ready(&self, remaining: Option<Duration>) -> bool {
+        let spin = remaining.map_or(SPIN_BEFORE_PARK, |r| r.min(SPIN_BEFORE_PARK));
+        let until = Instant::now() + spin;
+        loop {
+            if self.is_ready() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
     }
 
     /// A frame to take, or the close that ends all reading.

@@ -7,7 +7,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use rustler::sys::ErlNifTerm;
 use rustler::{Binary, LocalPid, ResourceArc, Term, TermType};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// How binaries arrive in Python.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -107,7 +110,29 @@ fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<
     PyBytes::new(py, bytes).into_any()
 }
 
+/// `erlang.Atom` objects by atom. An atom's term is the same value for the life of the VM,
+/// and atoms are few, so each is made once; messages repeat them all the time.
+static ATOMS: Mutex<Option<HashMap<ErlNifTerm, Py<PyAny>>>> = Mutex::new(None);
+
 fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let key = term.as_c_arg();
+    if let Some(cached) = lock(&ATOMS).as_ref().and_then(|atoms| atoms.get(&key)) {
+        return Ok(cached.bind(py).clone());
+    }
+    let object = new_atom(py, term)?;
+    lock(&ATOMS)
+        .get_or_insert_with(HashMap::new)
+        .insert(key, object.clone().unbind());
+    Ok(object)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn new_atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     let name = match term.atom_to_string() {
         Ok(name) => name,
         Err(_) => {
