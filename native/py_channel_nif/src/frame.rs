@@ -17,7 +17,7 @@ use crate::term_scan::scan;
 use rustler::sys::{enif_alloc_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm};
 use rustler::{Env, OwnedBinary, ResourceArc, Term};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 pub struct Frame {
     stored: Stored,
@@ -102,15 +102,16 @@ impl ArenaTerm {
 }
 
 /// A process-independent env that the terms of consecutive sends to one channel are copied
-/// into. It is freed when the last frame in it is received, so a term received early stays in
-/// memory only until its arena-mates are received too: an arena takes at most
-/// `ARENA_MAX_FRAMES` frames and about `ARENA_MAX_BYTES` of them.
+/// into. It is freed when the last frame in it is received. An arena takes at most
+/// `ARENA_MAX_FRAMES` frames and about `ARENA_MAX_BYTES` of them, so a term received early
+/// stays in memory only until its arena-mates are received too (a large term fills an arena
+/// on its own and goes with its frame).
 struct TermArena {
     env: NonNull<ErlNifEnv>,
 }
 
 const ARENA_MAX_FRAMES: u32 = 64;
-const ARENA_MAX_BYTES: usize = 1 << 20;
+const ARENA_MAX_BYTES: usize = 64 * 1024;
 
 // SAFETY: appending to the env happens only under the channel's `ArenaSlot` lock, or on an
 // arena private to one frame; reading terms of it is safe from any thread (see `ArenaTerm`).
@@ -139,38 +140,76 @@ impl Drop for TermArena {
     }
 }
 
-/// A channel's arena being filled. Weak, so an arena whose frames were all received is freed
-/// at once rather than when the next send arrives.
+/// A channel's arena being filled.
+///
+/// The slot takes the arena's references for all its frames up front, and hands one to each
+/// frame without touching the count. Counting each frame in would put the count's cache line
+/// on both the sender's and the reader's core for every message. References left when the
+/// arena is retired (full, or replaced) are given back then.
 #[derive(Default)]
 pub struct ArenaSlot {
-    arena: Weak<TermArena>,
-    frames: u32,
+    current: Option<Reserved>,
+}
+
+struct Reserved {
+    /// From `Arc::into_raw`; the slot owns `references` strong references to it.
+    arena: *const TermArena,
+    references: u32,
     bytes: usize,
 }
 
+// SAFETY: the raw pointer is an Arc's, and the slot is only used under its mutex.
+unsafe impl Send for ArenaSlot {}
+
+impl Reserved {
+    fn fresh() -> Reserved {
+        let arena = Arc::into_raw(TermArena::new());
+        for _ in 1..ARENA_MAX_FRAMES {
+            // SAFETY: `arena` is a live Arc pointer; these are the frames' references.
+            unsafe { Arc::increment_strong_count(arena) };
+        }
+        Reserved {
+            arena,
+            references: ARENA_MAX_FRAMES,
+            bytes: 0,
+        }
+    }
+
+    /// One of the reserved references, for a frame.
+    fn take(&mut self, bytes: usize) -> Arc<TermArena> {
+        self.references -= 1;
+        self.bytes += bytes;
+        // SAFETY: the slot owned this reference; it now belongs to the returned Arc.
+        unsafe { Arc::from_raw(self.arena) }
+    }
+
+    fn is_full(&self) -> bool {
+        self.references == 0 || self.bytes >= ARENA_MAX_BYTES
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        for _ in 0..self.references {
+            // SAFETY: the references the slot still owns; the last one frees the arena.
+            unsafe { Arc::decrement_strong_count(self.arena) };
+        }
+    }
+}
+
 impl ArenaSlot {
-    /// Copies `term` into the channel's current arena, starting a new one when it is full or
-    /// gone. A sender never waits: if another sender is appending, this one uses an arena of
-    /// its own.
+    /// Copies `term` into the channel's current arena, starting a new one when there is none.
+    /// A sender never waits: if another sender is appending, this one uses an arena of its own.
     fn hold(slot: &Mutex<ArenaSlot>, term: Term<'_>, bytes: usize) -> ArenaTerm {
         let Ok(mut slot) = slot.try_lock() else {
             return TermArena::new().hold(term);
         };
-        let current = slot
-            .arena
-            .upgrade()
-            .filter(|_| slot.frames < ARENA_MAX_FRAMES && slot.bytes < ARENA_MAX_BYTES);
-        let arena = current.unwrap_or_else(|| {
-            let fresh = TermArena::new();
-            *slot = ArenaSlot {
-                arena: Arc::downgrade(&fresh),
-                frames: 0,
-                bytes: 0,
-            };
-            fresh
-        });
-        slot.frames += 1;
-        slot.bytes += bytes;
+        let reserved = slot.current.get_or_insert_with(Reserved::fresh);
+        let arena = reserved.take(bytes);
+        if reserved.is_full() {
+            // Retired at once, so a large term's arena goes with its frame.
+            slot.current = None;
+        }
         arena.hold(term)
     }
 }

@@ -13,6 +13,7 @@ use rustler::sys::{
 };
 use rustler::types::map::MapIterator;
 use rustler::{Env, ResourceArc, Term};
+use smallvec::SmallVec;
 use std::mem::MaybeUninit;
 
 const WORD: usize = 8;
@@ -37,7 +38,9 @@ pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
         holds_destination: false,
         other_channels: Vec::new(),
     };
-    let mut pending = vec![term];
+    // Most messages are small: their pending nodes fit on the stack, no allocation.
+    let mut pending: SmallVec<[Term<'_>; 32]> = SmallVec::new();
+    pending.push(term);
     while let Some(term) = pending.pop() {
         let bytes = node_size(env, term, &mut pending, &mut |reference| {
             if let Ok(channel) = reference.decode::<ResourceArc<ChannelResource>>() {
@@ -57,7 +60,7 @@ pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
 fn node_size<'a>(
     env: Env<'a>,
     term: Term<'a>,
-    pending: &mut Vec<Term<'a>>,
+    pending: &mut SmallVec<[Term<'a>; 32]>,
     on_reference: &mut impl FnMut(Term<'a>),
 ) -> usize {
     let (raw_env, raw) = (env.as_c_arg(), term.as_c_arg());

@@ -3,12 +3,20 @@
 //!
 //! Plain Rust: no rustler or pyo3 types, so it is tested on its own.
 //!
-//! Sending never takes a lock: frames go into a lock-free segmented queue, and one atomic word
-//! holds the closed flag, the number of sends in flight and the queued byte count, so
-//! "closed?", "would it fit?" and "reserve the bytes" are one compare-and-swap. That is what
-//! lets a BEAM scheduler send without ever waiting on a lock. The waiter list is behind a
-//! mutex, but a sender only touches it when a reader is actually parked (the `sleepers` count
-//! says so), which is the idle path.
+//! Sending never takes a lock: frames go into a lock-free segmented queue; the bytes are
+//! reserved with a compare-and-swap on the running total of bytes sent ("would it fit?"), and
+//! a second word, the gate, holds the closed flag and the number of sends in flight ("closed?"
+//! and "I am sending" in one compare-and-swap). That is what lets a BEAM scheduler send
+//! without ever waiting on a lock.
+//!
+//! Senders and readers keep separate running totals (bytes sent, bytes received), each on a
+//! cache line of its own; queued bytes are the difference. A sender checks the space against
+//! the last received total it saw, which can only overstate what is queued, and looks at the
+//! readers' line again only when that says "no room". So while there is room, a sender and a
+//! reader on two cores do not pass a counter's cache line back and forth for every frame.
+//!
+//! The waiter list is behind a mutex, but a sender only touches it when a reader is actually
+//! parked (the `sleepers` count says so), which is the idle path.
 //!
 //! "Closed and drained", the end of reading, is: closed, no send in flight, queue empty. It
 //! never depends on a receiver's bookkeeping, so a reader that finds the queue empty right
@@ -30,6 +38,7 @@ mod error;
 pub use error::{RecvError, SendError};
 
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,14 +50,11 @@ pub trait Weighed {
     fn weight(&self) -> usize;
 }
 
-/// The state word: the closed flag in the top bit, then sends in flight (accepted, frame not
-/// yet in the queue), then the bytes of accepted frames not yet received.
+/// The gate word: the closed flag in the top bit, the number of sends in flight (admitted,
+/// frame not yet in the queue) below it.
 const CLOSED: u64 = 1 << 63;
-const IN_FLIGHT_SHIFT: u32 = 47;
-const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
-const IN_FLIGHT_MASK: u64 = ((1 << 16) - 1) << IN_FLIGHT_SHIFT;
-/// At most 128 TiB queued: the byte count has 47 bits.
-pub const MAX_BYTES: u64 = IN_FLIGHT_ONE - 1;
+/// At most 128 TiB queued (kept from an earlier packed layout; far beyond any real queue).
+pub const MAX_BYTES: u64 = (1 << 47) - 1;
 
 /// How long a thread reader looks for a frame before it parks.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
@@ -109,8 +115,12 @@ impl<W> Sleeper<W> {
 
 pub struct Channel<T, W> {
     queue: SegQueue<T>,
-    /// `CLOSED` | sends in flight | bytes of accepted frames not yet received.
-    state: AtomicU64,
+    /// Senders' line: bytes of every frame ever accepted, and the readers' total as last seen.
+    sent: CachePadded<SentTotals>,
+    /// Readers' line: bytes of every frame ever received.
+    received: CachePadded<AtomicU64>,
+    /// `CLOSED` | sends in flight.
+    gate: CachePadded<AtomicU64>,
     /// 0 means unlimited.
     max_size: u64,
     /// `sleepers.len()`, readable without the lock so senders skip it when nobody is parked.
@@ -119,12 +129,20 @@ pub struct Channel<T, W> {
     next_waiter_id: AtomicU64,
 }
 
+#[derive(Default)]
+struct SentTotals {
+    total: AtomicU64,
+    received_seen: AtomicU64,
+}
+
 impl<T: Weighed, W> Channel<T, W> {
     /// A channel holding at most `max_size` bytes of queued frames; 0 means unlimited.
     pub fn new(max_size: u64) -> Self {
         Channel {
             queue: SegQueue::new(),
-            state: AtomicU64::new(0),
+            sent: CachePadded::new(SentTotals::default()),
+            received: CachePadded::new(AtomicU64::new(0)),
+            gate: CachePadded::new(AtomicU64::new(0)),
             max_size: max_size.min(MAX_BYTES),
             sleeper_count: AtomicUsize::new(0),
             sleepers: Mutex::new(VecDeque::new()),
@@ -146,33 +164,67 @@ impl<T: Weighed, W> Channel<T, W> {
         if bytes > limit {
             return Err(SendError::TooLarge(frame));
         }
-        let mut current = self.state.load(Ordering::SeqCst);
+        if self.is_closed() {
+            return Err(SendError::Closed(frame));
+        }
+        // Bytes first: a refusal for space happens before the gate, so it never leaves
+        // readers waiting on a send that then does not come.
+        if !self.reserve(bytes, limit) {
+            return Err(SendError::Busy(frame));
+        }
+        // Through the gate: closed, or one more send in flight, decided in one step.
+        let mut gate = self.gate.load(Ordering::SeqCst);
         loop {
-            if current & CLOSED != 0 {
+            if gate & CLOSED != 0 {
+                self.sent.total.fetch_sub(bytes, Ordering::AcqRel);
                 return Err(SendError::Closed(frame));
             }
-            if (current & MAX_BYTES) + bytes > limit {
-                return Err(SendError::Busy(frame));
-            }
-            match self.state.compare_exchange_weak(
-                current,
-                current + bytes + IN_FLIGHT_ONE,
+            match self.gate.compare_exchange_weak(
+                gate,
+                gate + 1,
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
                 Ok(_) => break,
-                Err(actual) => current = actual,
+                Err(actual) => gate = actual,
             }
         }
         Ok(self.land(frame))
     }
 
-    /// Puts an accepted frame (its bytes and in-flight mark already counted) in the queue and
+    /// Adds `bytes` to the sent total if the queue then holds at most `limit` bytes.
+    fn reserve(&self, bytes: u64, limit: u64) -> bool {
+        let mut total = self.sent.total.load(Ordering::Relaxed);
+        loop {
+            let mut received = self.sent.received_seen.load(Ordering::Relaxed);
+            if total + bytes - received.min(total) > limit {
+                // The readers may have moved on since: look at their line, once.
+                received = self.received.load(Ordering::Acquire);
+                self.sent
+                    .received_seen
+                    .fetch_max(received, Ordering::Relaxed);
+                if total + bytes - received.min(total) > limit {
+                    return false;
+                }
+            }
+            match self.sent.total.compare_exchange_weak(
+                total,
+                total + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => total = actual,
+            }
+        }
+    }
+
+    /// Puts an admitted frame (its bytes and in-flight mark already counted) in the queue and
     /// says whom to wake.
     fn land(&self, frame: T) -> Vec<W> {
         self.queue.push(frame);
-        let before_landing = self.state.fetch_sub(IN_FLIGHT_ONE, Ordering::SeqCst);
-        if before_landing & CLOSED != 0 && before_landing & IN_FLIGHT_MASK == IN_FLIGHT_ONE {
+        let before_landing = self.gate.fetch_sub(1, Ordering::SeqCst);
+        if before_landing == CLOSED | 1 {
             // The last send in flight after `close` landed: from here on the channel drains to
             // its end, and readers parked meanwhile must all look again.
             return self.wake_all();
@@ -190,7 +242,7 @@ impl<T: Weighed, W> Channel<T, W> {
     pub fn try_recv(&self) -> Result<T, RecvError> {
         match self.queue.pop() {
             Some(frame) => {
-                self.state.fetch_sub(weight_of(&frame), Ordering::AcqRel);
+                self.received.fetch_add(weight_of(&frame), Ordering::AcqRel);
                 Ok(frame)
             }
             None if self.is_drained_after_close() => Err(RecvError::Closed),
@@ -292,13 +344,16 @@ impl<T: Weighed, W> Channel<T, W> {
     /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread
     /// and returns every parked task's waker for the caller to fire. Idempotent.
     pub fn close(&self) -> Vec<W> {
-        self.state.fetch_or(CLOSED, Ordering::SeqCst);
+        self.gate.fetch_or(CLOSED, Ordering::SeqCst);
         self.wake_all()
     }
 
     /// Bytes of accepted frames not yet received.
     pub fn size(&self) -> u64 {
-        self.state.load(Ordering::Acquire) & MAX_BYTES
+        // Received first: it only grows, so the difference never counts a frame twice.
+        let received = self.received.load(Ordering::Acquire);
+        let sent = self.sent.total.load(Ordering::Acquire);
+        sent.saturating_sub(received)
     }
 
     pub fn max_size(&self) -> u64 {
@@ -306,7 +361,7 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Acquire) & CLOSED != 0
+        self.gate.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Number of frames queued.
@@ -348,10 +403,9 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Closed, no send in flight, nothing queued: no frame will ever come.
     fn is_drained_after_close(&self) -> bool {
-        let state = self.state.load(Ordering::SeqCst);
-        // A send in flight increments before its frame lands; with none in flight after the
-        // close, every accepted frame is in the queue, so an empty queue is the end.
-        state & CLOSED != 0 && state & IN_FLIGHT_MASK == 0 && {
+        // A send in flight passes the gate before its frame lands; with none in flight after
+        // the close, every accepted frame is in the queue, so an empty queue is the end.
+        self.gate.load(Ordering::SeqCst) == CLOSED && {
             fence(Ordering::SeqCst);
             self.queue.is_empty()
         }
