@@ -18,6 +18,7 @@ rustler::atoms! {
     owner,
     live_channels,
     py_channel_ready,
+    bytes,
     py_response,
     py_callback,
     py_log,

@@ -1,15 +1,18 @@
 //! Erlang term -> Python object.
 
 use super::{etf, MAX_DEPTH};
+use crate::atoms;
 use crate::channel_resource::ChannelResource;
 use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
+use rustler::sys::enif_get_tuple;
 use rustler::sys::ErlNifTerm;
 use rustler::{Binary, LocalPid, ResourceArc, Term, TermType};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 /// How binaries arrive in Python.
@@ -57,21 +60,7 @@ fn convert<'py>(
             .into_pyobject(py)?
             .into_any()),
         TermType::List => list(py, term, mode, depth),
-        TermType::Tuple => {
-            let elements = rustler::types::tuple::get_tuple(term).map_err(bad)?;
-            if let [tag, payload] = elements.as_slice() {
-                if tag.atom_to_string().is_ok_and(|tag| tag == "bytes") {
-                    if let Ok(binary) = Binary::from_term(*payload) {
-                        return Ok(PyBytes::new(py, binary.as_slice()).into_any());
-                    }
-                }
-            }
-            let items = elements
-                .into_iter()
-                .map(|element| convert(py, element, mode, depth + 1))
-                .collect::<PyResult<Vec<_>>>()?;
-            Ok(PyTuple::new(py, items)?.into_any())
-        }
+        TermType::Tuple => tuple(py, term, mode, depth),
         TermType::Map => {
             let dict = PyDict::new(py);
             for (key, value) in rustler::types::map::MapIterator::new(term)
@@ -101,6 +90,48 @@ fn convert<'py>(
     }
 }
 
+fn tuple<'py>(
+    py: Python<'py>,
+    term: Term<'_>,
+    mode: BinaryMode,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let env = term.get_env();
+    let mut arity = 0;
+    let mut elements = std::mem::MaybeUninit::<*const ErlNifTerm>::uninit();
+    // SAFETY: `term` is a tuple of `env`; its elements stay valid while `term` does.
+    let elements: &[ErlNifTerm] = unsafe {
+        if enif_get_tuple(
+            env.as_c_arg(),
+            term.as_c_arg(),
+            &mut arity,
+            elements.as_mut_ptr(),
+        ) == 0
+        {
+            return Err(bad(rustler::Error::BadArg));
+        }
+        std::slice::from_raw_parts(elements.assume_init(), arity as usize)
+    };
+    let element = |index: usize| unsafe { Term::new(env, elements[index]) };
+    if let [tag, _] = elements {
+        if *tag == atoms::bytes().as_c_arg() {
+            if let Ok(binary) = Binary::from_term(element(1)) {
+                return Ok(PyBytes::new(py, binary.as_slice()).into_any());
+            }
+        }
+    }
+    // SAFETY: a new tuple of the right size is filled in full before anyone sees it;
+    // PyTuple_SetItem steals each item's reference.
+    unsafe {
+        let tuple = Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyTuple_New(arity as isize))?;
+        for index in 0..elements.len() {
+            let item = convert(py, element(index), mode, depth + 1)?;
+            pyo3::ffi::PyTuple_SetItem(tuple.as_ptr(), index as isize, item.into_ptr());
+        }
+        Ok(tuple)
+    }
+}
+
 fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<'py, PyAny> {
     if mode == BinaryMode::Auto {
         if let Ok(text) = std::str::from_utf8(bytes) {
@@ -112,7 +143,28 @@ fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<
 
 /// `erlang.Atom` objects by atom. An atom's term is the same value for the life of the VM,
 /// and atoms are few, so each is made once; messages repeat them all the time.
-static ATOMS: Mutex<Option<HashMap<ErlNifTerm, Py<PyAny>>>> = Mutex::new(None);
+static ATOMS: Mutex<Option<AtomCache>> = Mutex::new(None);
+type AtomCache = HashMap<ErlNifTerm, Py<PyAny>, BuildHasherDefault<AtomHasher>>;
+
+/// An atom's term is already a well-spread integer: hashing it again is wasted work.
+#[derive(Default)]
+struct AtomHasher(u64);
+
+impl Hasher for AtomHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.0 = (value as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     let key = term.as_c_arg();
@@ -121,7 +173,7 @@ fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     }
     let object = new_atom(py, term)?;
     lock(&ATOMS)
-        .get_or_insert_with(HashMap::new)
+        .get_or_insert_with(AtomCache::default)
         .insert(key, object.clone().unbind());
     Ok(object)
 }
