@@ -3,6 +3,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-import(py_test_support, [send_retrying/2, recv_all/1, wait_until/1]).
+
 setup() ->
     {ok, _} = application:ensure_all_started(py_channel),
     ok.
@@ -343,7 +345,7 @@ many_readers() ->
 many_readers_round() ->
     {ok, Ch} = py_channel:new(#{max_size => 2000}),
     Parent = self(),
-    Readers = [spawn_link(fun() -> Parent ! {self(), collect(Ch, [])} end)
+    Readers = [spawn_link(fun() -> Parent ! {self(), recv_all(Ch)} end)
                || _ <- lists:seq(1, 4)],
     Values = lists:seq(1, 3000),
     [send_retrying(Ch, V) || V <- Values],
@@ -361,7 +363,7 @@ eight_producers_one_reader() ->
                         [send_retrying(Ch, {P, N}) || N <- lists:seq(1, PerProducer)],
                         Parent ! {done, P}
                 end) || P <- lists:seq(1, Producers)],
-    Reader = spawn_link(fun() -> Parent ! {self(), collect(Ch, [])} end),
+    Reader = spawn_link(fun() -> Parent ! {self(), recv_all(Ch)} end),
     [receive {done, P} -> ok end || P <- lists:seq(1, Producers)],
     ok = py_channel:close(Ch),
     Got = receive {Reader, Vs} -> Vs end,
@@ -380,18 +382,6 @@ drain(Ch) ->
         {error, _} -> []
     end.
 
-collect(Ch, Acc) ->
-    case py_channel:recv(Ch, 10000) of
-        {ok, T} -> collect(Ch, [T | Acc]);
-        {error, closed} -> lists:reverse(Acc)
-    end.
-
-send_retrying(Ch, Term) ->
-    case py_channel:send(Ch, Term) of
-        ok -> ok;
-        busy -> erlang:yield(), send_retrying(Ch, Term)
-    end.
-
 spawn_reader(Ch) ->
     Parent = self(),
     spawn_link(fun() -> Parent ! {self(), py_channel:recv(Ch, 10000)} end).
@@ -406,14 +396,3 @@ live_channels() ->
 settled_live_channels() ->
     [erlang:garbage_collect(P) || P <- processes()],
     live_channels().
-
-wait_until(Condition) ->
-    wait_until(Condition, 500).
-
-wait_until(Condition, 0) ->
-    ?assert(Condition());
-wait_until(Condition, Tries) ->
-    case Condition() of
-        true -> ok;
-        false -> timer:sleep(10), wait_until(Condition, Tries - 1)
-    end.

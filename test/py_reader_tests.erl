@@ -4,6 +4,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-import(py_test_support, [send_retrying/2, recv_all/1]).
+
 -define(HELPERS, <<"
 import asyncio, threading, time
 from erlang.channel import Channel, ChannelClosed, reply
@@ -194,7 +196,7 @@ mixed_readers_exactly_once() ->
     Parent = self(),
     Threads = py:spawn_call('__main__', thread_readers, [Ch, 3]),
     Coroutines = py:spawn_call('__main__', run_async, [coroutine_readers, Ch, 3]),
-    ErlangReaders = [spawn_link(fun() -> Parent ! {self(), erlang_collect(Ch, [])} end)
+    ErlangReaders = [spawn_link(fun() -> Parent ! {self(), recv_all(Ch)} end)
                      || _ <- lists:seq(1, 2)],
     Values = lists:seq(1, 20000),
     [ok = send_retrying(Ch, V) || V <- Values],
@@ -321,17 +323,3 @@ uvloop_loop() ->
     ?assertEqual(on_uvloop, Message),
     ?assert(WallSeconds >= 0.9),
     ?assert(CpuSeconds < 0.010).
-
-%% Helpers
-
-send_retrying(Ch, Term) ->
-    case py_channel:send(Ch, Term) of
-        ok -> ok;
-        busy -> erlang:yield(), send_retrying(Ch, Term)
-    end.
-
-erlang_collect(Ch, Acc) ->
-    case py_channel:recv(Ch, 30000) of
-        {ok, T} -> erlang_collect(Ch, [T | Acc]);
-        {error, closed} -> lists:reverse(Acc)
-    end.

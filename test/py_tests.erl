@@ -4,6 +4,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-import(py_test_support, [wait_until/1]).
+
 %% logger handler callback, to capture tracebacks
 -export([log/2]).
 
@@ -313,15 +315,4 @@ elixir_libs() ->
     case code:lib_dir(elixir) of
         {error, _} -> "";
         Dir -> filename:dirname(Dir)
-    end.
-
-wait_until(Condition) ->
-    wait_until(Condition, 300).
-
-wait_until(Condition, 0) ->
-    ?assert(Condition());
-wait_until(Condition, Tries) ->
-    case Condition() of
-        true -> ok;
-        false -> timer:sleep(10), wait_until(Condition, Tries - 1)
     end.

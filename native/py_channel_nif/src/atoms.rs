@@ -1,5 +1,7 @@
 //! Atoms the NIF returns or sends.
 
+#![cfg(feature = "nif")]
+
 rustler::atoms! {
     ok,
     error,

@@ -2,6 +2,8 @@
 //! queue operation, none touches Python. Argument checking with readable errors is done in
 //! Erlang (`py_channel`); here a wrong type is a plain `badarg`.
 
+#![cfg(feature = "nif")]
+
 use crate::atoms;
 use crate::channel::{Cancelled, Parked, RecvError, SendError, Weighed};
 use crate::channel_resource::ChannelResource;

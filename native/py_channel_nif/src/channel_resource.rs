@@ -1,5 +1,7 @@
 //! The channel as a BEAM resource: the core channel over frames, owned by a process.
 
+#![cfg(feature = "nif")]
+
 use crate::channel::Channel;
 use crate::frame::{ArenaSlot, Frame};
 use crate::reader_wake::ReaderWake;

@@ -11,6 +11,8 @@
 //! term format instead, which names the channel without holding it (the channel is alive
 //! whenever one of its frames is read). Other channels in it are held alongside.
 
+#![cfg(feature = "nif")]
+
 use crate::channel::Weighed;
 use crate::channel_resource::ChannelResource;
 use crate::term_scan::scan;

@@ -11,6 +11,8 @@
 //! The interpreter is never finalized: a worker parked in `detach` during `Py_Finalize` can
 //! hang forever, and the OS reclaims everything at VM exit.
 
+#![cfg(feature = "nif")]
+
 use crate::python_module;
 use pyo3::prelude::*;
 use pyo3::types::PyList;

@@ -8,36 +8,23 @@
 
 pub mod channel;
 
-#[cfg(feature = "nif")]
+// The BEAM-facing modules below are each gated on the `nif` feature in their own file
+// (`#![cfg(feature = "nif")]`), so `cargo test --no-default-features` builds the core alone.
 mod atoms;
-#[cfg(feature = "nif")]
 mod channel_nif;
-#[cfg(feature = "nif")]
 mod channel_resource;
-#[cfg(feature = "nif")]
 mod frame;
-#[cfg(feature = "nif")]
 mod reader_wake;
-#[cfg(feature = "nif")]
 mod term_scan;
 
-#[cfg(feature = "nif")]
 mod callbacks;
-#[cfg(feature = "nif")]
 mod conversion;
-#[cfg(feature = "nif")]
 mod interpreter;
-#[cfg(feature = "nif")]
 mod python_channel;
-#[cfg(feature = "nif")]
 mod python_jobs;
-#[cfg(feature = "nif")]
 mod python_module;
-#[cfg(feature = "nif")]
 mod python_nif;
-#[cfg(feature = "nif")]
 mod python_types;
-#[cfg(feature = "nif")]
 mod worker_pool;
 
 #[cfg(feature = "nif")]

@@ -5,6 +5,8 @@
 //! NIF nor the waking path ever takes the GIL. Frames are converted straight from where they
 //! are stored, without copying the term first.
 
+#![cfg(feature = "nif")]
+
 use crate::channel::{Cancelled, Parked, RecvError};
 use crate::channel_resource::ChannelResource;
 use crate::conversion::{to_python, BinaryMode};

@@ -5,6 +5,8 @@
 //! goes to the `py_runtime` process for `logger` (debug when a caller receives the error,
 //! error when nobody does: a cast, or a caller that has exited).
 
+#![cfg(feature = "nif")]
+
 use crate::atoms;
 use crate::callbacks;
 use crate::conversion::{to_erlang, to_python, BinaryMode};

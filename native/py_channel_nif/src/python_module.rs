@@ -2,6 +2,8 @@
 //! Erlang processes, calling registered Erlang functions, and the term classes. The pure
 //! Python part (`python/erlang/`) re-exports it.
 
+#![cfg(feature = "nif")]
+
 use crate::atoms;
 use crate::callbacks::{self, PendingCall};
 use crate::conversion::{to_erlang, to_python, BinaryMode};

@@ -1,6 +1,8 @@
 //! The NIFs behind the Erlang module `py`. Each copies its arguments into a job, hands the
 //! job to a worker thread and returns: no scheduler ever waits for Python or the GIL.
 
+#![cfg(feature = "nif")]
+
 use crate::atoms;
 use crate::callbacks::{self, CallbackHandle};
 use crate::interpreter;

@@ -2,6 +2,8 @@
 //! `erlang.Term` (ports, funs, improper lists, odd bitstrings) and `erlang.ChannelRef`.
 //! Each converts back to exactly the term it came from.
 
+#![cfg(feature = "nif")]
+
 use crate::channel_resource::ChannelResource;
 use pyo3::prelude::*;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};

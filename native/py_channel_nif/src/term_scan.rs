@@ -5,6 +5,8 @@
 //! binary its length plus two words. It is an estimate for funs (their captured variables are
 //! not counted), exact enough everywhere else for backpressure.
 
+#![cfg(feature = "nif")]
+
 use crate::channel_resource::ChannelResource;
 use rustler::sys::{
     enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64, enif_inspect_binary,

@@ -5,6 +5,8 @@
 //! Submitting is what a NIF does on a scheduler thread: it pushes the job under a lock held
 //! for a queue operation, wakes a worker, and returns; it never waits for Python.
 
+#![cfg(feature = "nif")]
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};

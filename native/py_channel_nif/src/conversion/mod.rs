@@ -1,6 +1,8 @@
 //! Term conversion between Erlang and Python, both ways, lossless where the languages allow
 //! (the table in DESIGN.md). Runs on Python worker threads only.
 
+#![cfg(feature = "nif")]
+
 mod etf;
 mod to_erlang;
 mod to_python;

@@ -1,0 +1,36 @@
+%% Helpers shared by the EUnit suites.
+-module(py_test_support).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-export([send_retrying/2, recv_all/1, wait_until/1]).
+
+%% Sends, retrying while the channel answers busy.
+-spec send_retrying(py_channel:channel(), term()) -> ok.
+send_retrying(Ch, Term) ->
+    case py_channel:send(Ch, Term) of
+        ok -> ok;
+        busy -> erlang:yield(), send_retrying(Ch, Term)
+    end.
+
+%% Every term until the channel is closed and drained, in order; fails if a
+%% term takes over 30 s to come.
+-spec recv_all(py_channel:channel()) -> [term()].
+recv_all(Ch) ->
+    case py_channel:recv(Ch, 30000) of
+        {ok, T} -> [T | recv_all(Ch)];
+        {error, closed} -> []
+    end.
+
+%% Polls `Condition' every 10 ms for up to 5 s.
+-spec wait_until(fun(() -> boolean())) -> ok.
+wait_until(Condition) ->
+    wait_until(Condition, 500).
+
+wait_until(Condition, 0) ->
+    ?assert(Condition());
+wait_until(Condition, Tries) ->
+    case Condition() of
+        true -> ok;
+        false -> timer:sleep(10), wait_until(Condition, Tries - 1)
+    end.
