@@ -11,7 +11,7 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-python-versions demo bench clean
+.PHONY: setup build test test-rust test-eunit test-elixir test-python-versions demo bench clean
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON_VERSIONS ?= 3.11 3.12 3.13
@@ -24,12 +24,17 @@ setup:
 build: setup
 	mix compile
 
-test: build test-rust test-eunit
+test: build test-rust test-eunit test-elixir
 	@echo "all test suites passed"
 
 ## The channel core on its own (plain Rust, no BEAM needed)
 test-rust:
 	cargo test --release --no-default-features --manifest-path native/py_channel_nif/Cargo.toml
+
+## ExUnit suites and doctests of the Elixir wrappers
+test-elixir: build
+	mix format --check-formatted
+	mix test
 
 test-eunit: build
 	@mkdir -p _build/eunit

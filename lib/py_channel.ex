@@ -1,0 +1,142 @@
+defmodule PyChannel do
+  @moduledoc """
+  A backpressured channel from BEAM processes to Python code running in the
+  embedded interpreter.
+
+  A channel is a FIFO of terms held in native memory. Any process may `send/2`
+  to it; Python reads it (`for msg in Channel(ref)`, or `await ch.async_receive()`)
+  and answers with `reply(pid, term)`. Elixir processes may read it too, with
+  `try_receive/1` and `recv/2`.
+
+  Sending never blocks and never waits for Python. It returns `:ok` (queued),
+  `:busy` (the queued bytes plus this term's would exceed `:max_size`: retry
+  later), `{:error, :too_large}` (the term alone exceeds `:max_size`) or
+  `{:error, :closed}`. A term accepted with `:ok` is received exactly once, or
+  is still queued: `close/1` stops new sends, but readers still drain what is
+  queued before they see the end.
+
+  A channel is owned by the process that created it (or `owner: pid`), like an
+  ETS table: when the owner exits, the channel closes. Its memory is freed when
+  the last reference to it, in Elixir, Erlang or Python, is gone.
+
+  ## Examples
+
+      iex> {:ok, channel} = PyChannel.new(max_size: 1_000)
+      iex> PyChannel.send(channel, {:hello, "world"})
+      :ok
+      iex> PyChannel.info(channel).size > 0
+      true
+      iex> PyChannel.try_receive(channel)
+      {:ok, {:hello, "world"}}
+      iex> PyChannel.try_receive(channel)
+      {:error, :empty}
+      iex> PyChannel.send(channel, String.duplicate("x", 2_000))
+      {:error, :too_large}
+      iex> PyChannel.close(channel)
+      :ok
+      iex> PyChannel.send(channel, :late)
+      {:error, :closed}
+
+  Python reads the same channel (see `Py`):
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> :ok = PyChannel.send(channel, 20)
+      iex> :ok = PyChannel.send(channel, 22)
+      iex> :ok = PyChannel.close(channel)
+      iex> Py.eval("sum(Channel(ch))", %{ch: channel})
+      {:ok, 42}
+
+  The wrapper is thin: every function is the Erlang `:py_channel` one, which
+  keeps erlang_python's contract.
+  """
+
+  @typedoc "A channel. It can be sent in messages, stored, and passed to Python."
+  @type t :: :py_channel.channel()
+
+  @typedoc "`:max_size` in bytes (0, the default, is unlimited); `:owner`, a local pid."
+  @type option :: {:max_size, non_neg_integer()} | {:owner, pid()}
+
+  @typedoc "Sizes in bytes, as `term_size/1` counts them."
+  @type info :: %{
+          required(:size) => non_neg_integer(),
+          required(:max_size) => non_neg_integer(),
+          required(:closed) => boolean(),
+          optional(atom()) => term()
+        }
+
+  @doc """
+  Creates a channel owned by the caller (or by `:owner`).
+
+  Options come as a keyword list or a map. A bad value or an unknown option
+  gives `{:error, {:badarg, key}}`.
+
+      iex> {:ok, _channel} = PyChannel.new(max_size: 65_536)
+      iex> PyChannel.new(max_size: -1)
+      {:error, {:badarg, :max_size}}
+      iex> PyChannel.new(colour: :blue)
+      {:error, {:badarg, :colour}}
+  """
+  @spec new([option()] | %{optional(atom()) => term()}) ::
+          {:ok, t()} | {:error, {:badarg, term()}}
+  def new(options \\ [])
+
+  def new(options) when is_list(options) do
+    if Keyword.keyword?(options) do
+      :py_channel.new(Map.new(options))
+    else
+      raise ArgumentError,
+            "PyChannel.new/1 expects a keyword list or a map, got: #{inspect(options)}"
+    end
+  end
+
+  def new(options) when is_map(options), do: :py_channel.new(options)
+
+  @doc "Queues `term` without blocking. See the module doc for the answers."
+  @spec send(t(), term()) :: :ok | :busy | {:error, :closed | :too_large}
+  defdelegate send(channel, term), to: :py_channel
+
+  @doc "Closes the channel: sends fail from now on, queued terms can still be received. Idempotent."
+  @spec close(t()) :: :ok
+  defdelegate close(channel), to: :py_channel
+
+  @doc "`:size` (bytes queued), `:max_size`, `:closed`, plus `:length` and `:waiting_readers`."
+  @spec info(t()) :: info()
+  defdelegate info(channel), to: :py_channel
+
+  @doc "Takes the oldest queued term without waiting."
+  @spec try_receive(t()) :: {:ok, term()} | {:error, :empty | :closed}
+  defdelegate try_receive(channel), to: :py_channel
+
+  @doc """
+  Takes the oldest queued term, waiting up to `timeout` milliseconds in an
+  ordinary `receive`. Several processes may wait on one channel; each term goes
+  to exactly one of them.
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> PyChannel.recv(channel, 10)
+      {:error, :timeout}
+  """
+  @spec recv(t(), timeout()) :: {:ok, term()} | {:error, :closed | :timeout}
+  defdelegate recv(channel, timeout \\ :infinity), to: :py_channel
+
+  @doc """
+  The bytes `term` counts against `:max_size`: about the memory it takes
+  (8 bytes a word, a binary its length plus 16).
+
+      iex> PyChannel.term_size("hello")
+      21
+  """
+  @spec term_size(term()) :: non_neg_integer()
+  defdelegate term_size(term), to: :py_channel
+
+  @doc """
+  Makes channels readable from Python code written for erlang_python, through
+  `erlang.call("_py_channel_receive", ref)` and its siblings.
+  """
+  @spec register_callbacks() :: :ok
+  defdelegate register_callbacks(), to: :py_channel
+
+  @doc "Node-wide counters: `:live_channels`, the channels not yet freed."
+  @spec stats() :: %{live_channels: non_neg_integer()}
+  defdelegate stats(), to: :py_channel
+end
