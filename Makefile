@@ -15,7 +15,6 @@ ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON_VERSIONS ?= 3.11 3.12 3.13
-EUNIT_MODULES = py_channel_tests, py_tests, py_conversion_tests, py_stdlib_tests, py_reader_tests
 
 ## setup: install the system packages the build needs, when missing (Debian)
 setup:
@@ -36,10 +35,9 @@ test-elixir: build
 	mix format --check-formatted
 	mix test
 
-test-eunit: build
-	@mkdir -p _build/eunit
-	erlc -o _build/eunit +debug_info test/*.erl
-	$(ERL) -pa _build/eunit -eval 'case eunit:test([$(EUNIT_MODULES)], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+## The EUnit suites, built and run by rebar3 (the NIF through its cargo pre-hook)
+test-eunit: setup
+	rebar3 eunit
 
 ## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv (the NIF links
 ## libpython, so it is rebuilt for each), then the default Python's build is put back.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the build needs on a fresh Debian machine, and only what is missing:
-# Erlang/OTP and Elixir from Debian's packages (hex.pm is never needed), a C toolchain for
+# Erlang/OTP, Elixir and rebar3 from Debian's packages (hex.pm is never needed), a C toolchain for
 # cargo's linker, Python's headers and shared library (the NIF embeds CPython) and venv
 # support, and Rust when no cargo is on PATH.
 set -euo pipefail
 
-packages=(erlang-nox erlang-dev elixir gcc libc6-dev make curl ca-certificates
+packages=(erlang-nox erlang-dev elixir rebar3 gcc libc6-dev make curl ca-certificates
           python3 python3-dev python3-venv)
 missing=()
 for package in "${packages[@]}"; do
