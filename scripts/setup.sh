@@ -2,11 +2,13 @@
 # Installs what the build needs on a fresh Debian machine, and only what is missing:
 # Erlang/OTP, Elixir and rebar3 from Debian's packages (hex.pm is never needed), a C toolchain for
 # cargo's linker, Python's headers and shared library (the NIF embeds CPython) and venv
-# support, and Rust when no cargo is on PATH.
+# support, Node for the Gleam compiler, and Rust when no cargo is on PATH.
 set -euo pipefail
 
 packages=(erlang-nox erlang-dev elixir rebar3 gcc libc6-dev make curl ca-certificates
           python3 python3-dev python3-venv)
+# Node runs the Gleam compiler's WASM build; any Node from 18 on does.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -1,0 +1,42 @@
+//// Running Python in the interpreter embedded in the BEAM: the subset of the
+//// Erlang `py` module a Gleam program needs to hand a channel to Python.
+////
+//// Results come back as `Term`, a value from Python; `to_int` and
+//// `to_string` read the common cases.
+
+import py_channel/channel
+
+/// A value returned by Python.
+pub type Term
+
+/// Why Python did not give a result.
+pub type PythonError {
+  /// A Python exception: its class name and message.
+  PythonException(name: String, message: String)
+  /// No answer in time.
+  Timeout
+}
+
+/// Runs Python statements in the calling process's namespace.
+@external(erlang, "py_channel_ffi", "exec")
+pub fn exec(code: String) -> Result(Nil, PythonError)
+
+/// Evaluates a Python expression in the calling process's namespace.
+@external(erlang, "py_channel_ffi", "eval")
+pub fn eval(code: String) -> Result(Term, PythonError)
+
+/// Evaluates a Python expression with `channel` bound to the local `name`.
+@external(erlang, "py_channel_ffi", "eval_with_channel")
+pub fn eval_with_channel(
+  code: String,
+  name: String,
+  channel: channel.Channel,
+) -> Result(Term, PythonError)
+
+/// The value as an Int, if it is one.
+@external(erlang, "py_channel_ffi", "to_int")
+pub fn to_int(term: Term) -> Result(Int, Nil)
+
+/// The value as a String, if it is one.
+@external(erlang, "py_channel_ffi", "to_string")
+pub fn to_string(term: Term) -> Result(String, Nil)

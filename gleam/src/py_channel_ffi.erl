@@ -1,0 +1,71 @@
+%% @private
+%% @doc The Erlang side of the Gleam modules `py_channel/channel' and
+%% `py_channel/python': shapes Erlang results into Gleam's `Result' and custom
+%% types.
+-module(py_channel_ffi).
+
+-export([new/0, new_with_max_size/1, send/2, close/1, info/1,
+         exec/1, eval/1, eval_with_channel/3, to_int/1, to_string/1]).
+
+-spec new() -> py_channel:channel().
+new() ->
+    {ok, Channel} = py_channel:new(),
+    Channel.
+
+-spec new_with_max_size(integer()) -> {ok, py_channel:channel()} | {error, nil}.
+new_with_max_size(MaxSize) ->
+    case py_channel:new(#{max_size => MaxSize}) of
+        {ok, Channel} -> {ok, Channel};
+        {error, _} -> {error, nil}
+    end.
+
+-spec send(py_channel:channel(), term()) -> {ok, nil} | {error, busy | closed | too_large}.
+send(Channel, Message) ->
+    case py_channel:send(Channel, Message) of
+        ok -> {ok, nil};
+        busy -> {error, busy};
+        {error, Reason} -> {error, Reason}
+    end.
+
+-spec close(py_channel:channel()) -> nil.
+close(Channel) ->
+    ok = py_channel:close(Channel),
+    nil.
+
+-spec info(py_channel:channel()) -> {info, non_neg_integer(), non_neg_integer(), boolean()}.
+info(Channel) ->
+    #{size := Size, max_size := MaxSize, closed := Closed} = py_channel:info(Channel),
+    {info, Size, MaxSize, Closed}.
+
+-spec exec(binary()) -> {ok, nil} | {error, term()}.
+exec(Code) ->
+    case py:exec(Code) of
+        ok -> {ok, nil};
+        Error -> python_error(Error)
+    end.
+
+-spec eval(binary()) -> {ok, term()} | {error, term()}.
+eval(Code) ->
+    result(py:eval(Code)).
+
+-spec eval_with_channel(binary(), binary(), py_channel:channel()) -> {ok, term()} | {error, term()}.
+eval_with_channel(Code, Name, Channel) ->
+    result(py:eval(Code, #{Name => Channel})).
+
+-spec to_int(term()) -> {ok, integer()} | {error, nil}.
+to_int(Value) when is_integer(Value) -> {ok, Value};
+to_int(_) -> {error, nil}.
+
+-spec to_string(term()) -> {ok, binary()} | {error, nil}.
+to_string(Value) when is_binary(Value) -> {ok, Value};
+to_string(_) -> {error, nil}.
+
+result({ok, Value}) -> {ok, Value};
+result(Error) -> python_error(Error).
+
+python_error({error, {Name, Message}}) when is_atom(Name), is_binary(Message) ->
+    {error, {python_exception, atom_to_binary(Name, utf8), Message}};
+python_error({error, timeout}) ->
+    {error, timeout};
+python_error({error, Other}) ->
+    {error, {python_exception, <<"Error">>, unicode:characters_to_binary(io_lib:format("~p", [Other]))}}.

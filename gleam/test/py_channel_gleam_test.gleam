@@ -1,0 +1,54 @@
+import py_channel/channel.{Busy, Closed, Info, TooLarge}
+import py_channel/python.{PythonException}
+
+pub fn send_and_info_test() {
+  let ch = channel.new()
+  let assert Ok(Nil) = channel.send(ch, #("hello", 1))
+  let assert Info(size: size, max_size: 0, closed: False) = channel.info(ch)
+  let assert True = size > 0
+}
+
+pub fn backpressure_test() {
+  // A 40-byte string counts 56 bytes (see py_channel:term_size/1).
+  let assert Ok(ch) = channel.new_with_max_size(120)
+  let assert Ok(Nil) = channel.send(ch, "0123456789012345678901234567890123456789")
+  let assert Ok(Nil) = channel.send(ch, "0123456789012345678901234567890123456789")
+  let assert Error(Busy) = channel.send(ch, "0123456789012345678901234567890123456789")
+  let assert Error(TooLarge) =
+    channel.send(
+      ch,
+      "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789",
+    )
+  let assert Error(Nil) = channel.new_with_max_size(-1)
+}
+
+pub fn close_test() {
+  let ch = channel.new()
+  let assert Ok(Nil) = channel.send(ch, 1)
+  channel.close(ch)
+  channel.close(ch)
+  let assert Error(Closed) = channel.send(ch, 2)
+  let assert Info(closed: True, ..) = channel.info(ch)
+}
+
+pub fn python_reads_what_gleam_sends_test() {
+  let ch = channel.new()
+  let assert Ok(Nil) = channel.send(ch, 40)
+  let assert Ok(Nil) = channel.send(ch, 2)
+  channel.close(ch)
+  let assert Ok(total) =
+    python.eval_with_channel(
+      "sum(__import__('erlang').Channel(ch))",
+      "ch",
+      ch,
+    )
+  let assert Ok(42) = python.to_int(total)
+}
+
+pub fn python_strings_and_errors_test() {
+  let assert Ok(Nil) = python.exec("greeting = 'hi from ' + 'python'")
+  let assert Ok(text) = python.eval("greeting")
+  let assert Ok("hi from python") = python.to_string(text)
+  let assert Error(PythonException(name: "ZeroDivisionError", message: _)) =
+    python.eval("1 / 0")
+}
