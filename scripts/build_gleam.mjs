@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "n
 import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [compilerDir, gleamDir, outDir] = process.argv.slice(2);
+const [compilerDir, gleamDir, outDir, readme] = process.argv.slice(2);
 const wasm = await import(pathToFileURL(join(compilerDir, "gleam_wasm.js")).href);
 wasm.initSync(readFileSync(join(compilerDir, "gleam_wasm_bg.wasm")));
 wasm.init(false);
@@ -26,6 +26,13 @@ for (const part of ["src", "test"]) {
   for (const file of gleamFiles(join(gleamDir, part))) {
     sourceFiles["/" + relative(gleamDir, file)] = readFileSync(file, "utf8");
   }
+}
+
+if (readme) {
+  const blocks = [...readFileSync(readme, "utf8").matchAll(/```gleam\n([\s\S]*?)```/g)];
+  blocks.forEach(([, code], index) => {
+    sourceFiles[`/test/readme_${index}_test.gleam`] = code.replace("pub fn main()", "pub fn readme_test()");
+  });
 }
 
 const result = wasm.compile({ target: "erlang", sourceFiles, dependencies: [], mode: "Dev" });
