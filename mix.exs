@@ -47,10 +47,13 @@ defmodule PyChannel.MixProject do
     [
       licenses: ["Apache-2.0"],
       links: %{},
+      # checksum-py_channel_nif.exs is written by the release workflow: with it, a build
+      # uses the precompiled NIF for its target and Python; without, cargo builds one.
       files: ~w(
-        lib src priv/.gitkeep python scripts mix.exs rebar.config Makefile
+        lib src priv/.gitkeep python scripts mix.exs rebar.config Makefile docs
         native/py_channel_nif/Cargo.toml native/py_channel_nif/Cargo.lock
-        native/py_channel_nif/src README.md CHANGELOG.md LICENSE
+        native/py_channel_nif/build.rs native/py_channel_nif/src
+        checksum-py_channel_nif.exs README.md CHANGELOG.md LICENSE
       )
     ]
   end
