@@ -30,7 +30,7 @@ precompiled() {
     [ "${PY_CHANNEL_BUILD:-0}" != 1 ] || return 1
     checksums="$root/checksum-py_channel_nif.exs"
     [ -f "$checksums" ] || return 1
-    nif_version=$(erl -noshell -eval 'io:format("~s", [erlang:system_info(nif_version)]), halt().')
+    vm_nif=$(erl -noshell -eval 'io:format("~s", [erlang:system_info(nif_version)]), halt().')
     case "$(uname -s)-$(uname -m)" in
         Linux-x86_64) triple=x86_64-unknown-linux-gnu ;;
         Linux-aarch64) triple=aarch64-unknown-linux-gnu ;;
@@ -39,8 +39,15 @@ precompiled() {
         *) return 1 ;;
     esac
     if [ -e /etc/alpine-release ]; then triple=$(echo "$triple" | sed 's/-gnu$/-musl/'); fi
-    name="libpy_channel_nif-v$version-nif-$nif_version-py$python_version-$triple.so.tar.gz"
-    expected=$(grep -F "\"$name\"" "$checksums" | sed 's/.*"sha256:\([0-9a-f]*\)".*/\1/')
+    # The newest NIF version built that this VM can load (a VM loads older NIF versions).
+    expected=""
+    for nif_version in 2.16 2.15; do
+        newer=$(printf '%s\n%s\n' "$nif_version" "$vm_nif" | sort -V | tail -n 1)
+        [ "$newer" = "$vm_nif" ] || continue
+        name="libpy_channel_nif-v$version-nif-$nif_version-py$python_version-$triple.so.tar.gz"
+        expected=$(grep -F "\"$name\"" "$checksums" | sed 's/.*"sha256:\([0-9a-f]*\)".*/\1/')
+        [ -z "$expected" ] || break
+    done
     [ -n "$expected" ] || return 1
     base="${PY_CHANNEL_PRECOMPILED_URL:-https://github.com/py-channel/py_channel/releases/download/v$version}"
     work=$(mktemp -d)
