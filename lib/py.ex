@@ -13,7 +13,8 @@ defmodule Py do
   Terms convert both ways without loss where the languages allow: integers of
   any size, floats, binaries (`str` when valid UTF-8, else `bytes`), atoms (as
   `erlang.Atom`, a `str`), lists, tuples, maps, pids, references and channels.
-  Python's `None` comes back as `:none`. A Python exception comes back as
+  Python's `None` comes back as `:none`, or as `nil` with
+  `config :py_channel, python_none: nil`. A Python exception comes back as
   `{:error, {exception_name, message}}`, with the traceback logged.
 
   ## Examples

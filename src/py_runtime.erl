@@ -38,6 +38,8 @@ key(Name) when is_binary(Name) -> Name.
 init([]) ->
     ?TABLE = ets:new(?TABLE, [named_table, protected, {read_concurrency, true}]),
     ok = py_channel_nif:py_set_runtime(self()),
+    %% What Python's None becomes: none (the default), or nil for Elixir code.
+    ok = py_channel_nif:py_set_none_atom(application:get_env(py_channel, python_none, none)),
     case application:get_env(py_channel, start_python, false) of
         true -> py_channel_nif:py_start(make_ref());
         false -> ok

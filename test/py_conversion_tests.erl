@@ -19,6 +19,7 @@ conversion_test_() ->
       {"binaries: str when UTF-8, else bytes; {bytes, B} forces bytes", fun binaries/0},
       {"atoms are erlang.Atom, a str", fun atoms/0},
       {"booleans and the none atoms", fun booleans_and_none/0},
+      {"None can come back as nil, for Elixir", fun none_is_configurable/0},
       {"lists, tuples and maps", fun containers/0},
       {"pids, refs and channels", fun identities/0},
       {"ports, funs, improper lists and bitstrings stay opaque", fun opaque_terms/0},
@@ -80,6 +81,18 @@ booleans_and_none() ->
     ?assertEqual({ok, false}, round_trip(false)),
     [?assertEqual(<<"NoneType">>, python_type(A)) || A <- [undefined, nil, none]],
     [?assertEqual({ok, none}, round_trip(A)) || A <- [undefined, nil, none]],
+    ?assertEqual({ok, none}, py:eval(<<"None">>)).
+
+none_is_configurable() ->
+    try
+        ok = py_channel_nif:py_set_none_atom(nil),
+        ?assertEqual({ok, nil}, py:eval(<<"None">>)),
+        ?assertEqual({ok, [nil, 1]}, py:eval(<<"[None, 1]">>)),
+        ?assertError(badarg, py_channel_nif:py_set_none_atom(null)),
+        ?assertEqual({ok, nil}, py:eval(<<"None">>))
+    after
+        ok = py_channel_nif:py_set_none_atom(none)
+    end,
     ?assertEqual({ok, none}, py:eval(<<"None">>)).
 
 containers() ->

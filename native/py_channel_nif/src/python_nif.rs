@@ -5,6 +5,7 @@
 
 use crate::atoms;
 use crate::callbacks::{self, CallbackHandle};
+use crate::conversion;
 use crate::interpreter;
 use crate::python_jobs::{Answer, Job, JobHandle, Namespace, Work};
 use crate::worker_pool;
@@ -132,6 +133,17 @@ fn py_callback_reply(handle: ResourceArc<CallbackHandle>, result: Term<'_>) -> A
 fn py_set_runtime(pid: LocalPid) -> Atom {
     callbacks::set_runtime(pid);
     atoms::ok()
+}
+
+/// The atom Python's `None` converts to: `none`, `nil` or `undefined`.
+#[rustler::nif]
+fn py_set_none_atom(name: Term<'_>) -> NifResult<Atom> {
+    let name = name.atom_to_string()?;
+    if conversion::set_none_atom(&name) {
+        Ok(atoms::ok())
+    } else {
+        Err(rustler::Error::BadArg)
+    }
 }
 
 #[rustler::nif]

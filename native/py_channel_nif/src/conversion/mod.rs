@@ -7,7 +7,7 @@ mod etf;
 mod to_erlang;
 mod to_python;
 
-pub use to_erlang::to_erlang;
+pub use to_erlang::{set_none_atom, to_erlang};
 pub use to_python::{to_python, BinaryMode};
 
 /// Deeper nesting than this is an error rather than a stack overflow.

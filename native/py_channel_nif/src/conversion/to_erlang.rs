@@ -14,6 +14,7 @@ use pyo3::types::{
 };
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, NewBinary, Term};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 pub fn to_erlang<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Term<'a>> {
     convert(env, object, 0)
@@ -26,7 +27,7 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         )));
     }
     if object.is_none() {
-        return Ok(atom(env, "none"));
+        return Ok(atom(env, none_atom()));
     }
     if let Ok(flag) = object.cast::<PyBool>() {
         return Ok(flag.is_true().encode(env));
@@ -99,6 +100,25 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         "cannot convert {} to an Erlang term",
         type_name(object)
     )))
+}
+
+/// What Python's `None` becomes: `none` by default; `nil` suits Elixir callers.
+static NONE_AS: AtomicU8 = AtomicU8::new(0);
+const NONE_NAMES: [&str; 3] = ["none", "nil", "undefined"];
+
+/// Chooses the atom `None` converts to; false for a name other than none, nil, undefined.
+pub fn set_none_atom(name: &str) -> bool {
+    match NONE_NAMES.iter().position(|candidate| *candidate == name) {
+        Some(index) => {
+            NONE_AS.store(index as u8, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+fn none_atom() -> &'static str {
+    NONE_NAMES[NONE_AS.load(Ordering::Relaxed) as usize]
 }
 
 fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
