@@ -6,22 +6,20 @@
 
 use crate::atoms;
 use crate::channel::{Cancelled, Parked, RecvError, SendError, Weighed};
-use crate::channel_resource::ChannelResource;
+use crate::channel_resource::{ChannelHandle, ChannelResource};
 use crate::frame::Frame;
 use crate::reader_wake::ReaderWake;
 use crate::term_scan;
-use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
-
-type ChannelArc = ResourceArc<ChannelResource>;
+use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 
 /// Bytes of term per percent of a timeslice reported to the scheduler, so a very
 /// large send yields its scheduler sooner instead of counting as one cheap call.
 const BYTES_PER_TIMESLICE_PERCENT: usize = 64 * 1024;
 
 #[rustler::nif]
-fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelArc {
-    let resource = ResourceArc::new(ChannelResource::new(max_size));
-    if resource.monitor(Some(env), &owner).is_none() {
+fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
+    let resource = ChannelHandle::new(ChannelResource::new(max_size));
+    if !resource.monitor(env, &owner) {
         // The owner is already gone: the channel is born closed, as the monitor would make it.
         resource.close(Some(env));
     }

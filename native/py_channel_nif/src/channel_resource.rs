@@ -1,16 +1,32 @@
 //! The channel as a BEAM resource: the core channel over frames, owned by a process.
+//!
+//! The resource type is registered here rather than through rustler's `ResourceArc`: rustler
+//! finds a resource's type by hashing its `TypeId` on every decode, which measured at about a
+//! tenth of a send. Here the type pointer is kept in a static, and `ChannelHandle` is the
+//! counted reference (what `ResourceArc` would be).
 
 #![cfg(feature = "nif")]
 
 use crate::channel::Channel;
 use crate::frame::{ArenaSlot, Frame};
 use crate::reader_wake::ReaderWake;
-use rustler::{Env, LocalPid, Monitor, Resource};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use rustler::sys::{
+    c_void, enif_alloc_resource, enif_get_resource, enif_keep_resource, enif_make_resource,
+    enif_monitor_process, enif_release_resource, ErlNifEnv, ErlNifMonitor, ErlNifPid,
+    ErlNifResourceDown, ErlNifResourceDtor, ErlNifResourceFlags, ErlNifResourceType,
+    ErlNifResourceTypeInit,
+};
+use rustler::{Decoder, Encoder, Env, Error, LocalPid, NifResult, Term};
+use std::mem::{align_of, size_of, MaybeUninit};
+use std::ops::Deref;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Channels allocated and not yet freed, for `py_channel:stats/0`.
 static LIVE_CHANNELS: AtomicUsize = AtomicUsize::new(0);
+
+static CHANNEL_TYPE: AtomicPtr<ErlNifResourceType> = AtomicPtr::new(ptr::null_mut());
 
 pub struct ChannelResource {
     pub channel: Channel<Frame, ReaderWake>,
@@ -45,12 +61,176 @@ impl Drop for ChannelResource {
     }
 }
 
-#[rustler::resource_impl]
-impl Resource for ChannelResource {
-    const IMPLEMENTS_DOWN: bool = true;
+/// Registers the resource type; called once from the NIF's `load`.
+pub fn open_resource_type(env: Env<'_>) -> bool {
+    let init = ErlNifResourceTypeInit {
+        dtor: destructor as *const ErlNifResourceDtor,
+        stop: ptr::null(),
+        down: owner_down as *const ErlNifResourceDown,
+        #[cfg(feature = "nif_version_2_16")]
+        members: 3,
+        #[cfg(feature = "nif_version_2_16")]
+        dyncall: ptr::null(),
+    };
+    let mut tried = MaybeUninit::uninit();
+    // SAFETY: called from `load` with its env; the name is a static C string.
+    let resource_type = unsafe {
+        #[cfg(feature = "nif_version_2_16")]
+        let open = rustler::sys::enif_init_resource_type;
+        #[cfg(not(feature = "nif_version_2_16"))]
+        let open = rustler::sys::enif_open_resource_type_x;
+        open(
+            env.as_c_arg(),
+            c"py_channel".as_ptr(),
+            &init,
+            ErlNifResourceFlags::ERL_NIF_RT_CREATE,
+            tried.as_mut_ptr(),
+        )
+    };
+    CHANNEL_TYPE.store(resource_type.cast_mut(), Ordering::Release);
+    !resource_type.is_null()
+}
 
-    /// The owner exited: close, like an ETS table whose owner dies. Queued frames still drain.
-    fn down<'a>(&'a self, env: Env<'a>, _owner: LocalPid, _monitor: Monitor) {
-        self.close(Some(env));
+fn resource_type() -> *const ErlNifResourceType {
+    CHANNEL_TYPE.load(Ordering::Acquire)
+}
+
+/// The allocation holds a `ChannelResource` at the first suitably aligned address: the BEAM
+/// aligns resources to 8 bytes, the channel's cache-padded counters want more.
+const ALLOCATION: usize = size_of::<ChannelResource>() + align_of::<ChannelResource>();
+
+fn data(object: *const c_void) -> *mut ChannelResource {
+    let align = align_of::<ChannelResource>();
+    let offset = align - (object as usize % align);
+    // SAFETY: the allocation is ALLOCATION bytes, so the aligned address plus the struct fits.
+    unsafe {
+        object
+            .cast::<u8>()
+            .add(offset)
+            .cast::<ChannelResource>()
+            .cast_mut()
+    }
+}
+
+unsafe extern "C" fn destructor(_env: *mut ErlNifEnv, object: *mut c_void) {
+    // SAFETY: the BEAM calls this once, when the last reference is gone.
+    unsafe { ptr::drop_in_place(data(object)) }
+}
+
+/// The owner exited: close, like an ETS table whose owner dies. Queued frames still drain.
+unsafe extern "C" fn owner_down(
+    env: *mut ErlNifEnv,
+    object: *mut c_void,
+    _pid: *const ErlNifPid,
+    _monitor: *const ErlNifMonitor,
+) {
+    // SAFETY: the object is alive during the callback; `env` is the callback's env.
+    unsafe {
+        let env = Env::new(&(), env);
+        (*data(object)).close(Some(env));
+    }
+}
+
+/// A counted reference to a channel resource, like rustler's `ResourceArc`.
+pub struct ChannelHandle {
+    object: *const c_void,
+}
+
+// SAFETY: the resource is reference-counted by the BEAM and `ChannelResource` is Send + Sync.
+unsafe impl Send for ChannelHandle {}
+unsafe impl Sync for ChannelHandle {}
+
+impl ChannelHandle {
+    pub fn new(resource: ChannelResource) -> ChannelHandle {
+        // SAFETY: the type is registered at load; the allocation is written before any use.
+        unsafe {
+            let object = enif_alloc_resource(resource_type(), ALLOCATION);
+            assert!(!object.is_null(), "enif_alloc_resource failed");
+            ptr::write(data(object), resource);
+            ChannelHandle { object }
+        }
+    }
+
+    /// Monitors `pid` on behalf of the channel: its exit closes it. False if `pid` is dead.
+    pub fn monitor(&self, env: Env<'_>, pid: &LocalPid) -> bool {
+        let mut monitor = MaybeUninit::<ErlNifMonitor>::uninit();
+        // SAFETY: a live resource of a type with a down callback; a local pid.
+        unsafe {
+            enif_monitor_process(
+                env.as_c_arg(),
+                self.object,
+                pid.as_c_arg(),
+                monitor.as_mut_ptr(),
+            ) == 0
+        }
+    }
+
+    pub fn ptr_eq(&self, resource: &ChannelResource) -> bool {
+        ptr::eq(data(self.object), resource)
+    }
+}
+
+impl Deref for ChannelHandle {
+    type Target = ChannelResource;
+
+    fn deref(&self) -> &ChannelResource {
+        // SAFETY: the handle holds a reference, so the resource is alive and initialised.
+        unsafe { &*data(self.object) }
+    }
+}
+
+impl Clone for ChannelHandle {
+    fn clone(&self) -> Self {
+        // SAFETY: a live resource; the new handle owns the extra reference.
+        unsafe { enif_keep_resource(self.object) };
+        ChannelHandle {
+            object: self.object,
+        }
+    }
+}
+
+impl Drop for ChannelHandle {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference this handle owns, from any thread.
+        unsafe { enif_release_resource(self.object) }
+    }
+}
+
+impl Encoder for ChannelHandle {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        // SAFETY: a live resource; the term keeps its own reference.
+        unsafe { Term::new(env, enif_make_resource(env.as_c_arg(), self.object)) }
+    }
+}
+
+/// The resource object a term refers to, if it is a channel.
+fn object_of(term: Term<'_>) -> Option<*const c_void> {
+    let mut object = ptr::null();
+    // SAFETY: reads the term; `object` is written only on success.
+    let found = unsafe {
+        enif_get_resource(
+            term.get_env().as_c_arg(),
+            term.as_c_arg(),
+            resource_type(),
+            &mut object,
+        )
+    };
+    (found != 0).then_some(object)
+}
+
+impl<'a> Decoder<'a> for ChannelHandle {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        let object = object_of(term).ok_or(Error::BadArg)?;
+        // SAFETY: the term keeps the resource alive while we take our own reference.
+        unsafe { enif_keep_resource(object) };
+        Ok(ChannelHandle { object })
+    }
+}
+
+impl<'a> Decoder<'a> for &'a ChannelResource {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        let object = object_of(term).ok_or(Error::BadArg)?;
+        // SAFETY: the term, alive for 'a, keeps the resource alive.
+        Ok(unsafe { &*data(object) })
     }
 }

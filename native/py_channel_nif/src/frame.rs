@@ -14,10 +14,10 @@
 #![cfg(feature = "nif")]
 
 use crate::channel::Weighed;
-use crate::channel_resource::ChannelResource;
+use crate::channel_resource::{ChannelHandle, ChannelResource};
 use crate::term_scan::scan;
 use rustler::sys::{enif_alloc_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm};
-use rustler::{Env, OwnedBinary, ResourceArc, Term};
+use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +31,7 @@ enum Stored {
     Encoded {
         etf: OwnedBinary,
         #[expect(dead_code, reason = "held only to keep the channels alive")]
-        channels: Vec<ResourceArc<ChannelResource>>,
+        channels: Vec<ChannelHandle>,
     },
 }
 

@@ -28,8 +28,8 @@ mod python_types;
 mod worker_pool;
 
 #[cfg(feature = "nif")]
-fn load(_env: rustler::Env, load_info: rustler::Term) -> bool {
-    python_nif::load(load_info)
+fn load(env: rustler::Env, load_info: rustler::Term) -> bool {
+    channel_resource::open_resource_type(env) && python_nif::load(load_info)
 }
 
 #[cfg(feature = "nif")]

@@ -8,7 +8,7 @@
 #![cfg(feature = "nif")]
 
 use crate::channel::{Cancelled, Parked, RecvError};
-use crate::channel_resource::ChannelResource;
+use crate::channel_resource::ChannelHandle;
 use crate::conversion::{to_python, BinaryMode};
 use crate::frame::Frame;
 use crate::python_module::type_name;
@@ -17,7 +17,7 @@ use crate::reader_wake::ReaderWake;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use rustler::{OwnedEnv, ResourceArc};
+use rustler::OwnedEnv;
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -61,7 +61,7 @@ fn frame_to_python<'py>(
 
 #[pyclass(frozen, subclass, module = "erlang.channel", name = "_ChannelReader")]
 pub struct ChannelReader {
-    channel: ResourceArc<ChannelResource>,
+    channel: ChannelHandle,
     mode: BinaryMode,
 }
 

@@ -4,9 +4,9 @@
 
 #![cfg(feature = "nif")]
 
-use crate::channel_resource::ChannelResource;
+use crate::channel_resource::{ChannelHandle, ChannelResource};
 use pyo3::prelude::*;
-use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -93,7 +93,7 @@ encoded_term_class!(
 /// A channel passed to Python. `erlang.channel.Channel(ref)` reads from it.
 #[pyclass(frozen, module = "erlang", name = "ChannelRef")]
 pub struct PyChannelRef {
-    pub channel: ResourceArc<ChannelResource>,
+    pub channel: ChannelHandle,
 }
 
 #[pymethods]

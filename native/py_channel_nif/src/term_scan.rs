@@ -7,14 +7,14 @@
 
 #![cfg(feature = "nif")]
 
-use crate::channel_resource::ChannelResource;
+use crate::channel_resource::{ChannelHandle, ChannelResource};
 use rustler::sys::{
     enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64, enif_inspect_binary,
     enif_is_empty_list, enif_release_binary, enif_term_to_binary, enif_term_type, ErlNifBinary,
     ErlNifTerm, ErlNifTermType,
 };
 use rustler::types::map::MapIterator;
-use rustler::{Env, ResourceArc, Term};
+use rustler::{Env, Term};
 use smallvec::SmallVec;
 use std::mem::MaybeUninit;
 
@@ -29,7 +29,7 @@ pub struct TermScan {
     /// The term holds the channel it is being sent to.
     pub holds_destination: bool,
     /// Every other channel inside the term.
-    pub other_channels: Vec<ResourceArc<ChannelResource>>,
+    pub other_channels: Vec<ChannelHandle>,
 }
 
 /// Scans `term` on its way into `destination` (`None`: only the size is wanted).
@@ -45,8 +45,8 @@ pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
     pending.push(term);
     while let Some(term) = pending.pop() {
         let bytes = node_size(env, term, &mut pending, &mut |reference| {
-            if let Ok(channel) = reference.decode::<ResourceArc<ChannelResource>>() {
-                if destination.is_some_and(|destination| std::ptr::eq(&*channel, destination)) {
+            if let Ok(channel) = reference.decode::<ChannelHandle>() {
+                if destination.is_some_and(|destination| channel.ptr_eq(destination)) {
                     result.holds_destination = true;
                 } else {
                     result.other_channels.push(channel);

@@ -2,7 +2,7 @@
 
 use super::{etf, MAX_DEPTH};
 use crate::atoms;
-use crate::channel_resource::ChannelResource;
+use crate::channel_resource::ChannelHandle;
 use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -10,7 +10,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use rustler::sys::enif_get_tuple;
 use rustler::sys::ErlNifTerm;
-use rustler::{Binary, LocalPid, ResourceArc, Term, TermType};
+use rustler::{Binary, LocalPid, Term, TermType};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
@@ -82,7 +82,7 @@ fn convert<'py>(
             let pid: LocalPid = term.decode().map_err(bad)?;
             Ok(Bound::new(py, PyPid { pid })?.into_any())
         }
-        TermType::Ref => match term.decode::<ResourceArc<ChannelResource>>() {
+        TermType::Ref => match term.decode::<ChannelHandle>() {
             Ok(channel) => Ok(Bound::new(py, PyChannelRef { channel })?.into_any()),
             Err(_) => Ok(Bound::new(py, PyRef::from_term(term))?.into_any()),
         },
