@@ -11,9 +11,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use rustler::sys::enif_get_tuple;
 use rustler::sys::ErlNifTerm;
 use rustler::{Binary, LocalPid, Term, TermType};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Mutex;
 
 /// How binaries arrive in Python.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -141,9 +141,12 @@ fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<
     PyBytes::new(py, bytes).into_any()
 }
 
-/// `erlang.Atom` objects by atom. An atom's term is the same value for the life of the VM,
-/// and atoms are few, so each is made once; messages repeat them all the time.
-static ATOMS: Mutex<Option<AtomCache>> = Mutex::new(None);
+thread_local! {
+    /// `erlang.Atom` objects by atom, per thread (no lock on the way). An atom's term is the
+    /// same value for the life of the VM, and atoms are few, so each is made once per thread;
+    /// messages repeat them all the time.
+    static ATOMS: RefCell<AtomCache> = RefCell::new(AtomCache::default());
+}
 type AtomCache = HashMap<ErlNifTerm, Py<PyAny>, BuildHasherDefault<AtomHasher>>;
 
 /// An atom's term is already a well-spread integer: hashing it again is wasted work.
@@ -168,20 +171,22 @@ impl Hasher for AtomHasher {
 
 fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     let key = term.as_c_arg();
-    if let Some(cached) = lock(&ATOMS).as_ref().and_then(|atoms| atoms.get(&key)) {
-        return Ok(cached.bind(py).clone());
+    let cached = ATOMS.with(|atoms| {
+        atoms
+            .try_borrow()
+            .ok()
+            .and_then(|atoms| atoms.get(&key).map(|atom| atom.bind(py).clone()))
+    });
+    if let Some(atom) = cached {
+        return Ok(atom);
     }
     let object = new_atom(py, term)?;
-    lock(&ATOMS)
-        .get_or_insert_with(AtomCache::default)
-        .insert(key, object.clone().unbind());
+    ATOMS.with(|atoms| {
+        if let Ok(mut atoms) = atoms.try_borrow_mut() {
+            atoms.insert(key, object.clone().unbind());
+        }
+    });
     Ok(object)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn new_atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
