@@ -3,11 +3,11 @@
 //!
 //! Plain Rust: no rustler or pyo3 types, so it is tested on its own.
 //!
-//! Sending never takes a lock: frames go into a lock-free segmented queue; the bytes are
-//! reserved with a compare-and-swap on the running total of bytes sent ("would it fit?"), and
-//! a second word, the gate, holds the closed flag and the number of sends in flight ("closed?"
-//! and "I am sending" in one compare-and-swap). That is what lets a BEAM scheduler send
-//! without ever waiting on a lock.
+//! Sending never takes a lock: frames go into a lock-free segmented queue, and one word holds
+//! the closed flag, the number of sends in flight and the running total of bytes sent, so
+//! "closed?", "would it fit?", "reserve the bytes" and "I am sending" are one
+//! compare-and-swap; a second atomic step marks the send landed. That is what lets a BEAM
+//! scheduler send without ever waiting on a lock.
 //!
 //! Senders and readers keep separate running totals (bytes sent, bytes received), each on a
 //! cache line of its own; queued bytes are the difference. A sender checks the space against
@@ -50,10 +50,13 @@ pub trait Weighed {
     fn weight(&self) -> usize;
 }
 
-/// The gate word: the closed flag in the top bit, the number of sends in flight (admitted,
-/// frame not yet in the queue) below it.
+/// The senders' word: the closed flag in the top bit, then the number of sends in flight
+/// (admitted, frame not yet in the queue), then the running total of bytes sent, modulo 2^48.
 const CLOSED: u64 = 1 << 63;
-/// At most 128 TiB queued (kept from an earlier packed layout; far beyond any real queue).
+const IN_FLIGHT_ONE: u64 = 1 << 48;
+const IN_FLIGHT_MASK: u64 = ((1 << 15) - 1) << 48;
+const SENT_MASK: u64 = IN_FLIGHT_ONE - 1;
+/// At most 128 TiB queued, so the queued bytes, a difference of totals modulo 2^48, are exact.
 pub const MAX_BYTES: u64 = (1 << 47) - 1;
 
 /// How long a thread reader looks for a frame before it parks.
@@ -115,12 +118,11 @@ impl<W> Sleeper<W> {
 
 pub struct Channel<T, W> {
     queue: SegQueue<T>,
-    /// Senders' line: bytes of every frame ever accepted, and the readers' total as last seen.
-    sent: CachePadded<SentTotals>,
+    /// Senders' line: `CLOSED` | sends in flight | bytes sent, and the readers' total as last
+    /// seen.
+    sender: CachePadded<SenderLine>,
     /// Readers' line: bytes of every frame ever received.
     received: CachePadded<AtomicU64>,
-    /// `CLOSED` | sends in flight.
-    gate: CachePadded<AtomicU64>,
     /// 0 means unlimited.
     max_size: u64,
     /// `sleepers.len()`, readable without the lock so senders skip it when nobody is parked.
@@ -130,9 +132,14 @@ pub struct Channel<T, W> {
 }
 
 #[derive(Default)]
-struct SentTotals {
-    total: AtomicU64,
+struct SenderLine {
+    word: AtomicU64,
     received_seen: AtomicU64,
+}
+
+/// Bytes queued: sent minus received, both modulo 2^48.
+fn queued(word: u64, received: u64) -> u64 {
+    (word & SENT_MASK).wrapping_sub(received) & SENT_MASK
 }
 
 impl<T: Weighed, W> Channel<T, W> {
@@ -140,9 +147,8 @@ impl<T: Weighed, W> Channel<T, W> {
     pub fn new(max_size: u64) -> Self {
         Channel {
             queue: SegQueue::new(),
-            sent: CachePadded::new(SentTotals::default()),
+            sender: CachePadded::new(SenderLine::default()),
             received: CachePadded::new(AtomicU64::new(0)),
-            gate: CachePadded::new(AtomicU64::new(0)),
             max_size: max_size.min(MAX_BYTES),
             sleeper_count: AtomicUsize::new(0),
             sleepers: Mutex::new(VecDeque::new()),
@@ -164,67 +170,44 @@ impl<T: Weighed, W> Channel<T, W> {
         if bytes > limit {
             return Err(SendError::TooLarge(frame));
         }
-        if self.is_closed() {
-            return Err(SendError::Closed(frame));
-        }
-        // Bytes first: a refusal for space happens before the gate, so it never leaves
-        // readers waiting on a send that then does not come.
-        if !self.reserve(bytes, limit) {
-            return Err(SendError::Busy(frame));
-        }
-        // Through the gate: closed, or one more send in flight, decided in one step.
-        let mut gate = self.gate.load(Ordering::SeqCst);
+        let mut word = self.sender.word.load(Ordering::SeqCst);
         loop {
-            if gate & CLOSED != 0 {
-                self.sent.total.fetch_sub(bytes, Ordering::AcqRel);
+            if word & CLOSED != 0 {
                 return Err(SendError::Closed(frame));
             }
-            match self.gate.compare_exchange_weak(
-                gate,
-                gate + 1,
+            // The readers' total as last seen can only understate what they have received,
+            // so this can only overstate what is queued; look at their line when it says no.
+            let mut received = self.sender.received_seen.load(Ordering::Relaxed);
+            if queued(word, received) + bytes > limit {
+                received = self.received.load(Ordering::Acquire);
+                self.sender
+                    .received_seen
+                    .fetch_max(received, Ordering::Relaxed);
+                if queued(word, received) + bytes > limit {
+                    return Err(SendError::Busy(frame));
+                }
+            }
+            let admitted =
+                ((word & !SENT_MASK) + IN_FLIGHT_ONE) | (word.wrapping_add(bytes) & SENT_MASK);
+            match self.sender.word.compare_exchange_weak(
+                word,
+                admitted,
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
                 Ok(_) => break,
-                Err(actual) => gate = actual,
+                Err(actual) => word = actual,
             }
         }
         Ok(self.land(frame))
-    }
-
-    /// Adds `bytes` to the sent total if the queue then holds at most `limit` bytes.
-    fn reserve(&self, bytes: u64, limit: u64) -> bool {
-        let mut total = self.sent.total.load(Ordering::Relaxed);
-        loop {
-            let mut received = self.sent.received_seen.load(Ordering::Relaxed);
-            if total + bytes - received.min(total) > limit {
-                // The readers may have moved on since: look at their line, once.
-                received = self.received.load(Ordering::Acquire);
-                self.sent
-                    .received_seen
-                    .fetch_max(received, Ordering::Relaxed);
-                if total + bytes - received.min(total) > limit {
-                    return false;
-                }
-            }
-            match self.sent.total.compare_exchange_weak(
-                total,
-                total + bytes,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => total = actual,
-            }
-        }
     }
 
     /// Puts an admitted frame (its bytes and in-flight mark already counted) in the queue and
     /// says whom to wake.
     fn land(&self, frame: T) -> Vec<W> {
         self.queue.push(frame);
-        let before_landing = self.gate.fetch_sub(1, Ordering::SeqCst);
-        if before_landing == CLOSED | 1 {
+        let before_landing = self.sender.word.fetch_sub(IN_FLIGHT_ONE, Ordering::SeqCst);
+        if before_landing & (CLOSED | IN_FLIGHT_MASK) == CLOSED | IN_FLIGHT_ONE {
             // The last send in flight after `close` landed: from here on the channel drains to
             // its end, and readers parked meanwhile must all look again.
             return self.wake_all();
@@ -344,16 +327,15 @@ impl<T: Weighed, W> Channel<T, W> {
     /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread
     /// and returns every parked task's waker for the caller to fire. Idempotent.
     pub fn close(&self) -> Vec<W> {
-        self.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        self.sender.word.fetch_or(CLOSED, Ordering::SeqCst);
         self.wake_all()
     }
 
     /// Bytes of accepted frames not yet received.
     pub fn size(&self) -> u64 {
-        // Received first: it only grows, so the difference never counts a frame twice.
+        // Received first: every frame it counts is already in the sent total read after it.
         let received = self.received.load(Ordering::Acquire);
-        let sent = self.sent.total.load(Ordering::Acquire);
-        sent.saturating_sub(received)
+        queued(self.sender.word.load(Ordering::Acquire), received)
     }
 
     pub fn max_size(&self) -> u64 {
@@ -361,7 +343,7 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.gate.load(Ordering::Acquire) & CLOSED != 0
+        self.sender.word.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Number of frames queued.
@@ -405,7 +387,7 @@ impl<T: Weighed, W> Channel<T, W> {
     fn is_drained_after_close(&self) -> bool {
         // A send in flight passes the gate before its frame lands; with none in flight after
         // the close, every accepted frame is in the queue, so an empty queue is the end.
-        self.gate.load(Ordering::SeqCst) == CLOSED && {
+        self.sender.word.load(Ordering::SeqCst) & (CLOSED | IN_FLIGHT_MASK) == CLOSED && {
             fence(Ordering::SeqCst);
             self.queue.is_empty()
         }

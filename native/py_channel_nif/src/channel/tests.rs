@@ -133,8 +133,10 @@ fn the_end_is_seen_while_another_reader_still_holds_the_last_frame() {
 fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
     let channel = TestChannel::new(0);
     // A send that passed its check before the close, frame not yet in the queue.
-    channel.sent.total.fetch_add(8, Ordering::SeqCst);
-    channel.gate.fetch_add(1, Ordering::SeqCst);
+    channel
+        .sender
+        .word
+        .fetch_add(8 + IN_FLIGHT_ONE, Ordering::SeqCst);
     channel.close();
     assert_eq!(channel.try_recv(), Err(RecvError::Empty));
     let mut woken = Vec::new();
