@@ -136,7 +136,7 @@ defmodule PyChannel do
   @spec register_callbacks() :: :ok
   defdelegate register_callbacks(), to: :py_channel
 
-  @doc "Node-wide counters: `:live_channels`, the channels not yet freed."
-  @spec stats() :: %{live_channels: non_neg_integer()}
+  @doc "Node-wide counters: `:live_channels` (channels not yet freed), `:python_threads`."
+  @spec stats() :: %{live_channels: non_neg_integer(), python_threads: non_neg_integer()}
   defdelegate stats(), to: :py_channel
 end

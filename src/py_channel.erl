@@ -200,7 +200,10 @@ callback_wait([Ch, Timeout]) ->
     end.
 
 %% @doc Counters for the whole node: `live_channels' is the number of
-%% channels whose memory is not yet freed.
--spec stats() -> #{live_channels := non_neg_integer()}.
+%% channels whose memory is not yet freed, `python_threads' the number of
+%% threads Python runs on (busy or idle).
+-spec stats() -> #{live_channels := non_neg_integer(),
+                   python_threads := non_neg_integer()}.
 stats() ->
-    #{live_channels => py_channel_nif:live_channels()}.
+    #{live_channels => py_channel_nif:live_channels(),
+      python_threads => py_channel_nif:py_thread_count()}.

@@ -275,6 +275,8 @@ long_call_does_not_starve() ->
     T0 = erlang:monotonic_time(millisecond),
     ?assertEqual({ok, 2}, py:eval(<<"1 + 1">>)),
     ?assert(erlang:monotonic_time(millisecond) - T0 < 2000),
+    %% Each blocked call got a thread of its own.
+    ?assert(maps:get(python_threads, py_channel:stats()) >= 9),
     [?assertEqual({ok, none}, py:await(B)) || B <- Blockers].
 
 concurrent_callers() ->

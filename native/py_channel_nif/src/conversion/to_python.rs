@@ -20,11 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 pub enum BinaryMode {
     /// `str` when valid UTF-8, else `bytes`.
     Auto,
-    /// Always `bytes`.
-    #[allow(
-        dead_code,
-        reason = "chosen by Channel(ref, binary='bytes'), the Python reader"
-    )]
+    /// Always `bytes`: `Channel(ref, binary='bytes')`.
     Bytes,
 }
 
