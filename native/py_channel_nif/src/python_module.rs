@@ -79,19 +79,20 @@ fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> P
     };
     let (pending, handle) = PendingCall::new();
     let handle = rustler::ResourceArc::new(handle);
-    let mut env = OwnedEnv::new();
     let mut converted = Ok(());
-    let sent = env.send_and_clear(&runtime, |env| {
-        let request = to_erlang(env, name).and_then(|name| {
-            let args = args
-                .iter()
-                .map(|arg| to_erlang(env, &arg))
-                .collect::<PyResult<Vec<_>>>()?;
-            Ok((atoms::py_callback(), handle.clone(), name, args).encode(env))
-        });
-        request.unwrap_or_else(|error| {
-            converted = Err(error);
-            atoms::error().encode(env)
+    let sent = with_send_env(|env| {
+        env.send_and_clear(&runtime, |env| {
+            let request = to_erlang(env, name).and_then(|name| {
+                let args = args
+                    .iter()
+                    .map(|arg| to_erlang(env, &arg))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok((atoms::py_callback(), handle.clone(), name, args).encode(env))
+            });
+            request.unwrap_or_else(|error| {
+                converted = Err(error);
+                atoms::error().encode(env)
+            })
         })
     });
     converted?;
