@@ -61,7 +61,12 @@ binaries() ->
     ?assertEqual({ok, <<"text">>}, round_trip({bytes, <<"text">>})),
     Big = crypto_free_random_bytes(100000),
     ?assertEqual({ok, Big}, round_trip(Big)),
-    ?assertEqual({ok, <<"abc">>}, py:eval(<<"bytearray(b'abc')">>)).
+    ?assertEqual({ok, <<"abc">>}, py:eval(<<"bytearray(b'abc')">>)),
+    %% ASCII takes a shorter path to str than other UTF-8: same result.
+    ?assertEqual({ok, true}, py:eval(<<"x == 'plain ascii' and type(x) is str">>,
+                                     #{x => <<"plain ascii">>})),
+    ?assertEqual({ok, true}, py:eval(<<"x == '' and type(x) is str">>, #{x => <<>>})),
+    ?assertEqual({ok, [<<"a">>, <<"é"/utf8>>, <<>>]}, round_trip([<<"a">>, <<"é"/utf8>>, <<>>])).
 
 atoms() ->
     ?assertEqual(<<"Atom">>, python_type(request)),
@@ -123,7 +128,17 @@ identities() ->
     %% Equal and hashable in Python.
     ?assertEqual({ok, true}, py:eval(<<"a == b and hash(a) == hash(b) and len({a, b}) == 1">>,
                                      #{a => self(), b => self()})),
-    ?assertEqual({ok, true}, py:eval(<<"a == b and len({a, b}) == 1">>, #{a => Ref, b => Ref})).
+    ?assertEqual({ok, true}, py:eval(<<"a == b and len({a, b}) == 1">>, #{a => Ref, b => Ref})),
+    %% More pids than Python keeps converted objects of: every one comes back itself.
+    Pids = [spawn(fun() -> ok end) || _ <- lists:seq(1, 300)],
+    ?assertEqual({ok, Pids}, round_trip(Pids)),
+    ?assertEqual({ok, 300}, py:eval(<<"len(set(x))">>, #{x => Pids ++ Pids})),
+    %% A pid of another node has no erlang.Pid form; it travels as an opaque term.
+    Remote = binary_to_term(<<131, 88, 100, 0, 10, "other@host", 0, 0, 0, 7,
+                              0, 0, 0, 0, 0, 0, 0, 1>>),
+    ?assertEqual(<<"Term">>, python_type(Remote)),
+    {ok, RemoteBack} = round_trip(Remote),
+    ?assert(RemoteBack =:= Remote).
 
 opaque_terms() ->
     Port = open_port({spawn, "true"}, []),

@@ -74,10 +74,7 @@ fn convert<'py>(
             }
             Ok(dict.into_any())
         }
-        TermType::Pid => {
-            let pid: LocalPid = term.decode().map_err(bad)?;
-            Ok(Bound::new(py, PyPid { pid })?.into_any())
-        }
+        TermType::Pid => pid(py, term),
         TermType::Ref => match term.decode::<ChannelHandle>() {
             Ok(channel) => Ok(Bound::new(py, PyChannelRef { channel })?.into_any()),
             Err(_) => Ok(Bound::new(py, PyRef::from_term(term))?.into_any()),
@@ -130,11 +127,79 @@ fn tuple<'py>(
 
 fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<'py, PyAny> {
     if mode == BinaryMode::Auto {
+        if bytes.is_ascii() {
+            if let Some(text) = ascii_string(py, bytes) {
+                return text;
+            }
+        }
         if let Ok(text) = std::str::from_utf8(bytes) {
             return PyString::new(py, text).into_any();
         }
     }
     PyBytes::new(py, bytes).into_any()
+}
+
+/// A `str` from bytes known to be ASCII, copied once: the general path validates the bytes
+/// twice (here and in CPython's decoder). None if CPython cannot allocate it.
+fn ascii_string<'py>(py: Python<'py>, bytes: &[u8]) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: a new compact ASCII string of `len` bytes is filled in full before it is shared.
+    unsafe {
+        let object = pyo3::ffi::PyUnicode_New(bytes.len() as pyo3::ffi::Py_ssize_t, 127);
+        if object.is_null() {
+            pyo3::ffi::PyErr_Clear();
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            pyo3::ffi::PyUnicode_1BYTE_DATA(object),
+            bytes.len(),
+        );
+        Some(Bound::from_owned_ptr(py, object))
+    }
+}
+
+/// Slots in the per-thread cache of `erlang.Pid` objects.
+const PID_CACHE_SLOTS: usize = 64;
+
+thread_local! {
+    /// Recently converted local pids, per thread: a stream of requests names the same few
+    /// senders over and over, and a `Pid` is immutable, so one object serves them all.
+    /// Direct-mapped by the pid's term, which for a local pid is an immediate value.
+    static PIDS: RefCell<[Option<(ErlNifTerm, Py<PyAny>)>; PID_CACHE_SLOTS]> =
+        RefCell::new([const { None }; PID_CACHE_SLOTS]);
+}
+
+fn pid<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let key = term.as_c_arg();
+    // A local pid's term is immediate (primary tag 0b11) and names that pid for the life of
+    // the VM; a remote pid's term is a pointer into its env, so only immediates are cached.
+    // SAFETY: ErlNifTerm is a transparent wrapper of a machine word.
+    let raw: usize = unsafe { std::mem::transmute(key) };
+    let cacheable = raw & 0b11 == 0b11;
+    let slot = (raw >> 4) % PID_CACHE_SLOTS;
+    if cacheable {
+        let cached = PIDS.with(|pids| {
+            pids.try_borrow().ok().and_then(|pids| match &pids[slot] {
+                Some((cached_key, object)) if *cached_key == key => Some(object.bind(py).clone()),
+                _ => None,
+            })
+        });
+        if let Some(object) = cached {
+            return Ok(object);
+        }
+    }
+    let Ok(pid) = term.decode::<LocalPid>() else {
+        return opaque(py, term); // a pid of another node
+    };
+    let object = Bound::new(py, PyPid { pid })?.into_any();
+    if cacheable {
+        PIDS.with(|pids| {
+            if let Ok(mut pids) = pids.try_borrow_mut() {
+                pids[slot] = Some((key, object.clone().unbind()));
+            }
+        });
+    }
+    Ok(object)
 }
 
 thread_local! {
