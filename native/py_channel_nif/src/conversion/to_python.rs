@@ -165,9 +165,9 @@ thread_local! {
     /// Recently converted local pids, per thread: a stream of requests names the same few
     /// senders over and over, and a `Pid` is immutable, so one object serves them all.
     /// Direct-mapped by the pid's term, which for a local pid is an immediate value.
-    static PIDS: RefCell<[Option<(ErlNifTerm, Py<PyAny>)>; PID_CACHE_SLOTS]> =
-        RefCell::new([const { None }; PID_CACHE_SLOTS]);
+    static PIDS: RefCell<PidCache> = const { RefCell::new([const { None }; PID_CACHE_SLOTS]) };
 }
+type PidCache = [Option<(ErlNifTerm, Py<PyAny>)>; PID_CACHE_SLOTS];
 
 fn pid<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     let key = term.as_c_arg();
