@@ -16,7 +16,13 @@
 //! reader on two cores do not pass a counter's cache line back and forth for every frame.
 //!
 //! The waiter list is behind a mutex, but a sender only touches it when a reader is actually
-//! parked (the `sleepers` count says so), which is the idle path.
+//! parked, which is the idle path. Whether one is parked is a bit of the senders' word
+//! (`PARKED`, set and cleared under the mutex), so the atomic step that lands a frame also
+//! says whether to wake anyone: no fence and no other line to read.
+//!
+//! Readers do not read the senders' line while the channel is open: the close is announced
+//! to them by a flag of their own (`closed`), set after `CLOSED`. A reader polling an empty
+//! queue would otherwise take the line the sender is about to update.
 //!
 //! "Closed and drained", the end of reading, is: closed, no send in flight, queue empty. It
 //! never depends on a receiver's bookkeeping, so a reader that finds the queue empty right
@@ -34,10 +40,12 @@
 //! ([`Channel::cancel_task`] does), so a frame is never left queued while readers sleep.
 
 mod error;
+mod queue;
 
 pub use error::{RecvError, SendError};
 
-use crossbeam_queue::SegQueue;
+use queue::Queue;
+
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -50,11 +58,13 @@ pub trait Weighed {
     fn weight(&self) -> usize;
 }
 
-/// The senders' word: the closed flag in the top bit, then the number of sends in flight
-/// (admitted, frame not yet in the queue), then the running total of bytes sent, modulo 2^48.
+/// The senders' word: the closed flag in the top bit, the "a reader is parked" flag, then the
+/// number of sends in flight (admitted, frame not yet in the queue), then the running total
+/// of bytes sent, modulo 2^48.
 const CLOSED: u64 = 1 << 63;
+const PARKED: u64 = 1 << 62;
 const IN_FLIGHT_ONE: u64 = 1 << 48;
-const IN_FLIGHT_MASK: u64 = ((1 << 15) - 1) << 48;
+const IN_FLIGHT_MASK: u64 = ((1 << 14) - 1) << 48;
 const SENT_MASK: u64 = IN_FLIGHT_ONE - 1;
 /// At most 128 TiB queued, so the queued bytes, a difference of totals modulo 2^48, are exact.
 pub const MAX_BYTES: u64 = (1 << 47) - 1;
@@ -117,15 +127,17 @@ impl<W> Sleeper<W> {
 }
 
 pub struct Channel<T, W> {
-    queue: SegQueue<T>,
-    /// Senders' line: `CLOSED` | sends in flight | bytes sent, and the readers' total as last
-    /// seen.
+    queue: Queue<T>,
+    /// Senders' line: `CLOSED` | `PARKED` | sends in flight | bytes sent, and the readers'
+    /// total as last seen.
     sender: CachePadded<SenderLine>,
     /// Readers' line: bytes of every frame ever received.
     received: CachePadded<AtomicU64>,
     /// 0 means unlimited.
     max_size: u64,
-    /// `sleepers.len()`, readable without the lock so senders skip it when nobody is parked.
+    /// Set once, after `CLOSED` (see the module doc).
+    closed: AtomicBool,
+    /// `sleepers.len()`, for statistics.
     sleeper_count: AtomicUsize,
     sleepers: Mutex<VecDeque<Sleeper<W>>>,
     next_waiter_id: AtomicU64,
@@ -146,10 +158,11 @@ impl<T: Weighed, W> Channel<T, W> {
     /// A channel holding at most `max_size` bytes of queued frames; 0 means unlimited.
     pub fn new(max_size: u64) -> Self {
         Channel {
-            queue: SegQueue::new(),
+            queue: Queue::new(),
             sender: CachePadded::new(SenderLine::default()),
             received: CachePadded::new(AtomicU64::new(0)),
             max_size: max_size.min(MAX_BYTES),
+            closed: AtomicBool::new(false),
             sleeper_count: AtomicUsize::new(0),
             sleepers: Mutex::new(VecDeque::new()),
             next_waiter_id: AtomicU64::new(1),
@@ -189,6 +202,10 @@ impl<T: Weighed, W> Channel<T, W> {
             }
             let admitted =
                 ((word & !SENT_MASK) + IN_FLIGHT_ONE) | (word.wrapping_add(bytes) & SENT_MASK);
+            debug_assert!(
+                word & IN_FLIGHT_MASK != IN_FLIGHT_MASK,
+                "too many sends in flight"
+            );
             match self.sender.word.compare_exchange_weak(
                 word,
                 admitted,
@@ -212,10 +229,10 @@ impl<T: Weighed, W> Channel<T, W> {
             // its end, and readers parked meanwhile must all look again.
             return self.wake_all();
         }
-        // Pairs with the fence in `register`: either the parked reader's re-check sees this
-        // frame, or this load sees the reader.
-        fence(Ordering::SeqCst);
-        if self.sleeper_count.load(Ordering::Relaxed) == 0 {
+        // `register` sets PARKED on this word before its reader looks at the queue again:
+        // either that step comes after this one and the reader sees the frame, or this one
+        // sees PARKED.
+        if before_landing & PARKED == 0 {
             return Vec::new();
         }
         self.wake_one().into_iter().collect()
@@ -328,6 +345,7 @@ impl<T: Weighed, W> Channel<T, W> {
     /// and returns every parked task's waker for the caller to fire. Idempotent.
     pub fn close(&self) -> Vec<W> {
         self.sender.word.fetch_or(CLOSED, Ordering::SeqCst);
+        self.closed.store(true, Ordering::SeqCst);
         self.wake_all()
     }
 
@@ -387,10 +405,12 @@ impl<T: Weighed, W> Channel<T, W> {
     fn is_drained_after_close(&self) -> bool {
         // A send in flight passes the gate before its frame lands; with none in flight after
         // the close, every accepted frame is in the queue, so an empty queue is the end.
-        self.sender.word.load(Ordering::SeqCst) & (CLOSED | IN_FLIGHT_MASK) == CLOSED && {
-            fence(Ordering::SeqCst);
-            self.queue.is_empty()
-        }
+        self.closed.load(Ordering::SeqCst)
+            && self.sender.word.load(Ordering::SeqCst) & (CLOSED | IN_FLIGHT_MASK) == CLOSED
+            && {
+                fence(Ordering::SeqCst);
+                self.queue.is_empty()
+            }
     }
 
     fn next_id(&self) -> WaiterId {
@@ -402,31 +422,39 @@ impl<T: Weighed, W> Channel<T, W> {
         let mut sleepers = self.lock_sleepers();
         sleepers.push_back(sleeper);
         self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
-        drop(sleepers);
-        // Pairs with the fence in `send`.
-        fence(Ordering::SeqCst);
+        // Pairs with the landing step in `land`; the caller looks at the queue after this.
+        self.sender.word.fetch_or(PARKED, Ordering::SeqCst);
         id
+    }
+
+    /// After a sleeper left the list (under its lock): nobody parked, nobody to wake.
+    fn note_departure(&self, sleepers: &VecDeque<Sleeper<W>>) {
+        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
+        if sleepers.is_empty() {
+            self.sender.word.fetch_and(!PARKED, Ordering::SeqCst);
+        }
     }
 
     fn take_sleeper(&self, id: WaiterId) -> Option<Sleeper<W>> {
         let mut sleepers = self.lock_sleepers();
         let position = sleepers.iter().position(|s| s.id() == id)?;
         let sleeper = sleepers.remove(position);
-        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
+        self.note_departure(&sleepers);
         sleeper
     }
 
     /// Wakes every parked thread; returns every parked task's waker.
     fn wake_all(&self) -> Vec<W> {
         let mut sleepers = self.lock_sleepers();
-        self.sleeper_count.store(0, Ordering::Relaxed);
-        sleepers.drain(..).filter_map(Sleeper::wake).collect()
+        let woken = sleepers.drain(..).filter_map(Sleeper::wake).collect();
+        self.note_departure(&sleepers);
+        woken
     }
 
     fn wake_one(&self) -> Option<W> {
         let mut sleepers = self.lock_sleepers();
         let sleeper = sleepers.pop_front();
-        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
+        self.note_departure(&sleepers);
         drop(sleepers);
         sleeper.and_then(Sleeper::wake)
     }

@@ -330,6 +330,68 @@ fn cancelling_a_woken_task_passes_the_wake_on() {
     assert!(second_woken.try_recv().is_ok());
 }
 
+/// Whether the senders' word says a reader is parked: what a send looks at to decide to wake.
+fn parked_flag(channel: &TestChannel) -> bool {
+    channel.sender.word.load(Ordering::SeqCst) & PARKED != 0
+}
+
+#[test]
+fn the_parked_flag_follows_the_waiter_list() {
+    let channel = TestChannel::new(0);
+    assert!(!parked_flag(&channel));
+    let (first, _) = mpsc::channel();
+    let (second, _) = mpsc::channel();
+    let Parked::Waiting(first_id) = channel.park_task(first) else {
+        panic!()
+    };
+    let Parked::Waiting(second_id) = channel.park_task(second) else {
+        panic!()
+    };
+    assert!(parked_flag(&channel));
+    assert!(matches!(
+        channel.cancel_task(first_id),
+        Cancelled::Withdrawn
+    ));
+    assert!(parked_flag(&channel), "one reader is still parked");
+    assert!(matches!(
+        channel.cancel_task(second_id),
+        Cancelled::Withdrawn
+    ));
+    assert!(!parked_flag(&channel));
+    // With nobody parked a send wakes nobody; parked again, the next send finds the reader.
+    assert!(channel.send(item(1, 8)).unwrap().is_empty());
+    channel.try_recv().unwrap();
+    let (third, third_woken) = mpsc::channel();
+    channel.park_task(third);
+    channel.send(item(2, 8)).unwrap()[0].send(()).unwrap();
+    assert!(third_woken.try_recv().is_ok());
+    assert!(!parked_flag(&channel));
+}
+
+#[test]
+fn a_reader_parking_between_sparse_sends_is_woken_every_time() {
+    let channel = Arc::new(TestChannel::new(0));
+    let reader = {
+        let channel = channel.clone();
+        thread::spawn(move || {
+            let mut values = Vec::new();
+            while let Ok(frame) = channel.recv_timeout(None, no_pass_on) {
+                values.push(frame.value);
+            }
+            values
+        })
+    };
+    for value in 0..200 {
+        // Long enough for the reader to stop spinning and park before each frame.
+        if value % 20 == 0 {
+            wait_for_parked(&channel, 1);
+        }
+        assert!(channel.send(item(value, 8)).unwrap().is_empty());
+    }
+    channel.close();
+    assert_eq!(reader.join().unwrap(), (0..200).collect::<Vec<_>>());
+}
+
 #[test]
 fn cancelling_a_task_still_parked_just_removes_it() {
     let channel = TestChannel::new(0);

@@ -1,0 +1,472 @@
+//! The channel's FIFO: an unbounded, lock-free, multi-producer multi-consumer queue of blocks
+//! of slots, in the manner of crossbeam's `SegQueue`, with two changes for a stream between
+//! two cores:
+//!
+//! - A reader does not look at the producers' tail for every frame. It keeps the last tail it
+//!   read beside the head (`tail_seen`, only ever behind the real tail, which only grows) and
+//!   reads the tail again only when it has caught up with that. A reader draining frames that
+//!   a producer is still adding to would otherwise pull the tail's cache line away from the
+//!   producer once per frame, and the producer's next claim would have to fetch it back.
+//! - A drained block is kept as a spare for the next one, so a steady stream does not
+//!   allocate, zero and free a block (freed on the reader's core, allocated on the sender's)
+//!   every few dozen frames.
+//!
+//! Layout: positions count up forever (`index >> SHIFT`); each lap of `LAP` positions is one
+//! block of `BLOCK_CAP` slots plus one position that means "the next block is being put in
+//! place". The head's lowest bit (`HAS_NEXT`) says the block after the head's is known to
+//! exist, so a reader need not look at the tail at all until it reaches it.
+//!
+//! Reclaiming a block: the reader of its last slot starts, and every reader still inside the
+//! block when that happens is left to finish (`DESTROY`), so a block is reused or freed only
+//! once no thread can touch it. A thread touches a block only after its compare-and-swap on
+//! the index claimed a slot of it, and indexes never repeat, so a stale block pointer is
+//! never followed.
+
+use crossbeam_utils::{Backoff, CachePadded};
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+const LAP: usize = 64;
+const BLOCK_CAP: usize = LAP - 1;
+const SHIFT: usize = 1;
+const HAS_NEXT: usize = 1;
+
+/// `Slot::reader` bits.
+const READ: u8 = 1;
+const DESTROY: u8 = 2;
+
+struct Slot<T> {
+    value: UnsafeCell<MaybeUninit<T>>,
+    /// Set (1) by the producer once `value` is written; a plain store, since only it writes.
+    written: AtomicU8,
+    /// `READ` once the reader is done with the slot; `DESTROY` if the block's reclaimer found
+    /// it still in use and left the rest of the reclaiming to that reader.
+    reader: AtomicU8,
+}
+
+impl<T> Slot<T> {
+    fn wait_written(&self) {
+        let backoff = Backoff::new();
+        while self.written.load(Ordering::Acquire) == 0 {
+            backoff.snooze();
+        }
+    }
+}
+
+struct Block<T> {
+    next: AtomicPtr<Block<T>>,
+    slots: [Slot<T>; BLOCK_CAP],
+}
+
+impl<T> Block<T> {
+    fn new() -> *mut Block<T> {
+        // SAFETY: every field is valid when zeroed: null pointer, zero flags, uninit values.
+        Box::into_raw(unsafe { Box::<Block<T>>::new_zeroed().assume_init() })
+    }
+
+    /// Makes a reclaimed block as good as new. Its values were all moved out.
+    ///
+    /// # Safety
+    /// No other thread may be using the block.
+    unsafe fn reset(this: *mut Block<T>) {
+        let block = unsafe { &mut *this };
+        *block.next.get_mut() = ptr::null_mut();
+        for slot in &mut block.slots {
+            *slot.written.get_mut() = 0;
+            *slot.reader.get_mut() = 0;
+        }
+    }
+
+    fn wait_next(&self) -> *mut Block<T> {
+        let backoff = Backoff::new();
+        loop {
+            let next = self.next.load(Ordering::Acquire);
+            if !next.is_null() {
+                return next;
+            }
+            backoff.snooze();
+        }
+    }
+}
+
+struct Head<T> {
+    index: AtomicUsize,
+    block: AtomicPtr<Block<T>>,
+    /// A tail index read earlier: the real tail is at or past it.
+    tail_seen: AtomicUsize,
+}
+
+struct Tail<T> {
+    index: AtomicUsize,
+    block: AtomicPtr<Block<T>>,
+}
+
+pub struct Queue<T> {
+    head: CachePadded<Head<T>>,
+    tail: CachePadded<Tail<T>>,
+    /// One reclaimed block, ready to be the next one.
+    spare: AtomicPtr<Block<T>>,
+}
+
+// SAFETY: values move between threads through the queue, as through a channel.
+unsafe impl<T: Send> Send for Queue<T> {}
+unsafe impl<T: Send> Sync for Queue<T> {}
+
+/// Slots before position `position` (one position per lap is not a slot).
+fn slots_before(position: usize) -> usize {
+    position - position / LAP
+}
+
+impl<T> Queue<T> {
+    pub fn new() -> Self {
+        let first = Block::new();
+        Queue {
+            head: CachePadded::new(Head {
+                index: AtomicUsize::new(0),
+                block: AtomicPtr::new(first),
+                tail_seen: AtomicUsize::new(0),
+            }),
+            tail: CachePadded::new(Tail {
+                index: AtomicUsize::new(0),
+                block: AtomicPtr::new(first),
+            }),
+            spare: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    fn take_spare_or_new(&self) -> *mut Block<T> {
+        let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
+        if spare.is_null() {
+            Block::new()
+        } else {
+            spare
+        }
+    }
+
+    /// Keeps `block` (unused by any thread) as the spare, or frees it if there is one.
+    fn recycle(&self, block: *mut Block<T>) {
+        // SAFETY: the caller owns `block`.
+        unsafe { Block::reset(block) };
+        if self
+            .spare
+            .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // SAFETY: allocated by `Block::new`, owned by the caller.
+            drop(unsafe { Box::from_raw(block) });
+        }
+    }
+
+    pub fn push(&self, value: T) {
+        let backoff = Backoff::new();
+        let mut tail = self.tail.index.load(Ordering::Acquire);
+        let mut block = self.tail.block.load(Ordering::Acquire);
+        let mut next_block: *mut Block<T> = ptr::null_mut();
+        loop {
+            let offset = (tail >> SHIFT) % LAP;
+            if offset == BLOCK_CAP {
+                // Another producer is putting the next block in place.
+                backoff.snooze();
+                tail = self.tail.index.load(Ordering::Acquire);
+                block = self.tail.block.load(Ordering::Acquire);
+                continue;
+            }
+            // Claiming the last slot means installing the next block: have it ready first, so
+            // producers waiting on the install wait as little as possible.
+            if offset + 1 == BLOCK_CAP && next_block.is_null() {
+                next_block = self.take_spare_or_new();
+            }
+            let new_tail = tail + (1 << SHIFT);
+            match self.tail.index.compare_exchange_weak(
+                tail,
+                new_tail,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // SAFETY: the claimed slot's block is alive: it is reclaimed only after
+                    // this slot is read, which waits for `written`.
+                    unsafe {
+                        if offset + 1 == BLOCK_CAP {
+                            self.tail.block.store(next_block, Ordering::Release);
+                            self.tail
+                                .index
+                                .store(new_tail.wrapping_add(1 << SHIFT), Ordering::Release);
+                            (*block).next.store(next_block, Ordering::Release);
+                            next_block = ptr::null_mut();
+                        }
+                        let slot = (*block).slots.get_unchecked(offset);
+                        slot.value.get().write(MaybeUninit::new(value));
+                        slot.written.store(1, Ordering::Release);
+                    }
+                    if !next_block.is_null() {
+                        self.recycle(next_block);
+                    }
+                    return;
+                }
+                Err(current) => {
+                    tail = current;
+                    block = self.tail.block.load(Ordering::Acquire);
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    pub fn pop(&self) -> Option<T> {
+        let backoff = Backoff::new();
+        let mut head = self.head.index.load(Ordering::Acquire);
+        let mut block = self.head.block.load(Ordering::Acquire);
+        loop {
+            let offset = (head >> SHIFT) % LAP;
+            if offset == BLOCK_CAP {
+                // Another reader is moving the head to the next block.
+                backoff.snooze();
+                head = self.head.index.load(Ordering::Acquire);
+                block = self.head.block.load(Ordering::Acquire);
+                continue;
+            }
+            let mut new_head = head + (1 << SHIFT);
+            if new_head & HAS_NEXT == 0 {
+                let mut tail = self.head.tail_seen.load(Ordering::Relaxed);
+                if head >> SHIFT >= tail >> SHIFT {
+                    fence(Ordering::SeqCst);
+                    tail = self.tail.index.load(Ordering::Relaxed);
+                    if head >> SHIFT == tail >> SHIFT {
+                        return None;
+                    }
+                    self.head.tail_seen.store(tail, Ordering::Relaxed);
+                }
+                if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
+                    new_head |= HAS_NEXT;
+                }
+            }
+            match self.head.index.compare_exchange_weak(
+                head,
+                new_head,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                // SAFETY: the claimed slot's block is alive until this reader marks it read.
+                Ok(_) => unsafe {
+                    if offset + 1 == BLOCK_CAP {
+                        let next = (*block).wait_next();
+                        let mut next_index = (new_head & !HAS_NEXT).wrapping_add(1 << SHIFT);
+                        if !(*next).next.load(Ordering::Relaxed).is_null() {
+                            next_index |= HAS_NEXT;
+                        }
+                        self.head.block.store(next, Ordering::Release);
+                        self.head.index.store(next_index, Ordering::Release);
+                    }
+                    let slot = (*block).slots.get_unchecked(offset);
+                    slot.wait_written();
+                    let value = slot.value.get().read().assume_init();
+                    if offset + 1 == BLOCK_CAP {
+                        self.reclaim(block, 0);
+                    } else if slot.reader.fetch_or(READ, Ordering::AcqRel) & DESTROY != 0 {
+                        self.reclaim(block, offset + 1);
+                    }
+                    return Some(value);
+                },
+                Err(current) => {
+                    head = current;
+                    block = self.head.block.load(Ordering::Acquire);
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    /// Reclaims `block` once slots `start..` are read, or leaves it to the first reader
+    /// still inside.
+    ///
+    /// # Safety
+    /// Every slot of the block is claimed and slots before `start` are read.
+    unsafe fn reclaim(&self, block: *mut Block<T>, start: usize) {
+        // The last slot's reader started the reclaiming, so it is not marked.
+        for index in start..BLOCK_CAP - 1 {
+            let slot = unsafe { (*block).slots.get_unchecked(index) };
+            if slot.reader.load(Ordering::Acquire) & READ == 0
+                && slot.reader.fetch_or(DESTROY, Ordering::AcqRel) & READ == 0
+            {
+                return; // that slot's reader carries on from there
+            }
+        }
+        self.recycle(block);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        let head = self.head.index.load(Ordering::SeqCst);
+        let tail = self.tail.index.load(Ordering::SeqCst);
+        slots_before(head >> SHIFT) >= slots_before(tail >> SHIFT)
+    }
+
+    /// Frames queued: exact when nobody is pushing or popping.
+    pub fn len(&self) -> usize {
+        loop {
+            let tail = self.tail.index.load(Ordering::SeqCst);
+            let head = self.head.index.load(Ordering::SeqCst);
+            if self.tail.index.load(Ordering::SeqCst) == tail {
+                return slots_before(tail >> SHIFT).saturating_sub(slots_before(head >> SHIFT));
+            }
+        }
+    }
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        let mut head = *self.head.index.get_mut() & !HAS_NEXT;
+        let tail = *self.tail.index.get_mut();
+        let mut block = *self.head.block.get_mut();
+        // SAFETY: nobody else holds the queue; slots from head to tail hold values.
+        unsafe {
+            while head >> SHIFT != tail >> SHIFT {
+                let offset = (head >> SHIFT) % LAP;
+                if offset < BLOCK_CAP {
+                    let slot = (*block).slots.get_unchecked(offset);
+                    (*slot.value.get()).assume_init_drop();
+                } else {
+                    let next = *(*block).next.get_mut();
+                    drop(Box::from_raw(block));
+                    block = next;
+                }
+                head = head.wrapping_add(1 << SHIFT);
+            }
+            if !block.is_null() {
+                drop(Box::from_raw(block));
+            }
+            let spare = *self.spare.get_mut();
+            if !spare.is_null() {
+                drop(Box::from_raw(spare));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    /// Counts its drops, to prove every value is dropped exactly once.
+    struct Counted(Arc<AtomicUsize>, u64);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn fifo_len_and_empty_across_blocks() {
+        let queue = Queue::new();
+        assert!(queue.is_empty());
+        assert_eq!(queue.pop(), None);
+        for round in 0..3 {
+            for value in 0..1000u64 {
+                queue.push(value);
+                assert_eq!(queue.len(), value as usize + 1);
+            }
+            for value in 0..1000u64 {
+                assert_eq!(queue.pop(), Some(value), "round {round}");
+            }
+            assert!(queue.is_empty());
+            assert_eq!(queue.len(), 0);
+            assert_eq!(queue.pop(), None);
+        }
+    }
+
+    #[test]
+    fn interleaved_push_pop_reuses_the_spare_block() {
+        let queue = Queue::new();
+        for value in 0..10_000u64 {
+            queue.push(value);
+            queue.push(value + 1_000_000);
+            assert_eq!(queue.pop(), Some(value));
+            assert_eq!(queue.pop(), Some(value + 1_000_000));
+        }
+        assert!(!queue.spare.load(Ordering::SeqCst).is_null());
+    }
+
+    #[test]
+    fn dropping_the_queue_drops_what_is_left_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        {
+            let queue = Queue::new();
+            for value in 0..500 {
+                queue.push(Counted(drops.clone(), value));
+            }
+            for _ in 0..130 {
+                drop(queue.pop());
+            }
+            assert_eq!(drops.load(Ordering::SeqCst), 130);
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 500);
+    }
+
+    #[test]
+    fn many_producers_many_readers_each_value_once_in_order_per_producer() {
+        const PRODUCERS: u64 = 4;
+        const READERS: usize = 4;
+        const EACH: u64 = 100_000;
+        let queue = Arc::new(Queue::new());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|producer| {
+                let queue = queue.clone();
+                let drops = drops.clone();
+                std::thread::spawn(move || {
+                    for seq in 0..EACH {
+                        queue.push(Counted(drops.clone(), producer << 32 | seq));
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let queue = queue.clone();
+                let taken = taken.clone();
+                std::thread::spawn(move || {
+                    let mut last = vec![None::<u64>; PRODUCERS as usize];
+                    let mut seen = Vec::new();
+                    while taken.load(Ordering::SeqCst) < (PRODUCERS * EACH) as usize {
+                        match queue.pop() {
+                            Some(Counted(_, value)) => {
+                                taken.fetch_add(1, Ordering::SeqCst);
+                                let (producer, seq) = (value >> 32, value & 0xffff_ffff);
+                                let previous = &mut last[producer as usize];
+                                assert!(previous.is_none_or(|p| p < seq), "out of order");
+                                *previous = Some(seq);
+                                seen.push(value);
+                            }
+                            None => std::thread::yield_now(),
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        let mut all: Vec<u64> = readers
+            .into_iter()
+            .flat_map(|reader| reader.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len() as u64, PRODUCERS * EACH);
+        assert!(queue.is_empty());
+        assert_eq!(drops.load(Ordering::SeqCst), (PRODUCERS * EACH) as usize);
+    }
+}
