@@ -26,13 +26,16 @@ pub struct Frame {
     bytes: usize,
 }
 
+/// Small, so that a queue slot fits a cache line; the rare encoded form is boxed.
 enum Stored {
     Copied(ArenaTerm),
-    Encoded {
-        etf: OwnedBinary,
-        #[expect(dead_code, reason = "held only to keep the channels alive")]
-        channels: Vec<ChannelHandle>,
-    },
+    Encoded(Box<EncodedTerm>),
+}
+
+struct EncodedTerm {
+    etf: OwnedBinary,
+    #[expect(dead_code, reason = "held only to keep the channels alive")]
+    channels: Vec<ChannelHandle>,
 }
 
 impl Frame {
@@ -40,10 +43,10 @@ impl Frame {
     pub fn encode(term: Term<'_>, destination: &ChannelResource) -> Frame {
         let scan = scan(term, Some(destination));
         let stored = if scan.holds_destination {
-            Stored::Encoded {
+            Stored::Encoded(Box::new(EncodedTerm {
                 etf: term.to_binary(),
                 channels: scan.other_channels,
-            }
+            }))
         } else {
             Stored::Copied(ArenaSlot::hold(&destination.arena, term, scan.bytes))
         };
@@ -60,7 +63,7 @@ impl Frame {
             // SAFETY: the term is immutable and lives as long as the frame's arena, which
             // outlives 'a; reading it needs nothing from the env it is presented in.
             Stored::Copied(held) => unsafe { Term::new(env, held.term) },
-            Stored::Encoded { .. } => self.decode(env),
+            Stored::Encoded(_) => self.decode(env),
         }
     }
 
@@ -69,14 +72,19 @@ impl Frame {
         match &self.stored {
             Stored::Copied(held) => held.copy_into(env),
             // SAFETY: the bytes were produced by enif_term_to_binary in this VM.
-            Stored::Encoded { etf, .. } => {
-                unsafe { env.binary_to_term_trusted(etf.as_slice()) }
+            Stored::Encoded(encoded) => {
+                unsafe { env.binary_to_term_trusted(encoded.etf.as_slice()) }
                     .expect("a frame holds valid external term format")
                     .0
             }
         }
     }
 }
+
+const _: () = assert!(
+    size_of::<Frame>() <= 48,
+    "a frame must fit a queue slot's cache line"
+);
 
 impl Weighed for Frame {
     fn weight(&self) -> usize {
@@ -127,11 +135,12 @@ impl TermArena {
         Arc::new(TermArena { env })
     }
 
-    /// Copies `term` in. The caller has exclusive use of the arena for appending.
-    fn hold(self: Arc<Self>, term: Term<'_>) -> ArenaTerm {
+    /// Copies `term` into `arena`, whose env is `env`. The caller has exclusive use of the
+    /// arena for appending.
+    fn hold(arena: Arc<Self>, env: NonNull<ErlNifEnv>, term: Term<'_>) -> ArenaTerm {
         // SAFETY: `term` is valid in its env; appends to this env are serialized by the caller.
-        let term = unsafe { enif_make_copy(self.env.as_ptr(), term.as_c_arg()) };
-        ArenaTerm { arena: self, term }
+        let term = unsafe { enif_make_copy(env.as_ptr(), term.as_c_arg()) };
+        ArenaTerm { arena, term }
     }
 }
 
@@ -156,6 +165,9 @@ pub struct ArenaSlot {
 struct Reserved {
     /// From `Arc::into_raw`; the slot owns `references` strong references to it.
     arena: *const TermArena,
+    /// The arena's env, kept here: reading it from the arena would read the cache line of
+    /// the arena's reference count, which readers write as they drop frames.
+    env: NonNull<ErlNifEnv>,
     references: u32,
     bytes: usize,
 }
@@ -165,13 +177,16 @@ unsafe impl Send for ArenaSlot {}
 
 impl Reserved {
     fn fresh() -> Reserved {
-        let arena = Arc::into_raw(TermArena::new());
+        let arena = TermArena::new();
+        let env = arena.env;
+        let arena = Arc::into_raw(arena);
         for _ in 1..ARENA_MAX_FRAMES {
             // SAFETY: `arena` is a live Arc pointer; these are the frames' references.
             unsafe { Arc::increment_strong_count(arena) };
         }
         Reserved {
             arena,
+            env,
             references: ARENA_MAX_FRAMES,
             bytes: 0,
         }
@@ -204,14 +219,17 @@ impl ArenaSlot {
     /// A sender never waits: if another sender is appending, this one uses an arena of its own.
     fn hold(slot: &Mutex<ArenaSlot>, term: Term<'_>, bytes: usize) -> ArenaTerm {
         let Ok(mut slot) = slot.try_lock() else {
-            return TermArena::new().hold(term);
+            let own = TermArena::new();
+            let env = own.env;
+            return TermArena::hold(own, env, term);
         };
         let reserved = slot.current.get_or_insert_with(Reserved::fresh);
+        let env = reserved.env;
         let arena = reserved.take(bytes);
         if reserved.is_full() {
             // Retired at once, so a large term's arena goes with its frame.
             slot.current = None;
         }
-        arena.hold(term)
+        TermArena::hold(arena, env, term)
     }
 }

@@ -37,6 +37,9 @@ const HAS_NEXT: usize = 1;
 const READ: u8 = 1;
 const DESTROY: u8 = 2;
 
+/// A cache line per slot: the reader marking slot `i` read and the producer writing slot
+/// `i + 1` would otherwise pass one line back and forth for every frame.
+#[repr(align(64))]
 struct Slot<T> {
     value: UnsafeCell<MaybeUninit<T>>,
     /// Set (1) by the producer once `value` is written; a plain store, since only it writes.
