@@ -59,6 +59,19 @@ fn frame_to_python<'py>(
     })
 }
 
+/// A Python timeout in seconds (None: forever) as a duration.
+fn timeout_duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(seconds) if seconds >= 0.0 && seconds.is_finite() => {
+            Ok(Some(Duration::from_secs_f64(seconds)))
+        }
+        Some(_) => Err(PyValueError::new_err(
+            "timeout must be a non-negative number",
+        )),
+    }
+}
+
 #[pyclass(frozen, subclass, module = "erlang.channel", name = "_ChannelReader")]
 pub struct ChannelReader {
     channel: ChannelHandle,
@@ -72,26 +85,23 @@ impl ChannelReader {
 
     /// Blocks (GIL released) for the next frame.
     fn wait_for_frame(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Frame> {
-        let timeout = match timeout {
-            None => None,
-            Some(seconds) if seconds >= 0.0 && seconds.is_finite() => {
-                Some(Duration::from_secs_f64(seconds))
-            }
-            Some(_) => {
-                return Err(PyValueError::new_err(
-                    "timeout must be a non-negative number",
-                ))
-            }
-        };
+        let timeout = timeout_duration(timeout)?;
+        match self.channel.channel.try_recv() {
+            Err(RecvError::Empty) => self.wait_for_next_frame(py, timeout),
+            Ok(frame) => Ok(frame),
+            Err(RecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
+        }
+    }
+
+    /// Like `wait_for_frame`, for a caller that just found the queue empty: every look at an
+    /// empty queue reads the line the senders write next, so none is wasted.
+    fn wait_for_next_frame(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Frame> {
         let channel = &self.channel;
-        let received = match channel.channel.try_recv() {
-            Err(RecvError::Empty) => py.detach(|| {
-                channel
-                    .channel
-                    .recv_timeout(timeout, |other_reader| other_reader.fire(None))
-            }),
-            done => done,
-        };
+        let received = py.detach(|| {
+            channel
+                .channel
+                .recv_timeout(timeout, |other_reader| other_reader.fire(None))
+        });
         match received {
             Ok(frame) => Ok(frame),
             Err(RecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
@@ -183,7 +193,7 @@ impl ChannelReader {
         let frame = match self.channel.channel.try_recv() {
             Ok(frame) => frame,
             Err(RecvError::Closed) => return Ok(None),
-            Err(RecvError::Empty) => match self.wait_for_frame(py, None) {
+            Err(RecvError::Empty) => match self.wait_for_next_frame(py, None) {
                 Ok(frame) => frame,
                 Err(error) if error.is_instance_of::<ChannelClosed>(py) => return Ok(None),
                 Err(error) => return Err(error),
