@@ -72,6 +72,11 @@ pub const MAX_BYTES: u64 = (1 << 47) - 1;
 /// How long a thread reader looks for a frame before it parks.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
+/// Pause instructions between two looks of a spinning reader (about a microsecond). Each
+/// look reads the line senders write next; looking as often as possible slows the sender
+/// down more than it speeds the reader up.
+const SPIN_PAUSES: u32 = 50;
+
 /// An id for a parked reader, unique within its channel.
 pub type WaiterId = u64;
 
@@ -391,7 +396,9 @@ impl<T: Weighed, W> Channel<T, W> {
             if Instant::now() >= until {
                 return false;
             }
-            std::hint::spin_loop();
+            for _ in 0..SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
             std::thread::yield_now();
         }
     }
