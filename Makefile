@@ -73,10 +73,14 @@ demo: build
 	erlc -o _build/demo +debug_info demo/*.erl
 	$(ERL) -pa _build/demo -eval 'py_channel_demo:main(), halt().'
 
+## Schedulers that busy-wait when idle take the cores the embedded Python threads need: the
+## benchmarks run as docs/threading.md advises for Python-heavy nodes (+sbwt none).
+BENCH_VM_FLAGS = +sbwt none +sbwtdcpu none +sbwtdio none
+
 bench: build
 	@mkdir -p _build/bench
 	erlc -o _build/bench +debug_info bench/*.erl
-	$(ERL) -pa _build/bench -eval 'py_channel_bench:main(), halt().'
+	BENCH_VM_FLAGS="$(BENCH_VM_FLAGS)" $(ERL) $(BENCH_VM_FLAGS) -pa _build/bench -eval 'py_channel_bench:main(), halt().'
 
 clean:
 	rm -rf _build priv/native native/py_channel_nif/target
