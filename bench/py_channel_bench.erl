@@ -14,6 +14,9 @@
 -define(BATCHES, 200).
 -define(STREAM_MESSAGES, 1000000).
 -define(ROUND_TRIPS, 20000).
+%% Streams are run this many times, alternating py_channel and `!`, and the best of each is
+%% shown: load from elsewhere on a shared machine only ever slows a run down.
+-define(STREAM_RUNS, 3).
 
 main() ->
     {ok, _} = application:ensure_all_started(py_channel),
@@ -156,14 +159,16 @@ mailbox_recv_n(N) ->
 
 stream_table() ->
     io:format("~n2. Streaming ~b terms from one process to another "
-              "(million terms/s, higher is better)~n~n", [?STREAM_MESSAGES]),
+              "(million terms/s, best of ~b runs each, higher is better)~n~n",
+              [?STREAM_MESSAGES, ?STREAM_RUNS]),
     io:format("~-8s | ~14s ~14s | ~8s~n",
               ["term", "py_channel", "Erlang !", "ratio"]),
     lists:foreach(
       fun(Kind) ->
               Term = payload(Kind),
-              Channel = channel_stream(Term, ?STREAM_MESSAGES),
-              Mailbox = mailbox_stream(Term, ?STREAM_MESSAGES),
+              {Channel, Mailbox} =
+                  best_of([fun() -> channel_stream(Term, ?STREAM_MESSAGES) end,
+                           fun() -> mailbox_stream(Term, ?STREAM_MESSAGES) end]),
               io:format("~-8s | ~14.2f ~14.2f | ~8.2f~n",
                         [Kind, Channel, Mailbox, Channel / Mailbox])
       end, ?KINDS),
@@ -267,7 +272,8 @@ def echo(ref):
 
 python_stream_table() ->
     io:format("~n4. Streaming ~b terms from an Erlang process to Python "
-              "(million terms/s, higher is better)~n~n", [?STREAM_MESSAGES]),
+              "(million terms/s, best of ~b runs each, higher is better)~n~n",
+              [?STREAM_MESSAGES, ?STREAM_RUNS]),
     ok = py:exec(?PYTHON_CONSUMERS),
     _ = python_stream(payload('64 B'), consume_iterating), % warm up: threads, allocators
     Before = memory_mb(),
@@ -276,9 +282,10 @@ python_stream_table() ->
     lists:foreach(
       fun(Kind) ->
               Term = payload(Kind),
-              Iterating = python_stream(Term, consume_iterating),
-              Batches = python_stream(Term, consume_batches),
-              Mailbox = mailbox_stream(Term, ?STREAM_MESSAGES),
+              {Iterating, Batches, Mailbox} =
+                  best_of([fun() -> python_stream(Term, consume_iterating) end,
+                           fun() -> python_stream(Term, consume_batches) end,
+                           fun() -> mailbox_stream(Term, ?STREAM_MESSAGES) end]),
               io:format("~-8s | ~16.2f ~16.2f | ~10.2f | ~8.2f ~8.2f~n",
                         [Kind, Iterating, Batches, Mailbox,
                          Iterating / Mailbox, Batches / Mailbox])
@@ -287,9 +294,12 @@ python_stream_table() ->
     {ok, _} = py:eval(<<"__import__('gc').collect()">>),
     After = memory_mb(),
     io:format("(goal: >= 0.70 of Erlang !; max_size 1 MiB, the producer retries on busy)~n"),
-    io:format("memory (OS resident / BEAM total, MB): ~.1f / ~.1f before these ~b streams, "
+    io:format("(on a 2-core host a run is about half as fast whenever the OS puts the Python~n"
+              " thread on the core of the producer's scheduler: hence the best of ~b)~n",
+              [?STREAM_RUNS]),
+    io:format("memory (OS resident / BEAM total, MB): ~.1f / ~.1f before these ~b messages, "
               "~.1f / ~.1f after~n",
-              [element(1, Before), element(2, Before), 4 * ?STREAM_MESSAGES,
+              [element(1, Before), element(2, Before), 4 * ?STREAM_RUNS * ?STREAM_MESSAGES,
                element(1, After), element(2, After)]).
 
 %% {resident set of the OS process, erlang:memory(total)} in MB.
@@ -339,6 +349,15 @@ python_round_trip_table() ->
     io:format("(goal: median <= 10 us, p99 <= 40 us)~n").
 
 %% Helpers
+
+%% Runs each of `Runs` ?STREAM_RUNS times, in turn, and gives the best result of each, as a
+%% tuple in the same order.
+best_of(Runs) ->
+    Rounds = [[Run() || Run <- Runs] || _ <- lists:seq(1, ?STREAM_RUNS)],
+    list_to_tuple([lists:max(Column) || Column <- transpose(Rounds)]).
+
+transpose([[] | _]) -> [];
+transpose(Rows) -> [[hd(Row) || Row <- Rows] | transpose([tl(Row) || Row <- Rows])].
 
 payload('64 B') -> binary:copy(<<"x">>, 64);
 payload('1 KiB') -> binary:copy(<<"x">>, 1024);
