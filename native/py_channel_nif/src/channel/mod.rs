@@ -48,7 +48,7 @@ use queue::Queue;
 
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -142,8 +142,6 @@ pub struct Channel<T, W> {
     max_size: u64,
     /// Set once, after `CLOSED` (see the module doc).
     closed: AtomicBool,
-    /// `sleepers.len()`, for statistics.
-    sleeper_count: AtomicUsize,
     sleepers: Mutex<VecDeque<Sleeper<W>>>,
     next_waiter_id: AtomicU64,
 }
@@ -168,7 +166,6 @@ impl<T: Weighed, W> Channel<T, W> {
             received: CachePadded::new(AtomicU64::new(0)),
             max_size: max_size.min(MAX_BYTES),
             closed: AtomicBool::new(false),
-            sleeper_count: AtomicUsize::new(0),
             sleepers: Mutex::new(VecDeque::new()),
             next_waiter_id: AtomicU64::new(1),
         }
@@ -380,7 +377,7 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Number of readers parked right now.
     pub fn waiting_readers(&self) -> usize {
-        self.sleeper_count.load(Ordering::Relaxed)
+        self.lock_sleepers().len()
     }
 
     /// Looks for a frame for a few microseconds before a thread parks: a parked thread takes
@@ -428,7 +425,6 @@ impl<T: Weighed, W> Channel<T, W> {
         let id = sleeper.id();
         let mut sleepers = self.lock_sleepers();
         sleepers.push_back(sleeper);
-        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
         // Pairs with the landing step in `land`; the caller looks at the queue after this.
         self.sender.word.fetch_or(PARKED, Ordering::SeqCst);
         id
@@ -436,7 +432,6 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// After a sleeper left the list (under its lock): nobody parked, nobody to wake.
     fn note_departure(&self, sleepers: &VecDeque<Sleeper<W>>) {
-        self.sleeper_count.store(sleepers.len(), Ordering::Relaxed);
         if sleepers.is_empty() {
             self.sender.word.fetch_and(!PARKED, Ordering::SeqCst);
         }

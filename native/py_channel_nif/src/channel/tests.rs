@@ -1,5 +1,6 @@
 use super::*;
 use std::collections::HashSet;
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 use std::thread;
 
