@@ -35,9 +35,7 @@ fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a>
     }
     match channel.channel.send(frame) {
         Ok(wakes) => {
-            for wake in wakes {
-                wake.fire(Some(env));
-            }
+            channel.wake(wakes, Some(env));
             atoms::ok().encode(env)
         }
         Err(SendError::Busy(_)) => atoms::busy().encode(env),
@@ -99,9 +97,7 @@ fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustl
     match channel.channel.cancel_task(waiter_id) {
         Cancelled::Withdrawn => atoms::cancelled(),
         Cancelled::AlreadyWoken(pass_on) => {
-            if let Some(wake) = pass_on {
-                wake.fire(Some(env));
-            }
+            channel.wake(pass_on, Some(env));
             atoms::woken()
         }
     }

@@ -45,8 +45,20 @@ impl ChannelResource {
 
     /// Closes the channel and wakes every parked reader. `env` is the caller's, when there is one.
     pub fn close(&self, env: Option<Env<'_>>) {
-        for wake in self.channel.close() {
-            wake.fire(env);
+        self.wake(self.channel.close(), env);
+    }
+
+    /// Fires task wakers the core handed back. One whose reader is gone cannot be delivered:
+    /// the wake goes to the next parked reader instead, so no frame waits while a live reader
+    /// sleeps.
+    pub fn wake(&self, wakes: impl IntoIterator<Item = ReaderWake>, env: Option<Env<'_>>) {
+        for wake in wakes {
+            let mut next = Some(wake);
+            while let Some(wake) = next.take() {
+                if !wake.fire(env) {
+                    next = self.channel.pass_on_wake();
+                }
+            }
         }
     }
 

@@ -18,16 +18,19 @@ pub enum ReaderWake {
 
 impl ReaderWake {
     /// `env` is the calling process's env on a scheduler thread, `None` on a thread of ours.
-    pub fn fire(self, env: Option<Env<'_>>) {
+    /// False if the reader is gone (a process that exited): its wake must go to another
+    /// reader, which `ChannelResource::wake` sees to.
+    #[must_use = "a wake that was not delivered must be passed on"]
+    pub fn fire(self, env: Option<Env<'_>>) -> bool {
         match self {
-            ReaderWake::Process { pid, tag } => {
-                // A reader that has exited needs no wake: a failed send is ignored.
-                let _ = match env {
-                    Some(env) => env.send(&pid, (atoms::py_channel_ready(), tag).encode(env)),
-                    None => OwnedEnv::new()
-                        .send_and_clear(&pid, |env| (atoms::py_channel_ready(), tag).encode(env)),
-                };
-            }
+            ReaderWake::Process { pid, tag } => match env {
+                Some(env) => env
+                    .send(&pid, (atoms::py_channel_ready(), tag).encode(env))
+                    .is_ok(),
+                None => OwnedEnv::new()
+                    .send_and_clear(&pid, |env| (atoms::py_channel_ready(), tag).encode(env))
+                    .is_ok(),
+            },
             ReaderWake::Descriptor { fd, eventfd } => {
                 // An eventfd takes an 8-byte count, a pipe any byte. Non-blocking: if the pipe
                 // is full, a wake is pending anyway.
@@ -37,6 +40,9 @@ impl ReaderWake {
                 unsafe {
                     libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
                 }
+                // The descriptor is our own duplicate: the write lands even if the coroutine
+                // has gone, and a coroutine that stops waiting passes its wake on itself.
+                true
             }
         }
     }

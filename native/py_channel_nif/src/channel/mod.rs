@@ -37,7 +37,9 @@
 //!
 //! Wake-up protocol: each accepted frame wakes at most one parked reader. A reader that was
 //! woken but leaves without taking a frame (a cancelled task) must pass the wake on
-//! ([`Channel::cancel_task`] does), so a frame is never left queued while readers sleep.
+//! ([`Channel::cancel_task`] does), and so must whoever fires a task waker that can no longer
+//! be delivered ([`Channel::pass_on_wake`]), so a frame is never left queued while readers
+//! sleep.
 
 mod error;
 mod queue;
@@ -253,7 +255,8 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     /// Takes the oldest frame, parking the calling thread until one arrives, the channel is
-    /// closed and drained (`Closed`), or `timeout` passes (`Empty`). `None` waits forever.
+    /// closed and drained (`Closed`), or `timeout` passes (`Empty`). `None` waits forever, and
+    /// so does a timeout too long for the clock to represent its end.
     ///
     /// If this thread was woken for a frame that another reader had to be woken for instead,
     /// `pass_on` receives that reader's task waker to fire.
@@ -262,7 +265,7 @@ impl<T: Weighed, W> Channel<T, W> {
         timeout: Option<Duration>,
         pass_on: impl FnOnce(W),
     ) -> Result<T, RecvError> {
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         loop {
             match self.try_recv() {
                 Err(RecvError::Empty) => {}
@@ -337,10 +340,17 @@ impl<T: Weighed, W> Channel<T, W> {
         if self.take_sleeper(id).is_some() {
             return Cancelled::Withdrawn;
         }
+        Cancelled::AlreadyWoken(self.pass_on_wake())
+    }
+
+    /// For a task waker handed back by this channel that could not be fired (its reader is
+    /// gone: a dead process): the wake goes to another parked reader while frames remain,
+    /// whose task waker (if it is a task) is returned to fire in turn.
+    pub fn pass_on_wake(&self) -> Option<W> {
         if self.queue.is_empty() {
-            return Cancelled::AlreadyWoken(None);
+            return None;
         }
-        Cancelled::AlreadyWoken(self.wake_one())
+        self.wake_one()
     }
 
     /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread

@@ -331,6 +331,38 @@ fn cancelling_a_woken_task_passes_the_wake_on() {
     assert!(second_woken.try_recv().is_ok());
 }
 
+#[test]
+fn a_wake_that_cannot_be_delivered_goes_to_the_next_reader() {
+    let channel = TestChannel::new(0);
+    let (gone, gone_woken) = mpsc::channel();
+    drop(gone_woken); // the first reader is gone: its waker cannot be fired
+    let (live, live_woken) = mpsc::channel();
+    channel.park_task(gone);
+    channel.park_task(live);
+    let wakes = channel.send(item(1, 8)).unwrap();
+    assert!(wakes[0].send(()).is_err());
+    let next = channel.pass_on_wake().expect("the frame is still queued");
+    next.send(()).unwrap();
+    assert!(live_woken.try_recv().is_ok());
+    channel.try_recv().unwrap();
+    assert!(
+        channel.pass_on_wake().is_none(),
+        "nothing queued, no one to wake"
+    );
+}
+
+#[test]
+fn a_timeout_too_long_for_the_clock_waits_like_none() {
+    let channel = Arc::new(TestChannel::new(0));
+    let reader = {
+        let channel = channel.clone();
+        thread::spawn(move || channel.recv_timeout(Some(Duration::MAX), no_pass_on))
+    };
+    wait_for_parked(&channel, 1);
+    channel.send(item(7, 8)).unwrap();
+    assert_eq!(reader.join().unwrap().unwrap().value, 7);
+}
+
 /// Whether the senders' word says a reader is parked: what a send looks at to decide to wake.
 fn parked_flag(channel: &TestChannel) -> bool {
     channel.sender.word.load(Ordering::SeqCst) & PARKED != 0
