@@ -9,7 +9,8 @@
 //! One exception: a term holding the very channel it is sent to. A copy would keep the channel
 //! alive from inside its own queue, a cycle never freed, so that term is encoded in external
 //! term format instead, which names the channel without holding it (the channel is alive
-//! whenever one of its frames is read). Other channels in it are held alongside.
+//! whenever one of its frames is read). Other channels in it are held alongside. A term that
+//! holds other channels gets an arena of its own, so they are let go once it is received.
 
 #![cfg(feature = "nif")]
 
@@ -47,6 +48,12 @@ impl Frame {
                 etf: term.to_binary(),
                 channels: scan.other_channels,
             }))
+        } else if !scan.other_channels.is_empty() {
+            // Alone in an arena, so the channels it holds are let go as soon as it is
+            // received: in the channel's shared arena they would stay referenced until the
+            // arena's other frames went too, and two channels holding each other there
+            // would never be freed.
+            Stored::Copied(TermArena::hold_alone(term))
         } else {
             Stored::Copied(ArenaSlot::hold(&destination.arena, term, scan.bytes))
         };
@@ -65,6 +72,12 @@ impl Frame {
             Stored::Copied(held) => unsafe { Term::new(env, held.term) },
             Stored::Encoded(_) => self.decode(env),
         }
+    }
+
+    /// Whether `read` decodes the term into the env it is given (rather than presenting it
+    /// where it is stored).
+    pub fn is_decoded_when_read(&self) -> bool {
+        matches!(self.stored, Stored::Encoded(_))
     }
 
     /// The term, copied into `env`.
@@ -133,6 +146,13 @@ impl TermArena {
         // SAFETY: enif_alloc_env may be called from any thread.
         let env = NonNull::new(unsafe { enif_alloc_env() }).expect("enif_alloc_env failed");
         Arc::new(TermArena { env })
+    }
+
+    /// Copies `term` into an arena of its own.
+    fn hold_alone(term: Term<'_>) -> ArenaTerm {
+        let own = TermArena::new();
+        let env = own.env;
+        TermArena::hold(own, env, term)
     }
 
     /// Copies `term` into `arena`, whose env is `env`. The caller has exclusive use of the
@@ -219,9 +239,7 @@ impl ArenaSlot {
     /// A sender never waits: if another sender is appending, this one uses an arena of its own.
     fn hold(slot: &Mutex<ArenaSlot>, term: Term<'_>, bytes: usize) -> ArenaTerm {
         let Ok(mut slot) = slot.try_lock() else {
-            let own = TermArena::new();
-            let env = own.env;
-            return TermArena::hold(own, env, term);
+            return TermArena::hold_alone(term);
         };
         let reserved = slot.current.get_or_insert_with(Reserved::fresh);
         let env = reserved.env;

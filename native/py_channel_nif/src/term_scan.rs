@@ -2,8 +2,8 @@
 //! count, and the channels inside it. An explicit stack makes any nesting depth safe.
 //!
 //! The size is about the memory the term takes as the BEAM lays it out: 8 bytes a word, a
-//! binary its length plus two words. It is an estimate for funs (their captured variables are
-//! not counted), exact enough everywhere else for backpressure.
+//! binary its length plus two words, a fun a fixed header plus what it captures. It is an
+//! estimate, exact enough for backpressure.
 
 #![cfg(feature = "nif")]
 
@@ -77,7 +77,11 @@ fn node_size<'a>(
             on_reference(term);
             SMALL_BOXED
         }
-        ErlNifTermType::ERL_NIF_TERM_TYPE_FUN => FUN,
+        ErlNifTermType::ERL_NIF_TERM_TYPE_FUN => {
+            // What a fun captures can hold channels (and a channel's own fun, itself): look.
+            captured_terms(env, term, pending);
+            FUN
+        }
         ErlNifTermType::ERL_NIF_TERM_TYPE_INTEGER => {
             let (mut signed, mut unsigned) = (0, 0);
             if unsafe { enif_get_int64(raw_env, raw, &mut signed) } != 0 {
@@ -138,6 +142,40 @@ fn node_size<'a>(
             3 * WORD
         }
         _ => external_size(term),
+    }
+}
+
+/// External term format tags (erl_ext_dist): a version byte, and a local fun.
+const ETF_VERSION: u8 = 131;
+const NEW_FUN_EXT: u8 = 112;
+/// Where NEW_FUN_EXT's count of captured terms starts: version, tag, Size (4), Arity (1),
+/// Uniq (16), Index (4).
+const NUM_FREE_AT: usize = 27;
+/// Terms between the header and the captured ones: Module, OldIndex, OldUniq, Pid.
+const FUN_HEADER_TERMS: usize = 4;
+
+/// Pushes the terms a local fun captures onto `pending`. The NIF API cannot look inside a
+/// fun, so the fun is encoded and its captured terms decoded back one by one into `env`.
+fn captured_terms<'a>(env: Env<'a>, fun: Term<'a>, pending: &mut SmallVec<[Term<'a>; 32]>) {
+    let encoded = fun.to_binary();
+    let mut etf = encoded.as_slice().to_vec();
+    if etf.len() < NUM_FREE_AT + 4 || etf[0] != ETF_VERSION || etf[1] != NEW_FUN_EXT {
+        return; // an external fun (fun M:F/A) captures nothing
+    }
+    let count_bytes = [etf[27], etf[28], etf[29], etf[30]];
+    let captured = u32::from_be_bytes(count_bytes) as usize;
+    let mut at = NUM_FREE_AT + 4;
+    for index in 0..FUN_HEADER_TERMS + captured {
+        // Each term is decoded where it lies, with a version byte written over the last byte
+        // of the term before it (already decoded, so no longer needed).
+        etf[at - 1] = ETF_VERSION;
+        let Some((term, used)) = env.binary_to_term(&etf[at - 1..]) else {
+            return;
+        };
+        if index >= FUN_HEADER_TERMS {
+            pending.push(term);
+        }
+        at += used - 1;
     }
 }
 
