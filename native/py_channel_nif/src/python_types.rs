@@ -113,8 +113,12 @@ impl PyChannelRef {
     }
 }
 
-/// The term as `io_lib:format("~p")` would print it, for reprs.
-fn printed(term: Term<'_>) -> String {
+/// The term about as `io_lib:format("~p")` would print it, for reprs and messages.
+pub fn printed(term: Term<'_>) -> String {
+    // The VM's printer writes floats as 1.000000e+00; Erlang code reads 1.0.
+    if let Ok(float) = term.decode::<f64>() {
+        return format!("{float:?}");
+    }
     let mut buffer = vec![0u8; 256];
     // SAFETY: enif_snprintf writes at most buffer.len() bytes, NUL-terminated, and %T prints
     // a term of `term`'s env.

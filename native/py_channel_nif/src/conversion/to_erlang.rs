@@ -4,9 +4,9 @@
 //! `erlang.Atom` makes an atom. An object with no mapping raises `TypeError` naming its type.
 
 use super::to_python::atom_class;
-use super::{etf, MAX_DEPTH};
+use super::{etf, nesting};
 use crate::python_module::type_name;
-use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
+use crate::python_types::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -21,11 +21,7 @@ pub fn to_erlang<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Term<'
 }
 
 fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResult<Term<'a>> {
-    if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
-            "object nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
+    nesting::enter(depth, "object")?;
     if object.is_none() {
         return Ok(atom(env, none_atom()));
     }
@@ -75,14 +71,7 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         return Ok(make_tuple(env, &items));
     }
     if let Ok(dict) = object.cast::<PyDict>() {
-        let mut keys = Vec::with_capacity(dict.len());
-        let mut values = Vec::with_capacity(dict.len());
-        for (key, value) in dict.iter() {
-            keys.push(convert(env, &key, depth + 1)?);
-            values.push(convert(env, &value, depth + 1)?);
-        }
-        return Term::map_from_term_arrays(env, &keys, &values)
-            .map_err(|_| PyValueError::new_err("two dict keys become the same Erlang term"));
+        return map(env, dict, depth);
     }
     if let Ok(pid) = object.cast::<PyPid>() {
         return Ok(pid.get().pid.encode(env));
@@ -100,6 +89,68 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         "cannot convert {} to an Erlang term",
         type_name(object)
     )))
+}
+
+/// The most entries a map is built with in one call. On OTP 25, building a larger one at once
+/// sorts it with scratch memory that only a scheduler thread has (a crash on a Python
+/// thread); a larger map is built entry by entry instead.
+const MAP_FROM_ARRAYS_MAX: usize = 128;
+
+/// A dict as a map. Keys that are distinct in Python but one term in Erlang (`None` and
+/// `Atom('none')`, `b'a'` and `'a'`, `True` and `Atom('true')`, two NaNs) are an error naming
+/// both, never a silent merge.
+fn map<'a>(env: Env<'a>, dict: &Bound<'_, PyDict>, depth: usize) -> PyResult<Term<'a>> {
+    if dict.len() <= MAP_FROM_ARRAYS_MAX {
+        let mut keys = Vec::with_capacity(dict.len());
+        let mut values = Vec::with_capacity(dict.len());
+        for (key, value) in dict.iter() {
+            keys.push(convert(env, &key, depth + 1)?);
+            values.push(convert(env, &value, depth + 1)?);
+        }
+        return match Term::map_from_term_arrays(env, &keys, &values) {
+            Ok(map) => Ok(map),
+            Err(_) => Err(key_collision(dict, &keys)),
+        };
+    }
+    let mut map = Term::map_new(env);
+    let mut keys = Vec::with_capacity(dict.len());
+    for (key, value) in dict.iter() {
+        let key = convert(env, &key, depth + 1)?;
+        keys.push(key);
+        if map.map_get(key).is_ok() {
+            return Err(key_collision(dict, &keys));
+        }
+        let value = convert(env, &value, depth + 1)?;
+        map = map.map_put(key, value).map_err(|_| bad_map())?;
+    }
+    Ok(map)
+}
+
+fn bad_map() -> PyErr {
+    PyValueError::new_err("a map could not be built")
+}
+
+/// The error for a dict whose converted keys (`keys`, in the dict's order, possibly only a
+/// prefix of them) hold the same Erlang term twice.
+fn key_collision(dict: &Bound<'_, PyDict>, keys: &[Term<'_>]) -> PyErr {
+    let python_keys: Vec<_> = dict.keys().iter().collect();
+    for (later, term) in keys.iter().enumerate() {
+        if let Some(earlier) = keys[..later].iter().position(|other| other == term) {
+            let repr = |index: usize| {
+                python_keys[index]
+                    .repr()
+                    .map(|text| text.to_string())
+                    .unwrap_or_else(|_| "?".into())
+            };
+            return PyValueError::new_err(format!(
+                "dict keys {} and {} both become the Erlang term {}",
+                repr(earlier),
+                repr(later),
+                printed(*term)
+            ));
+        }
+    }
+    bad_map()
 }
 
 /// What Python's `None` becomes: `none` by default; `nil` suits Elixir callers.

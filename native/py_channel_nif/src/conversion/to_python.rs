@@ -1,15 +1,16 @@
 //! Erlang term -> Python object.
 
-use super::{etf, MAX_DEPTH};
+use super::{etf, nesting};
 use crate::atoms;
 use crate::channel_resource::ChannelHandle;
-use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
+use crate::python_types::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use rustler::sys::enif_get_tuple;
 use rustler::sys::ErlNifTerm;
+use rustler::types::map::MapIterator;
 use rustler::{Binary, LocalPid, Term, TermType};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -38,11 +39,7 @@ fn convert<'py>(
     mode: BinaryMode,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
-            "term nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
+    nesting::enter(depth, "term")?;
     match term.get_type() {
         TermType::Atom => atom(py, term),
         TermType::Binary => match Binary::from_term(term) {
@@ -57,23 +54,7 @@ fn convert<'py>(
             .into_any()),
         TermType::List => list(py, term, mode, depth),
         TermType::Tuple => tuple(py, term, mode, depth),
-        TermType::Map => {
-            let dict = PyDict::new(py);
-            for (key, value) in rustler::types::map::MapIterator::new(term)
-                .into_iter()
-                .flatten()
-            {
-                let py_key = convert(py, key, mode, depth + 1)?;
-                // A list or map key has no hashable Python form: keep it as an opaque term.
-                let py_key = if py_key.hash().is_ok() {
-                    py_key
-                } else {
-                    opaque(py, key)?
-                };
-                dict.set_item(py_key, convert(py, value, mode, depth + 1)?)?;
-            }
-            Ok(dict.into_any())
-        }
+        TermType::Map => map(py, term, mode, depth),
         TermType::Pid => pid(py, term),
         TermType::Ref => match term.decode::<ChannelHandle>() {
             Ok(channel) => Ok(Bound::new(py, PyChannelRef { channel })?.into_any()),
@@ -81,6 +62,71 @@ fn convert<'py>(
         },
         _ => opaque(py, term),
     }
+}
+
+/// A map as a dict. Keys that are distinct in Erlang but equal in Python (`<<"b">>` and `b`,
+/// `1` and `1.0`, `true` and `1`, `undefined`, `nil` and `none`) are an error naming both,
+/// never a silent merge.
+fn map<'py>(
+    py: Python<'py>,
+    term: Term<'_>,
+    mode: BinaryMode,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    for (key, value) in MapIterator::new(term).into_iter().flatten() {
+        let py_key = python_key(py, key, mode, depth)?;
+        let before = dict.len();
+        dict.set_item(&py_key, convert(py, value, mode, depth + 1)?)?;
+        if dict.len() == before {
+            return Err(key_collision(py, term, key, &py_key, mode, depth));
+        }
+    }
+    Ok(dict.into_any())
+}
+
+fn python_key<'py>(
+    py: Python<'py>,
+    key: Term<'_>,
+    mode: BinaryMode,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py_key = convert(py, key, mode, depth + 1)?;
+    // A list or map key has no hashable Python form: keep it as an opaque term.
+    if py_key.hash().is_ok() {
+        Ok(py_key)
+    } else {
+        opaque(py, key)
+    }
+}
+
+/// The error for `key` of `map`, whose Python form `py_key` equals that of an earlier key.
+fn key_collision<'a>(
+    py: Python<'_>,
+    map: Term<'a>,
+    key: Term<'a>,
+    py_key: &Bound<'_, PyAny>,
+    mode: BinaryMode,
+    depth: usize,
+) -> PyErr {
+    let earlier = MapIterator::new(map)
+        .into_iter()
+        .flatten()
+        .find(|(other, _)| {
+            *other != key
+                && python_key(py, *other, mode, depth)
+                    .and_then(|other| other.eq(py_key))
+                    .unwrap_or(false)
+        });
+    let earlier = earlier.map_or_else(|| "another key".to_string(), |(other, _)| printed(other));
+    let py_key = py_key
+        .repr()
+        .map(|text| text.to_string())
+        .unwrap_or_else(|_| "?".into());
+    PyValueError::new_err(format!(
+        "map keys {earlier} and {} both become the Python key {py_key}",
+        printed(key)
+    ))
 }
 
 fn tuple<'py>(
