@@ -54,7 +54,25 @@ fn configure(py: Python<'_>) -> PyResult<()> {
     sys.setattr("_base_executable", &executable)?;
     // Import now, so a broken install fails at start with a clear error, not mid-call.
     py.import("erlang")?;
-    Ok(())
+    make_builtin_exception_atoms(py)
+}
+
+/// Makes an atom of each built-in exception's name (a bounded set), so those always come
+/// back as atoms, whether or not some Erlang module mentions them.
+fn make_builtin_exception_atoms(py: Python<'_>) -> PyResult<()> {
+    let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+    let builtins = py.import("builtins")?;
+    rustler::OwnedEnv::new().run(|env| {
+        for (name, value) in builtins.dict().iter() {
+            let is_exception = value
+                .cast::<pyo3::types::PyType>()
+                .is_ok_and(|class| class.is_subclass(&base).unwrap_or(false));
+            if is_exception {
+                let _ = rustler::Atom::from_str(env, name.extract::<&str>()?);
+            }
+        }
+        Ok(())
+    })
 }
 
 /// `sys.executable` of an embedded interpreter is the host program; the real one sits in

@@ -20,6 +20,8 @@ use pyo3::types::{PyDict, PyList};
 use rustler::OwnedEnv;
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pyo3::create_exception!(
@@ -29,12 +31,11 @@ pyo3::create_exception!(
     "The channel is closed and every message in it has been received."
 );
 
-/// How many frames a thread converts in its scratch env before clearing it. Most frames need
-/// no scratch memory at all (they are read where they are stored).
-const SCRATCH_CLEAR_EVERY: u32 = 1024;
-
 thread_local! {
-    static SCRATCH: RefCell<(OwnedEnv, u32)> = RefCell::new((OwnedEnv::new(), 0));
+    /// The env a thread presents frames in while converting them. Most frames are read where
+    /// they are stored and put nothing in it; an encoded frame is decoded into it, and it is
+    /// cleared right after, so nothing received stays held once Python drops it.
+    static SCRATCH: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
 }
 
 /// Converts a received frame to a Python object on this thread.
@@ -44,13 +45,10 @@ fn frame_to_python<'py>(
     mode: BinaryMode,
 ) -> PyResult<Bound<'py, PyAny>> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => {
-            let (env, used) = &mut *scratch;
+        Ok(mut env) => {
             let converted = env.run(|env| to_python(py, frame.read(env), mode));
-            *used += 1;
-            if *used >= SCRATCH_CLEAR_EVERY {
+            if frame.is_decoded_when_read() {
                 env.clear();
-                *used = 0;
             }
             converted
         }
@@ -59,15 +57,14 @@ fn frame_to_python<'py>(
     })
 }
 
-/// A Python timeout in seconds (None: forever) as a duration.
+/// A Python timeout in seconds as a duration; None, infinity and timeouts too long for a
+/// `Duration` all mean "wait for ever".
 fn timeout_duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(seconds) if seconds >= 0.0 && seconds.is_finite() => {
-            Ok(Some(Duration::from_secs_f64(seconds)))
-        }
+        Some(seconds) if seconds >= 0.0 => Ok(Duration::try_from_secs_f64(seconds).ok()),
         Some(_) => Err(PyValueError::new_err(
-            "timeout must be a non-negative number",
+            "timeout must be a non-negative number of seconds or None",
         )),
     }
 }
@@ -76,9 +73,35 @@ fn timeout_duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 pub struct ChannelReader {
     channel: ChannelHandle,
     mode: BinaryMode,
+    /// An error met by `receive_many` after it had taken other messages: those are returned
+    /// first and the error is raised by the next call, so no message taken is lost.
+    deferred_error: Mutex<Option<PyErr>>,
+    has_deferred_error: AtomicBool,
 }
 
 impl ChannelReader {
+    /// Raises the error `receive_many` put off, if any.
+    fn raise_deferred(&self) -> PyResult<()> {
+        if !self.has_deferred_error.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut deferred = self
+            .deferred_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.has_deferred_error.store(false, Ordering::Release);
+        deferred.take().map_or(Ok(()), Err)
+    }
+
+    fn defer(&self, error: PyErr) {
+        let mut deferred = self
+            .deferred_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *deferred = Some(error);
+        self.has_deferred_error.store(true, Ordering::Release);
+    }
+
     fn convert<'py>(&self, py: Python<'py>, frame: Frame) -> PyResult<Bound<'py, PyAny>> {
         frame_to_python(py, &frame, self.mode)
     }
@@ -100,7 +123,7 @@ impl ChannelReader {
         let received = py.detach(|| {
             channel
                 .channel
-                .recv_timeout(timeout, |other_reader| other_reader.fire(None))
+                .recv_timeout(timeout, |other_reader| channel.wake([other_reader], None))
         });
         match received {
             Ok(frame) => Ok(frame),
@@ -134,13 +157,19 @@ impl ChannelReader {
                 )))
             }
         };
-        Ok(ChannelReader { channel, mode })
+        Ok(ChannelReader {
+            channel,
+            mode,
+            deferred_error: Mutex::new(None),
+            has_deferred_error: AtomicBool::new(false),
+        })
     }
 
     /// The next message, waiting up to `timeout` seconds (forever if None). Raises
     /// ChannelClosed once the channel is closed and drained, TimeoutError on timeout.
     #[pyo3(signature = (timeout = None))]
     fn receive<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        self.raise_deferred()?;
         let frame = self.wait_for_frame(py, timeout)?;
         self.convert(py, frame)
     }
@@ -148,6 +177,7 @@ impl ChannelReader {
     /// The next message if one is queued, else None. Raises ChannelClosed once the channel
     /// is closed and drained.
     fn try_receive<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.raise_deferred()?;
         match self.channel.channel.try_recv() {
             Ok(frame) => self.convert(py, frame).map(Some),
             Err(RecvError::Empty) => Ok(None),
@@ -157,7 +187,8 @@ impl ChannelReader {
 
     /// Up to `max_items` messages: waits (up to `timeout`) for the first, then takes what is
     /// queued without waiting. An empty list on timeout; ChannelClosed once closed and
-    /// drained.
+    /// drained. A message that cannot be converted after others were taken ends the batch:
+    /// those are returned and the error is raised by the next call.
     #[pyo3(signature = (max_items, timeout = None))]
     fn receive_many<'py>(
         &self,
@@ -165,6 +196,7 @@ impl ChannelReader {
         max_items: usize,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
+        self.raise_deferred()?;
         let batch = PyList::empty(py);
         if max_items == 0 {
             return Ok(batch);
@@ -177,7 +209,13 @@ impl ChannelReader {
         batch.append(self.convert(py, first)?)?;
         while batch.len() < max_items {
             match self.channel.channel.try_recv() {
-                Ok(frame) => batch.append(self.convert(py, frame)?)?,
+                Ok(frame) => match self.convert(py, frame) {
+                    Ok(message) => batch.append(message)?,
+                    Err(error) => {
+                        self.defer(error);
+                        break;
+                    }
+                },
                 Err(_) => break,
             }
         }
@@ -190,6 +228,7 @@ impl ChannelReader {
 
     /// Iteration ends (StopIteration) when the channel is closed and drained.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.raise_deferred()?;
         let frame = match self.channel.channel.try_recv() {
             Ok(frame) => frame,
             Err(RecvError::Closed) => return Ok(None),
@@ -255,10 +294,8 @@ impl ChannelReader {
     fn _cancel_wait(&self, py: Python<'_>, waiter_id: u64) {
         let channel = &self.channel;
         py.detach(|| {
-            if let Cancelled::AlreadyWoken(Some(other_reader)) =
-                channel.channel.cancel_task(waiter_id)
-            {
-                other_reader.fire(None);
+            if let Cancelled::AlreadyWoken(pass_on) = channel.channel.cancel_task(waiter_id) {
+                channel.wake(pass_on, None);
             }
         });
     }

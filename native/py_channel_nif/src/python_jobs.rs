@@ -1,7 +1,8 @@
 //! Running `py:exec/eval/call` requests on worker threads and answering the caller with a
 //! message `{py_response, Ref, Result}`.
 //!
-//! Python exceptions come back as `{error, {ExceptionName, Message}}`; the formatted traceback
+//! Python exceptions come back as `{error, {ExceptionName, Message}}` (the name an existing
+//! atom, else a binary); the formatted traceback
 //! goes to the `py_runtime` process for `logger` (debug when a caller receives the error,
 //! error when nobody does: a cast, or a caller that has exited).
 
@@ -255,8 +256,12 @@ fn result_term<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
     }
 }
 
+/// `{error, {Name, Message}}`. The name is an atom if that atom exists (every built-in
+/// exception's does, see `interpreter.rs`, and so does any name Erlang code
+/// matches on), else a binary: classes made at run time must not fill the atom table, which
+/// is never garbage-collected.
 fn error_term<'a>(env: Env<'a>, name: &str, message: &str) -> Term<'a> {
-    let name = rustler::Atom::from_str(env, name)
+    let name = rustler::Atom::existing_from_utf8_bytes(env, name.as_bytes())
         .map(|atom| atom.encode(env))
         .unwrap_or_else(|_| name.encode(env));
     (atoms::error(), (name, message)).encode(env)

@@ -12,8 +12,10 @@ use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rustler::{Encoder, OwnedEnv};
+use rustler::sys::enif_send;
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
 use std::cell::RefCell;
+use std::ptr;
 
 pyo3::create_exception!(
     _py_channel,
@@ -41,18 +43,34 @@ fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
         })?
         .get()
         .pid;
-    let mut converted = Ok(());
-    let sent = with_send_env(|env| {
-        env.send_and_clear(&pid, |env| match to_erlang(env, term) {
-            Ok(message) => message,
-            Err(error) => {
-                converted = Err(error);
-                atoms::error().encode(env)
+    let delivered = send_converted(&pid, |env| to_erlang(env, term))?;
+    if delivered {
+        Ok(())
+    } else {
+        Err(ProcessError::new_err("the process is not alive"))
+    }
+}
+
+/// Builds a message with `build` in this thread's send env and sends it to `pid`: true if
+/// delivered, false if `pid` is not alive. When `build` fails nothing is sent.
+fn send_converted(
+    pid: &LocalPid,
+    build: impl for<'a> FnOnce(Env<'a>) -> PyResult<Term<'a>>,
+) -> PyResult<bool> {
+    with_send_env(|owned| {
+        let message = owned.run(|env| build(env).map(|term| (env.as_c_arg(), term.as_c_arg())));
+        let delivered = match message {
+            // SAFETY: the message is a term of this process-independent env, sent from a
+            // thread that is not a scheduler (Python never runs on one); the env is cleared
+            // right after, as enif_send requires before its next use.
+            Ok((env, term)) => {
+                Ok(unsafe { enif_send(ptr::null_mut(), pid.as_c_arg(), env, term) } != 0)
             }
-        })
-    });
-    converted?;
-    sent.map_err(|_| ProcessError::new_err("the process is not alive"))
+            Err(error) => Err(error),
+        };
+        owned.clear();
+        delivered
+    })
 }
 
 thread_local! {
@@ -79,25 +97,16 @@ fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> P
     };
     let (pending, handle) = PendingCall::new();
     let handle = rustler::ResourceArc::new(handle);
-    let mut converted = Ok(());
-    let sent = with_send_env(|env| {
-        env.send_and_clear(&runtime, |env| {
-            let request = to_erlang(env, name).and_then(|name| {
-                let args = args
-                    .iter()
-                    .map(|arg| to_erlang(env, &arg))
-                    .collect::<PyResult<Vec<_>>>()?;
-                Ok((atoms::py_callback(), handle.clone(), name, args).encode(env))
-            });
-            request.unwrap_or_else(|error| {
-                converted = Err(error);
-                atoms::error().encode(env)
-            })
-        })
-    });
-    converted?;
+    let delivered = send_converted(&runtime, |env| {
+        let name = to_erlang(env, name)?;
+        let args = args
+            .iter()
+            .map(|arg| to_erlang(env, &arg))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((atoms::py_callback(), handle.clone(), name, args).encode(env))
+    })?;
     drop(handle);
-    if sent.is_err() {
+    if !delivered {
         return Err(CallError::new_err("the py_runtime process is not alive"));
     }
     let answer = py.detach(|| pending.wait()).map_err(CallError::new_err)?;
