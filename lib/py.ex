@@ -15,7 +15,9 @@ defmodule Py do
   `erlang.Atom`, a `str`), lists, tuples, maps, pids, references and channels.
   Python's `None` comes back as `:none`, or as `nil` with
   `config :py_channel, python_none: nil`. A Python exception comes back as
-  `{:error, {exception_name, message}}`, with the traceback logged.
+  `{:error, {exception_name, message}}`, with the traceback logged; the name is
+  an atom for built-in exceptions and names some module mentions, else a
+  binary (classes made at run time do not fill the atom table).
 
   ## Examples
 
@@ -36,7 +38,7 @@ defmodule Py do
   """
 
   @typedoc "A Python exception, a timeout, or another failure."
-  @type error :: {:error, {atom(), binary()} | :timeout | term()}
+  @type error :: {:error, {atom() | binary(), binary()} | :timeout | term()}
 
   @typedoc "A call started with `spawn_call/4`."
   @type pending :: :py.pending()

@@ -20,7 +20,13 @@
 %%
 %% A Python exception comes back as `{error, {ExceptionName, Message}}' with
 %% the formatted traceback logged through `logger' (debug level when the
-%% caller gets the error, error level when nobody does).
+%% caller gets the error, error level when nobody does). `ExceptionName' is
+%% an atom for every built-in exception and for any name an Erlang module
+%% mentions (the atom exists), else a binary: exception classes made at run
+%% time do not fill the atom table.
+%%
+%% Every timeout is `infinity' or 0 to 4294967295 ms; any other value is a
+%% `badarg' error raised before the job is submitted.
 %%
 %% The names and result shapes follow erlang_python's `py' for this subset.
 -module(py).
@@ -41,7 +47,7 @@
 %% A context: its own namespace in every process that uses it.
 -opaque pending() :: #py_pending{}.
 %% A call started with `spawn_call', to be collected with `await'.
--type py_error() :: {error, {atom(), binary()} | timeout | term()}.
+-type py_error() :: {error, {atom() | binary(), binary()} | timeout | term()}.
 
 -define(DEFAULT_TIMEOUT, 30000).
 -define(DEFAULT_CONTEXTS, 4).
@@ -80,6 +86,7 @@ eval(Code, Locals, Timeout) when is_map(Locals) ->
     eval(context(), Code, Locals, Timeout).
 
 eval(Context, Code, Locals, Timeout) ->
+    check_timeout(Timeout),
     wait(fun(Ref) ->
                  py_channel_nif:py_eval(Ref, namespace(Context), source(Code), Locals)
          end, Timeout).
@@ -110,6 +117,7 @@ call(Module, Function, Args, Kwargs, Timeout) ->
 
 call(Context, Module, Function, Args, Kwargs, Timeout) ->
     check_call(Module, Function, Args, Kwargs),
+    check_timeout(Timeout),
     wait(fun(Ref) -> submit_call(Ref, Context, Module, Function, Args, Kwargs, true) end,
          Timeout).
 
@@ -156,6 +164,7 @@ await(Pending) ->
 %% the result is discarded: it will not arrive later in the mailbox.
 -spec await(pending(), timeout()) -> {ok, term()} | py_error().
 await(#py_pending{ref = Ref, handle = Handle}, Timeout) ->
+    check_timeout(Timeout),
     receive_answer(Ref, Handle, Timeout).
 
 %% @doc The default context.
@@ -221,6 +230,11 @@ check_call(Module, Function, Args, Kwargs) ->
     (is_atom(Module) orelse is_binary(Module)) andalso (is_atom(Function) orelse is_binary(Function))
         andalso is_list(Args) andalso is_map(Kwargs)
         orelse error(badarg, [Module, Function, Args, Kwargs]).
+
+%% Before any job is submitted: a bad timeout must not leave an answer on its
+%% way to the caller's mailbox.
+check_timeout(Timeout) ->
+    py_channel:is_timeout(Timeout) orelse error(badarg, [Timeout]).
 
 wait(Submit, Timeout) ->
     Ref = make_ref(),

@@ -20,6 +20,7 @@
 
 -export([new/0, new/1, send/2, close/1, info/1, try_receive/1,
          recv/1, recv/2, term_size/1, register_callbacks/0, stats/0]).
+-export([is_timeout/1]).
 
 -export_type([channel/0, options/0, info/0]).
 
@@ -39,6 +40,9 @@
 
 %% Bytes must fit the native counter (47 bits: 128 TiB).
 -define(MAX_BYTES, (1 bsl 47 - 1)).
+
+%% The largest timeout `receive ... after' takes.
+-define(MAX_TIMEOUT, 16#FFFFFFFF).
 
 %% How long a reader that gave up waits for a wake-up already on its way, so it
 %% does not linger in its mailbox. The sender fires it microseconds after.
@@ -110,11 +114,18 @@ recv(Channel) ->
 %% @doc Takes the oldest queued term, waiting up to `Timeout' milliseconds.
 %% The wait is an ordinary `receive': the process sleeps until a term or the
 %% close arrives. Several processes may wait on one channel; each term goes
-%% to exactly one of them.
+%% to exactly one of them. `Timeout' is `infinity' or what `receive ... after'
+%% takes (0 to 4294967295); anything else is a `badarg' error, raised before
+%% the channel is touched.
 -spec recv(channel(), timeout()) -> {ok, term()} | {error, closed | timeout}.
-recv(Channel, Timeout) when Timeout =:= infinity;
-                            is_integer(Timeout), Timeout >= 0 ->
+recv(Channel, Timeout) ->
+    is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Timeout]),
     recv_until(Channel, deadline(Timeout)).
+
+%% @private A timeout `receive ... after' accepts.
+-spec is_timeout(term()) -> boolean().
+is_timeout(infinity) -> true;
+is_timeout(Timeout) -> is_integer(Timeout) andalso Timeout >= 0 andalso Timeout =< ?MAX_TIMEOUT.
 
 recv_until(Channel, Deadline) ->
     case try_receive(Channel) of
@@ -155,7 +166,7 @@ remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 %% @doc The bytes `Term' counts against `max_size' and in `size': about the
 %% memory it takes, as the BEAM lays it out (8 bytes a word; a binary counts
-%% its length plus 16). Funs count a fixed 64 bytes whatever they capture.
+%% its length plus 16). A fun counts 64 bytes plus what it captures.
 -spec term_size(term()) -> non_neg_integer().
 term_size(Term) ->
     py_channel_nif:term_size(Term).
@@ -184,6 +195,7 @@ callback_receive([Ch, Timeout]) -> recv(Ch, Timeout).
 callback_wait([Ch]) ->
     callback_wait([Ch, infinity]);
 callback_wait([Ch, Timeout]) ->
+    is_timeout(Timeout) orelse erlang:error(badarg, [Ch, Timeout]),
     Tag = erlang:unique_integer([positive]),
     case py_channel_nif:wait(Ch, Tag) of
         ready ->
