@@ -12,8 +12,9 @@ use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
 };
+use rustler::sys::{enif_make_copy, ErlNifTerm};
 use rustler::types::tuple::make_tuple;
-use rustler::{Atom, Encoder, Env, NewBinary, Term};
+use rustler::{Atom, Encoder, Env, NewBinary, OwnedEnv, Term};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 pub fn to_erlang<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Term<'a>> {
@@ -96,61 +97,94 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
 /// thread); a larger map is built entry by entry instead.
 const MAP_FROM_ARRAYS_MAX: usize = 128;
 
+/// Entry by entry, each insertion leaves the nodes it replaced behind as garbage (about 0.7 KB
+/// an entry at a million entries, 20 times what the map keeps). The map is copied into a
+/// fresh env, dropping that garbage, once the entries added since the last copy reach this
+/// share of its size: garbage stays within a few times the map, copying costs about nine
+/// times its size in all.
+const COMPACT_EVERY_SHARE: usize = 8;
+const COMPACT_AT_LEAST: usize = 4096;
+
 /// A dict as a map. Keys that are distinct in Python but one term in Erlang (`None` and
 /// `Atom('none')`, `b'a'` and `'a'`, `True` and `Atom('true')`, two NaNs) are an error naming
 /// both, never a silent merge.
 fn map<'a>(env: Env<'a>, dict: &Bound<'_, PyDict>, depth: usize) -> PyResult<Term<'a>> {
-    if dict.len() <= MAP_FROM_ARRAYS_MAX {
-        let mut keys = Vec::with_capacity(dict.len());
-        let mut values = Vec::with_capacity(dict.len());
-        for (key, value) in dict.iter() {
-            keys.push(convert(env, &key, depth + 1)?);
-            values.push(convert(env, &value, depth + 1)?);
-        }
-        return match Term::map_from_term_arrays(env, &keys, &values) {
-            Ok(map) => Ok(map),
-            Err(_) => Err(key_collision(dict, &keys)),
-        };
+    if dict.len() > MAP_FROM_ARRAYS_MAX {
+        return large_map(env, dict, depth);
     }
-    let mut map = Term::map_new(env);
     let mut keys = Vec::with_capacity(dict.len());
+    let mut values = Vec::with_capacity(dict.len());
     for (key, value) in dict.iter() {
-        let key = convert(env, &key, depth + 1)?;
-        keys.push(key);
-        if map.map_get(key).is_ok() {
-            return Err(key_collision(dict, &keys));
-        }
-        let value = convert(env, &value, depth + 1)?;
-        map = map.map_put(key, value).map_err(|_| bad_map())?;
+        keys.push(convert(env, &key, depth + 1)?);
+        values.push(convert(env, &value, depth + 1)?);
     }
-    Ok(map)
+    Term::map_from_term_arrays(env, &keys, &values).map_err(|_| {
+        let later = (1..keys.len()).find(|&later| keys[..later].contains(&keys[later]));
+        match later {
+            Some(later) => key_collision(dict, later, keys[later]),
+            None => bad_map(),
+        }
+    })
+}
+
+/// A map built entry by entry in an env of its own (see `COMPACT_EVERY_SHARE`), then copied
+/// into `env`.
+fn large_map<'a>(env: Env<'a>, dict: &Bound<'_, PyDict>, depth: usize) -> PyResult<Term<'a>> {
+    let mut building = OwnedEnv::new();
+    let mut map = building.run(|env| Term::map_new(env).as_c_arg());
+    let mut added_since_copy = 0;
+    for (index, (key, value)) in dict.iter().enumerate() {
+        map = building.run(|env| -> PyResult<ErlNifTerm> {
+            // SAFETY: `map` is a term of this env, which is not cleared until it is copied.
+            let map = unsafe { Term::new(env, map) };
+            let key_term = convert(env, &key, depth + 1)?;
+            if map.map_get(key_term).is_ok() {
+                return Err(key_collision(dict, index, key_term));
+            }
+            let value = convert(env, &value, depth + 1)?;
+            Ok(map
+                .map_put(key_term, value)
+                .map_err(|_| bad_map())?
+                .as_c_arg())
+        })?;
+        added_since_copy += 1;
+        if added_since_copy >= COMPACT_AT_LEAST.max(index / COMPACT_EVERY_SHARE) {
+            let fresh = OwnedEnv::new();
+            // SAFETY: copies a live term of `building` into `fresh`; `building` is freed after.
+            map = fresh.run(|env| unsafe { enif_make_copy(env.as_c_arg(), map) });
+            building = fresh;
+            added_since_copy = 0;
+        }
+    }
+    // SAFETY: as above, into the caller's env.
+    Ok(unsafe { Term::new(env, enif_make_copy(env.as_c_arg(), map)) })
 }
 
 fn bad_map() -> PyErr {
     PyValueError::new_err("a map could not be built")
 }
 
-/// The error for a dict whose converted keys (`keys`, in the dict's order, possibly only a
-/// prefix of them) hold the same Erlang term twice.
-fn key_collision(dict: &Bound<'_, PyDict>, keys: &[Term<'_>]) -> PyErr {
+/// The error for the key at `later` in `dict`'s order, which became `term` like a key before
+/// it did.
+fn key_collision(dict: &Bound<'_, PyDict>, later: usize, term: Term<'_>) -> PyErr {
     let python_keys: Vec<_> = dict.keys().iter().collect();
-    for (later, term) in keys.iter().enumerate() {
-        if let Some(earlier) = keys[..later].iter().position(|other| other == term) {
-            let repr = |index: usize| {
-                python_keys[index]
-                    .repr()
-                    .map(|text| text.to_string())
-                    .unwrap_or_else(|_| "?".into())
-            };
-            return PyValueError::new_err(format!(
-                "dict keys {} and {} both become the Erlang term {}",
-                repr(earlier),
-                repr(later),
-                printed(*term)
-            ));
-        }
-    }
-    bad_map()
+    let repr = |key: &Bound<'_, PyAny>| {
+        key.repr()
+            .map(|text| text.to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let earlier = OwnedEnv::new().run(|env| {
+        python_keys[..later]
+            .iter()
+            .find(|key| convert(env, key, 0).is_ok_and(|other| other == term))
+            .map(repr)
+    });
+    PyValueError::new_err(format!(
+        "dict keys {} and {} both become the Erlang term {}",
+        earlier.unwrap_or_else(|| "another key".into()),
+        repr(&python_keys[later]),
+        printed(term)
+    ))
 }
 
 /// What Python's `None` becomes: `none` by default; `nil` suits Elixir callers.
