@@ -6,7 +6,9 @@
 //! - the BEAM ignores SIGCHLD, which makes `subprocess.run` wait forever: reset to default;
 //! - `sys.executable` would be the BEAM: point it at the real interpreter (for
 //!   `multiprocessing`, `venv`, `pip`);
-//! - the `erlang` package ships in our priv dir: put it on `sys.path`.
+//! - the `erlang` package ships in our priv dir: put it on `sys.path`;
+//! - threads started by Python code get as much stack as our workers
+//!   (`threading.stack_size`), so conversions nest as deep on them.
 //!
 //! The interpreter is never finalized: a worker parked in `detach` during `Py_Finalize` can
 //! hang forever, and the OS reclaims everything at VM exit.
@@ -52,6 +54,10 @@ fn configure(py: Python<'_>) -> PyResult<()> {
     let executable = real_executable(py)?;
     sys.setattr("executable", &executable)?;
     sys.setattr("_base_executable", &executable)?;
+    // Threads Python code starts get the workers' stack, not the platform's 8 MiB, so terms
+    // nest as deep on them (code may still choose another size).
+    py.import("threading")?
+        .call_method1("stack_size", (crate::worker_pool::WORKER_STACK_BYTES,))?;
     // Import now, so a broken install fails at start with a clear error, not mid-call.
     py.import("erlang")?;
     make_builtin_exception_atoms(py)

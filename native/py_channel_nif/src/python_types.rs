@@ -116,8 +116,10 @@ impl PyChannelRef {
 /// The term about as `io_lib:format("~p")` would print it, for reprs and messages.
 pub fn printed(term: Term<'_>) -> String {
     // The VM's printer writes floats as 1.000000e+00; Erlang code reads 1.0.
-    if let Ok(float) = term.decode::<f64>() {
-        return format!("{float:?}");
+    if term.get_type() == rustler::TermType::Float {
+        if let Ok(float) = term.decode::<f64>() {
+            return format!("{float:?}");
+        }
     }
     let mut buffer = vec![0u8; 256];
     // SAFETY: enif_snprintf writes at most buffer.len() bytes, NUL-terminated, and %T prints

@@ -19,7 +19,7 @@ const RESIDENT_WORKERS: usize = 2;
 /// How long a worker beyond the resident ones waits for work before it exits.
 const IDLE_EXIT_AFTER: Duration = Duration::from_secs(30);
 /// Conversion recurses per nesting level; Python frames need room too.
-const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
+pub const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
 /// How long a worker that ran out of jobs keeps looking before it sleeps. Waking a sleeping
 /// thread costs several microseconds; back-to-back requests find the worker still awake.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);

@@ -65,6 +65,12 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         return Ok(items.encode(env));
     }
     if let Ok(tuple) = object.cast::<PyTuple>() {
+        if tuple.len() > MAX_TUPLE_ARITY {
+            return Err(PyValueError::new_err(format!(
+                "a tuple of {} items is larger than an Erlang tuple can be ({MAX_TUPLE_ARITY})",
+                tuple.len()
+            )));
+        }
         let items = tuple
             .iter()
             .map(|item| convert(env, &item, depth + 1))
@@ -91,6 +97,9 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         type_name(object)
     )))
 }
+
+/// The largest arity the VM allows a tuple.
+const MAX_TUPLE_ARITY: usize = (1 << 24) - 1;
 
 /// The most entries a map is built with in one call. On OTP 25, building a larger one at once
 /// sorts it with scratch memory that only a scheduler thread has (a crash on a Python
@@ -220,10 +229,11 @@ fn atom_from_text<'a>(env: Env<'a>, text: &str) -> PyResult<Term<'a>> {
     if text.chars().count() > 255 {
         return Err(PyValueError::new_err("an atom has at most 255 characters"));
     }
-    decoded(
-        env,
-        env.binary_to_term(&etf::encode_atom(text)).map(|(t, _)| t),
-    )
+    // SAFETY (trusted: the safe mode refuses to make new atoms): the bytes are a well-formed
+    // atom encoded just above.
+    unsafe { env.binary_to_term_trusted(&etf::encode_atom(text)) }
+        .map(|(atom, _)| atom)
+        .ok_or_else(|| PyValueError::new_err(format!("the atom {text:?} cannot be made")))
 }
 
 fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
@@ -248,11 +258,14 @@ fn integer<'a>(env: Env<'a>, int: &Bound<'_, PyInt>) -> PyResult<Term<'a>> {
     let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
     let bytes = magnitude.call_method1("to_bytes", (bits.div_ceil(8), "little"))?;
     let bytes = bytes.cast::<PyBytes>()?.as_bytes();
-    decoded(
-        env,
-        env.binary_to_term(&etf::encode_big(negative, bytes))
-            .map(|(term, _)| term),
-    )
+    // SAFETY: a well-formed bignum encoded just above.
+    unsafe { env.binary_to_term_trusted(&etf::encode_big(negative, bytes)) }
+        .map(|(term, _)| term)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "an integer of {bits} bits is too large for an Erlang term"
+            ))
+        })
 }
 
 fn decoded<'a>(env: Env<'a>, term: Option<Term<'a>>) -> PyResult<Term<'a>> {
