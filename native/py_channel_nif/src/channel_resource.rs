@@ -16,7 +16,7 @@ use rustler::sys::{
     ErlNifResourceDown, ErlNifResourceDtor, ErlNifResourceFlags, ErlNifResourceType,
     ErlNifResourceTypeInit,
 };
-use rustler::{Decoder, Encoder, Env, Error, LocalPid, NifResult, Term};
+use rustler::{Decoder, Encoder, EnifAllocator, Env, Error, LocalPid, NifResult, Term};
 use std::mem::{align_of, size_of, MaybeUninit};
 use std::ops::Deref;
 use std::ptr;
@@ -25,6 +25,13 @@ use std::sync::Mutex;
 
 /// Channels allocated and not yet freed, for `py_channel:stats/0`.
 static LIVE_CHANNELS: AtomicUsize = AtomicUsize::new(0);
+
+/// Queue blocks (4 KB each) come from the BEAM's allocator, not malloc. glibc gives memory back
+/// to the OS only from the top of its per-thread heaps, so blocks freed among chunks it still
+/// holds stay resident: 100,000 channels made and dropped kept ~400 MB for good. The BEAM's
+/// allocators take blocks freed on any thread back to their carriers and unmap a carrier once
+/// it is empty; what they hold also shows in `erlang:memory()`.
+static QUEUE_ALLOCATOR: EnifAllocator = EnifAllocator;
 
 static CHANNEL_TYPE: AtomicPtr<ErlNifResourceType> = AtomicPtr::new(ptr::null_mut());
 
@@ -38,7 +45,7 @@ impl ChannelResource {
     pub fn new(max_size: u64) -> Self {
         LIVE_CHANNELS.fetch_add(1, Ordering::Relaxed);
         ChannelResource {
-            channel: Channel::new(max_size),
+            channel: Channel::with_block_allocator(max_size, &QUEUE_ALLOCATOR),
             arena: Mutex::new(ArenaSlot::default()),
         }
     }

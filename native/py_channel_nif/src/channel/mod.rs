@@ -45,10 +45,12 @@ mod error;
 mod queue;
 
 pub use error::{RecvError, SendError};
+pub use queue::BlockAllocator;
 
 use queue::Queue;
 
 use crossbeam_utils::CachePadded;
+use std::alloc::System;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -162,8 +164,13 @@ fn queued(word: u64, received: u64) -> u64 {
 impl<T: Weighed, W> Channel<T, W> {
     /// A channel holding at most `max_size` bytes of queued frames; 0 means unlimited.
     pub fn new(max_size: u64) -> Self {
+        Self::with_block_allocator(max_size, &System)
+    }
+
+    /// A channel whose queue takes its memory from `allocator`.
+    pub fn with_block_allocator(max_size: u64, allocator: BlockAllocator) -> Self {
         Channel {
-            queue: Queue::new(),
+            queue: Queue::new(allocator),
             sender: CachePadded::new(SenderLine::default()),
             received: CachePadded::new(AtomicU64::new(0)),
             max_size: max_size.min(MAX_BYTES),

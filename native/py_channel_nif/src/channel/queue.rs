@@ -16,6 +16,10 @@
 //! place". The head's lowest bit (`HAS_NEXT`) says the block after the head's is known to
 //! exist, so a reader need not look at the tail at all until it reaches it.
 //!
+//! Blocks come from the allocator the queue is given (the NIF gives the BEAM's, see
+//! `channel_resource.rs`), the first one only with the first push: a queue never sent to
+//! holds no block.
+//!
 //! Reclaiming a block: the reader of its last slot starts, and every reader still inside the
 //! block when that happens is left to finish (`DESTROY`), so a block is reused or freed only
 //! once no thread can touch it. A thread touches a block only after its compare-and-swap on
@@ -23,6 +27,7 @@
 //! never followed.
 
 use crossbeam_utils::{Backoff, CachePadded};
+use std::alloc::{handle_alloc_error, GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -63,10 +68,26 @@ struct Block<T> {
     slots: [Slot<T>; BLOCK_CAP],
 }
 
+/// Where a queue's blocks come from and go back to.
+pub type BlockAllocator = &'static (dyn GlobalAlloc + Sync);
+
 impl<T> Block<T> {
-    fn new() -> *mut Block<T> {
-        // SAFETY: every field is valid when zeroed: null pointer, zero flags, uninit values.
-        Box::into_raw(unsafe { Box::<Block<T>>::new_zeroed().assume_init() })
+    const LAYOUT: Layout = Layout::new::<Block<T>>();
+
+    fn new(allocator: BlockAllocator) -> *mut Block<T> {
+        // SAFETY: the layout is not zero-sized; every field is valid when zeroed: null
+        // pointer, zero flags, uninit values.
+        let block = unsafe { allocator.alloc_zeroed(Self::LAYOUT) };
+        if block.is_null() {
+            handle_alloc_error(Self::LAYOUT);
+        }
+        block.cast()
+    }
+
+    /// # Safety
+    /// `this` came from `Block::new(allocator)` and no thread uses it any more.
+    unsafe fn free(this: *mut Block<T>, allocator: BlockAllocator) {
+        unsafe { allocator.dealloc(this.cast(), Self::LAYOUT) }
     }
 
     /// Makes a reclaimed block as good as new. Its values were all moved out.
@@ -111,6 +132,7 @@ pub struct Queue<T> {
     tail: CachePadded<Tail<T>>,
     /// One reclaimed block, ready to be the next one.
     spare: AtomicPtr<Block<T>>,
+    allocator: BlockAllocator,
 }
 
 // SAFETY: values move between threads through the queue, as through a channel.
@@ -123,26 +145,27 @@ fn slots_before(position: usize) -> usize {
 }
 
 impl<T> Queue<T> {
-    pub fn new() -> Self {
-        let first = Block::new();
+    /// An empty queue: it holds no block until the first push.
+    pub fn new(allocator: BlockAllocator) -> Self {
         Queue {
             head: CachePadded::new(Head {
                 index: AtomicUsize::new(0),
-                block: AtomicPtr::new(first),
+                block: AtomicPtr::new(ptr::null_mut()),
                 tail_seen: AtomicUsize::new(0),
             }),
             tail: CachePadded::new(Tail {
                 index: AtomicUsize::new(0),
-                block: AtomicPtr::new(first),
+                block: AtomicPtr::new(ptr::null_mut()),
             }),
             spare: AtomicPtr::new(ptr::null_mut()),
+            allocator,
         }
     }
 
     fn take_spare_or_new(&self) -> *mut Block<T> {
         let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
         if spare.is_null() {
-            Block::new()
+            Block::new(self.allocator)
         } else {
             spare
         }
@@ -158,7 +181,7 @@ impl<T> Queue<T> {
             .is_err()
         {
             // SAFETY: allocated by `Block::new`, owned by the caller.
-            drop(unsafe { Box::from_raw(block) });
+            unsafe { Block::free(block, self.allocator) };
         }
     }
 
@@ -180,6 +203,25 @@ impl<T> Queue<T> {
             // producers waiting on the install wait as little as possible.
             if offset + 1 == BLOCK_CAP && next_block.is_null() {
                 next_block = self.take_spare_or_new();
+            }
+            // A queue gets its first block from its first push: a channel that is made and
+            // dropped without a frame costs no block.
+            if block.is_null() {
+                let first = Block::new(self.allocator);
+                if self
+                    .tail
+                    .block
+                    .compare_exchange(block, first, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.head.block.store(first, Ordering::Release);
+                    block = first;
+                } else {
+                    self.recycle(first);
+                    tail = self.tail.index.load(Ordering::Acquire);
+                    block = self.tail.block.load(Ordering::Acquire);
+                    continue;
+                }
             }
             let new_tail = tail + (1 << SHIFT);
             match self.tail.index.compare_exchange_weak(
@@ -245,6 +287,13 @@ impl<T> Queue<T> {
                 if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
                     new_head |= HAS_NEXT;
                 }
+            }
+            if block.is_null() {
+                // The first push is putting the first block in place.
+                backoff.snooze();
+                head = self.head.index.load(Ordering::Acquire);
+                block = self.head.block.load(Ordering::Acquire);
+                continue;
             }
             match self.head.index.compare_exchange_weak(
                 head,
@@ -318,12 +367,6 @@ impl<T> Queue<T> {
     }
 }
 
-impl<T> Default for Queue<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let mut head = *self.head.index.get_mut() & !HAS_NEXT;
@@ -338,17 +381,17 @@ impl<T> Drop for Queue<T> {
                     (*slot.value.get()).assume_init_drop();
                 } else {
                     let next = *(*block).next.get_mut();
-                    drop(Box::from_raw(block));
+                    Block::free(block, self.allocator);
                     block = next;
                 }
                 head = head.wrapping_add(1 << SHIFT);
             }
             if !block.is_null() {
-                drop(Box::from_raw(block));
+                Block::free(block, self.allocator);
             }
             let spare = *self.spare.get_mut();
             if !spare.is_null() {
-                drop(Box::from_raw(spare));
+                Block::free(spare, self.allocator);
             }
         }
     }
@@ -357,6 +400,7 @@ impl<T> Drop for Queue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::alloc::System;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
@@ -369,9 +413,100 @@ mod tests {
         }
     }
 
+    /// Counts the blocks it hands out and gets back.
+    #[derive(Default)]
+    struct Counting {
+        allocated: AtomicUsize,
+        live: AtomicUsize,
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            self.allocated.fetch_add(1, Ordering::SeqCst);
+            self.live.fetch_add(1, Ordering::SeqCst);
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    fn counting() -> &'static Counting {
+        Box::leak(Box::default())
+    }
+
+    #[test]
+    fn no_block_until_the_first_push_and_every_block_goes_back() {
+        let blocks = counting();
+        let queue = Queue::<u64>::new(blocks);
+        assert_eq!(queue.pop(), None);
+        assert!(queue.is_empty());
+        assert_eq!(blocks.allocated.load(Ordering::SeqCst), 0);
+        drop(queue);
+        assert_eq!(blocks.allocated.load(Ordering::SeqCst), 0);
+
+        let queue = Queue::new(blocks);
+        queue.push(1u64);
+        assert_eq!(blocks.live.load(Ordering::SeqCst), 1);
+        assert_eq!(queue.pop(), Some(1));
+        for value in 0..10_000u64 {
+            queue.push(value);
+            assert_eq!(queue.pop(), Some(value));
+        }
+        // The current block and its spare, however long the stream.
+        assert_eq!(blocks.live.load(Ordering::SeqCst), 2);
+        for value in 0..1000u64 {
+            queue.push(value);
+        }
+        drop(queue);
+        assert_eq!(blocks.live.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn racing_first_pushes_install_one_block_and_lose_nothing() {
+        const PRODUCERS: u64 = 4;
+        const EACH: u64 = 100;
+        for _ in 0..200 {
+            let blocks = counting();
+            let queue = Arc::new(Queue::new(blocks));
+            let start = Arc::new(std::sync::Barrier::new(PRODUCERS as usize + 1));
+            let producers: Vec<_> = (0..PRODUCERS)
+                .map(|producer| {
+                    let (queue, start) = (queue.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        for seq in 0..EACH {
+                            queue.push(producer << 32 | seq);
+                        }
+                    })
+                })
+                .collect();
+            // The reader starts with the producers, so it can meet the queue while its first
+            // block is being put in place.
+            start.wait();
+            let mut seen = Vec::new();
+            while seen.len() < (PRODUCERS * EACH) as usize {
+                if let Some(value) = queue.pop() {
+                    seen.push(value);
+                }
+            }
+            for producer in producers {
+                producer.join().unwrap();
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len() as u64, PRODUCERS * EACH);
+            assert_eq!(queue.pop(), None);
+            drop(queue);
+            assert_eq!(blocks.live.load(Ordering::SeqCst), 0);
+        }
+    }
+
     #[test]
     fn fifo_len_and_empty_across_blocks() {
-        let queue = Queue::new();
+        let queue = Queue::new(&System);
         assert!(queue.is_empty());
         assert_eq!(queue.pop(), None);
         for round in 0..3 {
@@ -390,7 +525,7 @@ mod tests {
 
     #[test]
     fn interleaved_push_pop_reuses_the_spare_block() {
-        let queue = Queue::new();
+        let queue = Queue::new(&System);
         for value in 0..10_000u64 {
             queue.push(value);
             queue.push(value + 1_000_000);
@@ -404,7 +539,7 @@ mod tests {
     fn dropping_the_queue_drops_what_is_left_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         {
-            let queue = Queue::new();
+            let queue = Queue::new(&System);
             for value in 0..500 {
                 queue.push(Counted(drops.clone(), value));
             }
@@ -421,7 +556,7 @@ mod tests {
         const PRODUCERS: u64 = 4;
         const READERS: usize = 4;
         const EACH: u64 = 100_000;
-        let queue = Arc::new(Queue::new());
+        let queue = Arc::new(Queue::new(&System));
         let drops = Arc::new(AtomicUsize::new(0));
         let taken = Arc::new(AtomicUsize::new(0));
         let producers: Vec<_> = (0..PRODUCERS)
