@@ -28,7 +28,7 @@ build: setup
 test: build test-rust test-eunit test-elixir test-gleam test-precompiled
 	@echo "all test suites passed"
 
-## The channel core on its own (plain Rust, no BEAM needed)
+## The plain-Rust parts on their own (channel core, worker pool; no BEAM needed)
 test-rust:
 	cargo test --release --no-default-features --manifest-path native/py_channel_nif/Cargo.toml
 

@@ -1,0 +1,186 @@
+//! The threads Python runs on. Every job starts at once: on an idle worker if there is one,
+//! otherwise on a new thread, so a long-running job (a loop over a channel, a `time.sleep`)
+//! never delays a short one. Workers beyond the resident few exit after a spell of idleness.
+//!
+//! Submitting is what a NIF does on a scheduler thread: it changes the books under a lock held
+//! for a queue operation, then, with the lock released, unparks one sleeper or starts one
+//! thread, and returns; it never waits for Python.
+//!
+//! Who takes a queued job, and why it never waits for a timeout, is the state machine in
+//! [`bookkeeping`]; this file only carries out what it says. A worker that runs out of jobs
+//! spins briefly (back-to-back requests then find it awake), then parks on its own: it is
+//! woken by an unpark addressed to it, never by a broadcast, and knows it was woken because a
+//! submit took it off the sleeper list, so a spurious or stale wake-up is never taken for one.
+
+pub mod bookkeeping;
+
+use bookkeeping::{Bookkeeping, Next, Submitted};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Workers that stay even when idle, so short calls do not pay for a thread start.
+const RESIDENT_WORKERS: usize = 2;
+/// How long a worker beyond the resident ones waits for work before it exits.
+const IDLE_EXIT_AFTER: Duration = Duration::from_secs(30);
+/// Conversion recurses per nesting level; Python frames need room too.
+pub const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
+/// How long a worker that ran out of jobs keeps looking before it sleeps. Waking a sleeping
+/// thread costs several microseconds; back-to-back requests find the worker still awake.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// A parked worker: its thread, to unpark it. Equal when it is the same thread.
+#[derive(Clone)]
+struct Sleeper(Thread);
+
+impl PartialEq for Sleeper {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+/// A pool of worker threads. The NIF uses one for the whole VM ([`submit`]); tests make
+/// their own.
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    books: Mutex<Bookkeeping<Job, Sleeper>>,
+    /// The number of queued jobs, readable by spinning workers without the lock. Only a hint
+    /// to stop spinning early: a spinner takes the lock and looks at the queue either way.
+    queued: AtomicUsize,
+    idle_exit_after: Duration,
+}
+
+impl WorkerPool {
+    /// A pool with no thread yet; `resident` threads stay once started, the others exit
+    /// after `idle_exit_after` without a job.
+    pub fn new(resident: usize, idle_exit_after: Duration) -> Self {
+        WorkerPool {
+            shared: Arc::new(Shared {
+                books: Mutex::new(Bookkeeping::new(resident)),
+                queued: AtomicUsize::new(0),
+                idle_exit_after,
+            }),
+        }
+    }
+
+    /// Runs `job` on a worker thread as soon as possible. Fails only if no thread can be
+    /// started, and then the job was dropped without running.
+    pub fn submit(&self, job: Job) -> Result<(), String> {
+        let submitted = self.shared.with_books(|books| books.submit(job));
+        match submitted {
+            Submitted::Queued => Ok(()),
+            Submitted::Wake(sleeper) => {
+                sleeper.0.unpark();
+                Ok(())
+            }
+            Submitted::Spawn(job) => {
+                let shared = Arc::clone(&self.shared);
+                let spawned = std::thread::Builder::new()
+                    .name("py_channel-python".into())
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn(move || shared.run_worker(job));
+                match spawned {
+                    Ok(_detached) => Ok(()),
+                    // The job went down with the thread's closure: it was never queued, so
+                    // nobody else can have taken it, and the caller learns it will not run.
+                    Err(error) => {
+                        self.shared.with_books(|books| books.spawn_failed());
+                        Err(format!("cannot start a Python thread: {error}"))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of worker threads alive (or being started), busy or idle.
+    pub fn thread_count(&self) -> usize {
+        self.shared.lock_books().threads()
+    }
+}
+
+impl Shared {
+    fn lock_books(&self) -> MutexGuard<'_, Bookkeeping<Job, Sleeper>> {
+        self.books
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One locked section; the queue length is republished for spinners before unlocking.
+    fn with_books<T>(&self, change: impl FnOnce(&mut Bookkeeping<Job, Sleeper>) -> T) -> T {
+        let mut books = self.lock_books();
+        let outcome = change(&mut books);
+        self.queued.store(books.queued_jobs(), Ordering::Release);
+        outcome
+    }
+
+    fn run_worker(&self, first: Job) {
+        let me = Sleeper(std::thread::current());
+        run(first);
+        let mut next = self.with_books(|books| books.job_done());
+        loop {
+            next = match next {
+                Next::Run(job) => {
+                    run(job);
+                    self.with_books(|books| books.job_done())
+                }
+                Next::Spin => {
+                    let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
+                    while self.queued.load(Ordering::Acquire) == 0 && Instant::now() < spin_until {
+                        std::hint::spin_loop();
+                        std::thread::yield_now();
+                    }
+                    self.with_books(|books| books.spin_ended(me.clone()))
+                }
+                Next::Sleep => self.sleep(&me),
+                Next::Exit => return,
+            }
+        }
+    }
+
+    /// Parks until a submit wakes this worker, or until it has been idle long enough to exit.
+    fn sleep(&self, me: &Sleeper) -> Next<Job> {
+        let mut deadline = Instant::now() + self.idle_exit_after;
+        loop {
+            std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            let timed_out = Instant::now() >= deadline;
+            match self.with_books(|books| books.woke(me, timed_out)) {
+                // A resident worker stays: a new spell of sleep.
+                Next::Sleep if timed_out => deadline = Instant::now() + self.idle_exit_after,
+                // A spurious return or a stale unpark: still asleep, same deadline.
+                Next::Sleep => {}
+                next => return next,
+            }
+        }
+    }
+}
+
+fn run(job: Job) {
+    // A panic in one job must not take the worker's bookkeeping down with it.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+}
+
+fn pool() -> &'static WorkerPool {
+    static POOL: OnceLock<WorkerPool> = OnceLock::new();
+    POOL.get_or_init(|| WorkerPool::new(RESIDENT_WORKERS, IDLE_EXIT_AFTER))
+}
+
+/// Runs `job` on the VM's worker pool as soon as possible (see [`WorkerPool::submit`]).
+pub fn submit(job: Job) -> Result<(), String> {
+    pool().submit(job)
+}
+
+/// Number of threads of the VM's worker pool.
+pub fn thread_count() -> usize {
+    pool().thread_count()
+}
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+use super::*;
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A job stuck behind the old wake-up bug waited for a sleeper's 30 s timeout; a job that
+/// is started at once takes microseconds. A second is far from both.
+const START_BOUND: Duration = Duration::from_secs(1);
+
+/// One burst of jobs that, like channel consumers, keep their worker busy until released.
+struct Burst {
+    started: Mutex<Vec<Option<Instant>>>,
+    a_job_started: Condvar,
+    released: Mutex<bool>,
+    release: Condvar,
+}
+
+impl Burst {
+    fn new(jobs: usize) -> Arc<Burst> {
+        Arc::new(Burst {
+            started: Mutex::new(vec![None; jobs]),
+            a_job_started: Condvar::new(),
+            released: Mutex::new(false),
+            release: Condvar::new(),
+        })
+    }
+
+    fn job(self: &Arc<Burst>, index: usize) -> Job {
+        let burst = Arc::clone(self);
+        Box::new(move || {
+            burst.started.lock().unwrap()[index] = Some(Instant::now());
+            burst.a_job_started.notify_all();
+            let mut released = burst.released.lock().unwrap();
+            while !*released {
+                released = burst.release.wait(released).unwrap();
+            }
+        })
+    }
+
+    /// Waits until every job started or `patience` passed; the start times, None if not started.
+    fn wait_started(&self, patience: Duration) -> Vec<Option<Instant>> {
+        let deadline = Instant::now() + patience;
+        let mut started = self.started.lock().unwrap();
+        while started.iter().any(Option::is_none) && Instant::now() < deadline {
+            started = self
+                .a_job_started
+                .wait_timeout(started, deadline.saturating_duration_since(Instant::now()))
+                .unwrap()
+                .0;
+        }
+        started.clone()
+    }
+
+    fn release(&self) {
+        *self.released.lock().unwrap() = true;
+        self.release.notify_all();
+    }
+}
+
+/// Bursts of 2 to 16 blocking jobs, submitted back to back by `submitters` threads at once,
+/// with pauses between bursts that leave the previous burst's workers in every mix of
+/// running, spinning and asleep. Every job must start within [`START_BOUND`].
+fn bursts_start_at_once(submitters: usize) {
+    let pool = WorkerPool::new(RESIDENT_WORKERS, IDLE_EXIT_AFTER);
+    let pauses = [0, 10, 40, 60, 150, 500, 2_000, 10_000].map(Duration::from_micros);
+    for round in 0..400 {
+        let jobs = 2 + round % 15;
+        let burst = Burst::new(jobs);
+        let submitted: Vec<Instant> = {
+            let share = jobs.div_ceil(submitters);
+            let all_ready = Barrier::new(jobs.div_ceil(share));
+            let mut submitted = vec![Instant::now(); jobs];
+            std::thread::scope(|scope| {
+                for (nth, share_submitted) in submitted.chunks_mut(share).enumerate() {
+                    let (pool, burst, all_ready) = (&pool, &burst, &all_ready);
+                    let first = nth * share;
+                    scope.spawn(move || {
+                        all_ready.wait();
+                        for (offset, at) in share_submitted.iter_mut().enumerate() {
+                            *at = Instant::now();
+                            pool.submit(burst.job(first + offset))
+                                .expect("a worker thread starts");
+                        }
+                    });
+                }
+            });
+            submitted
+        };
+        let started = burst.wait_started(2 * START_BOUND);
+        burst.release();
+        let late: Vec<String> = started
+            .iter()
+            .zip(&submitted)
+            .enumerate()
+            .filter_map(|(index, (started, submitted))| match started {
+                Some(at) if at.duration_since(*submitted) <= START_BOUND => None,
+                Some(at) => Some(format!(
+                    "job {index} after {:?}",
+                    at.duration_since(*submitted)
+                )),
+                None => Some(format!(
+                    "job {index} not started after {:?}",
+                    2 * START_BOUND
+                )),
+            })
+            .collect();
+        assert!(
+            late.is_empty(),
+            "round {round}, burst of {jobs}: {} late: {late:?}",
+            late.len()
+        );
+        std::thread::sleep(pauses[round % pauses.len()]);
+    }
+}
+
+#[test]
+fn every_job_of_a_burst_from_one_submitter_starts_at_once() {
+    bursts_start_at_once(1);
+}
+
+#[test]
+fn every_job_of_a_burst_from_three_submitters_starts_at_once() {
+    bursts_start_at_once(3);
+}
+
+/// Waits up to 5 s for `condition`.
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+#[test]
+fn idle_workers_beyond_the_resident_ones_exit_and_the_count_follows() {
+    let pool = WorkerPool::new(2, Duration::from_millis(50));
+    let burst = Burst::new(5);
+    for index in 0..5 {
+        pool.submit(burst.job(index)).unwrap();
+    }
+    assert!(burst.wait_started(START_BOUND).iter().all(Option::is_some));
+    assert_eq!(pool.thread_count(), 5);
+    burst.release();
+    assert!(
+        eventually(|| pool.thread_count() == 2),
+        "{} threads",
+        pool.thread_count()
+    );
+    // The resident ones stay past several timeouts, and still take jobs.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(pool.thread_count(), 2);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    pool.submit(Box::new(move || sender.send(()).unwrap()))
+        .unwrap();
+    receiver
+        .recv_timeout(START_BOUND)
+        .expect("a resident worker ran the job");
+    assert_eq!(pool.thread_count(), 2);
+}
+
+#[test]
+fn a_panicking_job_leaves_its_worker_working_and_counted() {
+    let pool = WorkerPool::new(1, Duration::from_millis(50));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let about_to_fail = sender.clone();
+    pool.submit(Box::new(move || {
+        about_to_fail.send(()).unwrap();
+        panic!("a job that fails (expected by this test)");
+    }))
+    .unwrap();
+    receiver
+        .recv_timeout(START_BOUND)
+        .expect("the failing job ran");
+    pool.submit(Box::new(move || sender.send(()).unwrap()))
+        .unwrap();
+    receiver
+        .recv_timeout(START_BOUND)
+        .expect("the next job ran");
+    // Whether the next job found the first worker or a new one, one thread remains.
+    assert!(
+        eventually(|| pool.thread_count() == 1),
+        "{} threads",
+        pool.thread_count()
+    );
+}
