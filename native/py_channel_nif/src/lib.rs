@@ -1,36 +1,39 @@
 //! py_channel's NIF: a backpressured channel from BEAM processes to embedded CPython.
 //!
-//! This file is only the NIF table. The channel: `channel/` (the core), `frame.rs` (how a
-//! message is stored), `channel_nif.rs` (its NIFs). Python: `interpreter.rs` (start),
-//! `worker_pool/` (threads), `python_jobs.rs` and `python_nif.rs` (`py` requests),
-//! `conversion/` (terms <-> objects), `python_module.rs`, `python_types.rs` and `python_channel.rs`
-//! (the native `erlang` module), `callbacks.rs` (`erlang.call`).
+//! The data path, step by step:
+//!
+//! 1. send: `py_channel:send/2` -> `beam/channel_nifs.rs` (`send`) -> `beam/term_scan.rs` (size,
+//!    channels inside) -> `beam/frame.rs` (the term copied into an arena env) -> `channel/`
+//!    (admitted against `max_size`, queued) -> `beam/reader_wake.rs` (a parked reader woken).
+//! 2. read from Python: `python/channel_reader.rs` (`Channel.receive`, `for msg in ch`; waits
+//!    with the GIL released) -> `channel/` -> `conversion/to_python.rs` (the frame read where it
+//!    is stored).
+//! 3. read from Erlang: `py_channel:recv/2` -> `beam/channel_nifs.rs` (`try_receive`, `wait`:
+//!    the process parks and gets a message) -> `channel/`.
+//! 4. reply: `reply(pid, term)` -> `python/native_module.rs` (`send`) ->
+//!    `conversion/to_erlang.rs` -> `enif_send`.
+//! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` -> `worker_pool/` (a thread at
+//!    once) -> `python/jobs.rs` -> `{py_response, Ref, Result}` to the caller.
+//!
+//! Groups, and what each may use: `channel/` and `worker_pool/` are plain Rust (std only,
+//! tested without the BEAM: `cargo test --no-default-features`); `beam/` touches `enif_*` and
+//! never Python; `conversion/` turns terms into objects and back (uses `beam/`); `python/`
+//! holds the GIL (uses all the others). Only the plain-Rust groups build without the `nif`
+//! feature: a test binary cannot link `enif_*` symbols.
 
 pub mod channel;
-// Plain Rust as well (std only), so its wake-up protocol is tested without the BEAM.
 pub mod worker_pool;
 
-// The BEAM-facing modules below are each gated on the `nif` feature in their own file
-// (`#![cfg(feature = "nif")]`), so `cargo test --no-default-features` builds the plain-Rust modules above alone.
-mod atoms;
-mod channel_nif;
-mod channel_resource;
-mod frame;
-mod reader_wake;
-mod term_scan;
-
-mod callbacks;
+#[cfg(feature = "nif")]
+mod beam;
+#[cfg(feature = "nif")]
 mod conversion;
-mod interpreter;
-mod python_channel;
-mod python_jobs;
-mod python_module;
-mod python_nif;
-mod python_types;
+#[cfg(feature = "nif")]
+mod python;
 
 #[cfg(feature = "nif")]
 fn load(env: rustler::Env, load_info: rustler::Term) -> bool {
-    channel_resource::open_resource_type(env) && python_nif::load(load_info)
+    beam::channel_resource::open_resource_type(env) && python::py_nifs::load(load_info)
 }
 
 #[cfg(feature = "nif")]

@@ -1,13 +1,24 @@
 //! Term conversion between Erlang and Python, both ways, lossless where the languages allow
-//! (the table in DESIGN.md). Runs on Python threads only: the project's workers and threads
-//! Python code started itself.
-
-#![cfg(feature = "nif")]
+//! (the table in docs/type-conversion.md), and the Python classes of the Erlang terms Python
+//! has no type for. Runs on Python threads only: the project's workers and threads Python
+//! code started itself.
 
 mod etf;
 mod nesting;
+pub mod term_classes;
 mod to_erlang;
 mod to_python;
 
+use pyo3::prelude::*;
+
 pub use to_erlang::{set_none_atom, to_erlang};
 pub use to_python::{to_python, BinaryMode};
+
+/// The name of an object's type, for error messages.
+pub fn type_name(object: &Bound<'_, PyAny>) -> String {
+    object
+        .get_type()
+        .qualname()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "object".into())
+}

@@ -3,10 +3,10 @@
 //! A `str` becomes a binary, never an atom (atoms are not garbage-collected): only
 //! `erlang.Atom` makes an atom. An object with no mapping raises `TypeError` naming its type.
 
+use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::to_python::atom_class;
+use super::type_name;
 use super::{etf, nesting};
-use crate::python_module::type_name;
-use crate::python_types::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{

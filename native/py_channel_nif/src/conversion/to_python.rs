@@ -1,9 +1,9 @@
 //! Erlang term -> Python object.
 
+use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::{etf, nesting};
-use crate::atoms;
-use crate::channel_resource::ChannelHandle;
-use crate::python_types::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
+use crate::beam::atoms;
+use crate::beam::channel_resource::ChannelHandle;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

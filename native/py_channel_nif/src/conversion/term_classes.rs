@@ -2,9 +2,7 @@
 //! `erlang.Term` (ports, funs, improper lists, odd bitstrings) and `erlang.ChannelRef`.
 //! Each converts back to exactly the term it came from.
 
-#![cfg(feature = "nif")]
-
-use crate::channel_resource::{ChannelHandle, ChannelResource};
+use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use pyo3::prelude::*;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
 use std::collections::hash_map::DefaultHasher;

@@ -1,7 +1,5 @@
 //! Atoms the NIF returns or sends.
 
-#![cfg(feature = "nif")]
-
 rustler::atoms! {
     ok,
     error,

@@ -5,11 +5,9 @@
 //! tenth of a send. Here the type pointer is kept in a static, and `ChannelHandle` is the
 //! counted reference (what `ResourceArc` would be).
 
-#![cfg(feature = "nif")]
-
+use crate::beam::frame::{ArenaSlot, Frame};
+use crate::beam::reader_wake::ReaderWake;
 use crate::channel::Channel;
-use crate::frame::{ArenaSlot, Frame};
-use crate::reader_wake::ReaderWake;
 use rustler::sys::{
     c_void, enif_alloc_resource, enif_get_resource, enif_keep_resource, enif_make_resource,
     enif_monitor_process, enif_release_resource, ErlNifEnv, ErlNifMonitor, ErlNifPid,

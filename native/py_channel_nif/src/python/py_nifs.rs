@@ -1,13 +1,11 @@
 //! The NIFs behind the Erlang module `py`. Each copies its arguments into a job, hands the
 //! job to a worker thread and returns: no scheduler ever waits for Python or the GIL.
 
-#![cfg(feature = "nif")]
-
-use crate::atoms;
-use crate::callbacks::{self, CallbackHandle};
+use crate::beam::atoms;
 use crate::conversion;
-use crate::interpreter;
-use crate::python_jobs::{Answer, Job, JobHandle, Namespace, Work};
+use crate::python::callbacks::{self, CallbackHandle};
+use crate::python::interpreter;
+use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Work};
 use crate::worker_pool;
 use rustler::{Atom, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
 

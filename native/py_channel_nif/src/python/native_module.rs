@@ -2,13 +2,11 @@
 //! Erlang processes, calling registered Erlang functions, and the term classes. The pure
 //! Python part (`python/erlang/`) re-exports it.
 
-#![cfg(feature = "nif")]
-
-use crate::atoms;
-use crate::callbacks::{self, PendingCall};
-use crate::conversion::{to_erlang, to_python, BinaryMode};
-use crate::python_channel::{ChannelClosed, ChannelReader};
-use crate::python_types::{PyChannelRef, PyPid, PyRef, PyTerm};
+use crate::beam::atoms;
+use crate::conversion::term_classes::{PyChannelRef, PyPid, PyRef, PyTerm};
+use crate::conversion::{to_erlang, to_python, type_name, BinaryMode};
+use crate::python::callbacks::{self, PendingCall};
+use crate::python::channel_reader::{ChannelClosed, ChannelReader};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -142,12 +140,4 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Makes `import _py_channel` work. Must run before the interpreter starts.
 pub fn register_native_module() {
     pyo3::append_to_inittab!(_py_channel);
-}
-
-pub fn type_name(object: &Bound<'_, PyAny>) -> String {
-    object
-        .get_type()
-        .qualname()
-        .map(|name| name.to_string())
-        .unwrap_or_else(|_| "object".into())
 }

@@ -5,9 +5,7 @@
 //! binary its length plus two words, a fun a fixed header plus what it captures. It is an
 //! estimate, exact enough for backpressure.
 
-#![cfg(feature = "nif")]
-
-use crate::channel_resource::{ChannelHandle, ChannelResource};
+use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use rustler::sys::{
     enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64, enif_inspect_binary,
     enif_is_empty_list, enif_release_binary, enif_term_to_binary, enif_term_type, ErlNifBinary,

@@ -5,15 +5,13 @@
 //! NIF nor the waking path ever takes the GIL. Frames are converted straight from where they
 //! are stored, without copying the term first.
 
-#![cfg(feature = "nif")]
-
+use crate::beam::channel_resource::ChannelHandle;
+use crate::beam::frame::Frame;
+use crate::beam::reader_wake::ReaderWake;
 use crate::channel::{Cancelled, Parked, RecvError};
-use crate::channel_resource::ChannelHandle;
+use crate::conversion::term_classes::PyChannelRef;
+use crate::conversion::type_name;
 use crate::conversion::{to_python, BinaryMode};
-use crate::frame::Frame;
-use crate::python_module::type_name;
-use crate::python_types::PyChannelRef;
-use crate::reader_wake::ReaderWake;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};

@@ -13,9 +13,7 @@
 //! The interpreter is never finalized: a worker parked in `detach` during `Py_Finalize` can
 //! hang forever, and the OS reclaims everything at VM exit.
 
-#![cfg(feature = "nif")]
-
-use crate::python_module;
+use crate::python::native_module;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::sync::OnceLock;
@@ -40,7 +38,7 @@ fn start() -> Result<(), String> {
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
-    python_module::register_native_module();
+    native_module::register_native_module();
     Python::initialize();
     Python::attach(|py| configure(py).map_err(|error| describe(py, error)))
 }

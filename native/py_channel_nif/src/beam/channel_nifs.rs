@@ -2,14 +2,12 @@
 //! queue operation, none touches Python. Argument checking with readable errors is done in
 //! Erlang (`py_channel`); here a wrong type is a plain `badarg`.
 
-#![cfg(feature = "nif")]
-
-use crate::atoms;
+use crate::beam::atoms;
+use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
+use crate::beam::frame::Frame;
+use crate::beam::reader_wake::ReaderWake;
+use crate::beam::term_scan;
 use crate::channel::{Cancelled, Parked, RecvError, SendError, Weighed};
-use crate::channel_resource::{ChannelHandle, ChannelResource};
-use crate::frame::Frame;
-use crate::reader_wake::ReaderWake;
-use crate::term_scan;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 
 /// Bytes of term per percent of a timeslice reported to the scheduler, so a very

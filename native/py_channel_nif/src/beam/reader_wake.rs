@@ -5,9 +5,7 @@
 //!   watches (`add_reader`): the sender never touches the GIL. The descriptor is a duplicate
 //!   owned by the waker, so the coroutine closing its own copy early is harmless.
 
-#![cfg(feature = "nif")]
-
-use crate::atoms;
+use crate::beam::atoms;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv};
 use std::os::fd::{AsRawFd, OwnedFd};
 

@@ -6,12 +6,10 @@
 //! goes to the `py_runtime` process for `logger` (debug when a caller receives the error,
 //! error when nobody does: a cast, or a caller that has exited).
 
-#![cfg(feature = "nif")]
-
-use crate::atoms;
-use crate::callbacks;
+use crate::beam::atoms;
 use crate::conversion::{to_erlang, to_python, BinaryMode};
-use crate::interpreter;
+use crate::python::callbacks;
+use crate::python::interpreter;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

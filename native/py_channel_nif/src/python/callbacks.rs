@@ -3,8 +3,6 @@
 //! GIL released. The function runs in an Erlang process of its own, so it may call back into
 //! Python (`py:eval`): that runs on another worker, never deadlocking on this one.
 
-#![cfg(feature = "nif")]
-
 use rustler::env::SavedTerm;
 use rustler::{LocalPid, OwnedEnv, Resource, Term};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

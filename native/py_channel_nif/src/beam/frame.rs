@@ -12,11 +12,9 @@
 //! whenever one of its frames is read). Other channels in it are held alongside. A term that
 //! holds other channels gets an arena of its own, so they are let go once it is received.
 
-#![cfg(feature = "nif")]
-
+use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
+use crate::beam::term_scan::scan;
 use crate::channel::Weighed;
-use crate::channel_resource::{ChannelHandle, ChannelResource};
-use crate::term_scan::scan;
 use rustler::sys::{enif_alloc_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm};
 use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;

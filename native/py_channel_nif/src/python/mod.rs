@@ -1,0 +1,10 @@
+//! What holds the GIL: starting the interpreter, the jobs `py` runs on worker threads and the
+//! NIFs that submit them, `erlang.call` callbacks, and the native module `_py_channel` (sending
+//! to processes, the channel reader) that the Python package `erlang` wraps.
+
+pub mod callbacks;
+mod channel_reader;
+pub mod interpreter;
+mod jobs;
+mod native_module;
+pub mod py_nifs;
