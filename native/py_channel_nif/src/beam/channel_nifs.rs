@@ -7,7 +7,7 @@ use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::frame::Frame;
 use crate::beam::reader_wake::ReaderWake;
 use crate::beam::term_scan;
-use crate::channel::{Cancelled, Parked, RecvError, SendError, Weighed};
+use crate::channel::{Cancelled, Parked, TryRecvError, TrySendError, Weighed};
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 
 /// Bytes of term per percent of a timeslice reported to the scheduler, so a very
@@ -36,9 +36,9 @@ fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a>
             channel.wake(wakes, Some(env));
             atoms::ok().encode(env)
         }
-        Err(SendError::Busy(_)) => atoms::busy().encode(env),
-        Err(SendError::Closed(_)) => (atoms::error(), atoms::closed()).encode(env),
-        Err(SendError::TooLarge(_)) => (atoms::error(), atoms::too_large()).encode(env),
+        Err(TrySendError::Busy(_)) => atoms::busy().encode(env),
+        Err(TrySendError::Closed(_)) => (atoms::error(), atoms::closed()).encode(env),
+        Err(TrySendError::TooLarge(_)) => (atoms::error(), atoms::too_large()).encode(env),
     }
 }
 
@@ -46,8 +46,8 @@ fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a>
 fn try_receive<'a>(env: Env<'a>, channel: &ChannelResource) -> Term<'a> {
     match channel.channel.try_recv() {
         Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
-        Err(RecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
-        Err(RecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
+        Err(TryRecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
+        Err(TryRecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
     }
 }
 

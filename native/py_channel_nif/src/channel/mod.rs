@@ -44,7 +44,7 @@
 mod error;
 mod queue;
 
-pub use error::{RecvError, SendError};
+pub use error::{RecvTimeoutError, TryRecvError, TrySendError};
 pub use queue::BlockAllocator;
 
 use queue::Queue;
@@ -184,7 +184,7 @@ impl<T: Weighed, W> Channel<T, W> {
     ///
     /// On success, returns the parked tasks (not threads) to wake, usually none or the one
     /// chosen for this frame; the caller fires them.
-    pub fn send(&self, frame: T) -> Result<Vec<W>, SendError<T>> {
+    pub fn send(&self, frame: T) -> Result<Vec<W>, TrySendError<T>> {
         let bytes = weight_of(&frame);
         let limit = if self.max_size == 0 {
             MAX_BYTES
@@ -192,12 +192,12 @@ impl<T: Weighed, W> Channel<T, W> {
             self.max_size
         };
         if bytes > limit {
-            return Err(SendError::TooLarge(frame));
+            return Err(TrySendError::TooLarge(frame));
         }
         let mut word = self.sender.word.load(Ordering::SeqCst);
         loop {
             if word & CLOSED != 0 {
-                return Err(SendError::Closed(frame));
+                return Err(TrySendError::Closed(frame));
             }
             // The readers' total as last seen can only understate what they have received,
             // so this can only overstate what is queued; look at their line when it says no.
@@ -208,7 +208,7 @@ impl<T: Weighed, W> Channel<T, W> {
                     .received_seen
                     .fetch_max(received, Ordering::Relaxed);
                 if queued(word, received) + bytes > limit {
-                    return Err(SendError::Busy(frame));
+                    return Err(TrySendError::Busy(frame));
                 }
             }
             let admitted =
@@ -250,19 +250,19 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     /// Takes the oldest frame, if any, without blocking.
-    pub fn try_recv(&self) -> Result<T, RecvError> {
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
         match self.queue.pop() {
             Some(frame) => {
                 self.received.fetch_add(weight_of(&frame), Ordering::AcqRel);
                 Ok(frame)
             }
-            None if self.is_drained_after_close() => Err(RecvError::Closed),
-            None => Err(RecvError::Empty),
+            None if self.is_drained_after_close() => Err(TryRecvError::Closed),
+            None => Err(TryRecvError::Empty),
         }
     }
 
     /// Takes the oldest frame, parking the calling thread until one arrives, the channel is
-    /// closed and drained (`Closed`), or `timeout` passes (`Empty`). `None` waits forever, and
+    /// closed and drained (`Closed`), or `timeout` passes (`Timeout`). `None` waits forever, and
     /// so does a timeout too long for the clock to represent its end.
     ///
     /// If this thread was woken for a frame that another reader had to be woken for instead,
@@ -271,16 +271,17 @@ impl<T: Weighed, W> Channel<T, W> {
         &self,
         timeout: Option<Duration>,
         pass_on: impl FnOnce(W),
-    ) -> Result<T, RecvError> {
+    ) -> Result<T, RecvTimeoutError> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         loop {
             match self.try_recv() {
-                Err(RecvError::Empty) => {}
-                done => return done,
+                Ok(frame) => return Ok(frame),
+                Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
+                Err(TryRecvError::Empty) => {}
             }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if remaining == Some(Duration::ZERO) {
-                return Err(RecvError::Empty);
+                return Err(RecvTimeoutError::Timeout);
             }
             if self.spin_until_ready(remaining) {
                 continue;
@@ -292,14 +293,14 @@ impl<T: Weighed, W> Channel<T, W> {
                 woken: woken.clone(),
             });
             match self.try_recv() {
-                Err(RecvError::Empty) => {}
+                Err(TryRecvError::Empty) => {}
                 done => {
                     // The frame taken here was queued before we parked, so a wake we got
                     // meanwhile was meant for a later frame: pass it on.
                     if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
                         pass_on(waker);
                     }
-                    return done;
+                    return done.map_err(|_| RecvTimeoutError::Closed);
                 }
             }
             while !woken.load(Ordering::Acquire) {

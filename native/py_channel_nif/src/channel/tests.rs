@@ -38,7 +38,7 @@ fn frames_come_out_in_send_order() {
     for value in 0..1000 {
         assert_eq!(channel.try_recv().unwrap().value, value);
     }
-    assert_eq!(channel.try_recv(), Err(RecvError::Empty));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn a_weightless_frame_still_counts_one_byte() {
     channel.close();
     // Not "closed" while the frame is queued.
     assert_eq!(channel.try_recv().unwrap().value, 1);
-    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
 }
 
 #[test]
@@ -71,7 +71,10 @@ fn busy_when_the_frame_would_overflow_max_size() {
     let channel = TestChannel::new(100);
     channel.send(item(1, 60)).unwrap();
     channel.send(item(2, 40)).unwrap(); // exactly full is allowed
-    assert!(matches!(channel.send(item(3, 1)), Err(SendError::Busy(_))));
+    assert!(matches!(
+        channel.send(item(3, 1)),
+        Err(TrySendError::Busy(_))
+    ));
     assert_eq!(channel.size(), 100);
     channel.try_recv().unwrap();
     assert!(channel.send(item(3, 60)).is_ok());
@@ -83,7 +86,7 @@ fn too_large_when_the_frame_alone_exceeds_max_size() {
     let channel = TestChannel::new(100);
     assert!(matches!(
         channel.send(item(1, 101)),
-        Err(SendError::TooLarge(_))
+        Err(TrySendError::TooLarge(_))
     ));
     // Even on an empty channel, and without disturbing the accounting.
     assert_eq!(channel.size(), 0);
@@ -109,7 +112,7 @@ fn unlimited_when_max_size_is_zero() {
     let left = (MAX_BYTES - channel.size()) as usize;
     assert!(matches!(
         channel.send(item(3, left + 1)),
-        Err(SendError::Busy(_))
+        Err(TrySendError::Busy(_))
     ));
     channel.send(item(3, left)).unwrap();
     assert_eq!(channel.size(), MAX_BYTES);
@@ -125,7 +128,7 @@ fn the_end_is_seen_while_another_reader_still_holds_the_last_frame() {
     channel.close();
     let _mid_receive = channel.queue.pop().expect("the frame");
     assert_eq!(channel.size(), 8);
-    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
     let (wake, _woken) = mpsc::channel();
     assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
 }
@@ -139,7 +142,7 @@ fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
         .word
         .fetch_add(8 + IN_FLIGHT_ONE, Ordering::SeqCst);
     channel.close();
-    assert_eq!(channel.try_recv(), Err(RecvError::Empty));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
     let mut woken = Vec::new();
     for _ in 0..3 {
         let (wake, receiver) = mpsc::channel();
@@ -149,7 +152,7 @@ fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
     let wakes = channel.land(item(1, 8));
     assert_eq!(wakes.len(), 3, "every parked reader must look again");
     assert_eq!(channel.try_recv().unwrap().value, 1);
-    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
 }
 
 #[test]
@@ -165,8 +168,10 @@ fn readers_racing_a_close_all_end() {
                     loop {
                         match channel.recv_timeout(Some(Duration::from_secs(5)), no_pass_on) {
                             Ok(_) => taken += 1,
-                            Err(RecvError::Closed) => return taken,
-                            Err(RecvError::Empty) => panic!("a reader waited past the end"),
+                            Err(RecvTimeoutError::Closed) => return taken,
+                            Err(RecvTimeoutError::Timeout) => {
+                                panic!("a reader waited past the end")
+                            }
                         }
                     }
                 })
@@ -193,15 +198,15 @@ fn close_keeps_queued_frames_for_readers_to_drain() {
     assert!(channel.is_closed());
     assert!(matches!(
         channel.send(item(9, 4)),
-        Err(SendError::Closed(_))
+        Err(TrySendError::Closed(_))
     ));
     for value in 0..3 {
         assert_eq!(channel.try_recv().unwrap().value, value);
     }
-    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
     assert_eq!(
         channel.recv_timeout(None, no_pass_on),
-        Err(RecvError::Closed)
+        Err(RecvTimeoutError::Closed)
     );
 }
 
@@ -211,16 +216,16 @@ fn close_is_idempotent() {
     channel.close();
     channel.close();
     assert!(channel.is_closed());
-    assert_eq!(channel.try_recv(), Err(RecvError::Closed));
+    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
 }
 
 #[test]
-fn recv_timeout_gives_empty_after_the_timeout() {
+fn recv_timeout_gives_timeout_after_the_timeout() {
     let channel = TestChannel::new(0);
     let started = Instant::now();
     assert_eq!(
         channel.recv_timeout(Some(Duration::from_millis(50)), no_pass_on),
-        Err(RecvError::Empty)
+        Err(RecvTimeoutError::Timeout)
     );
     assert!(started.elapsed() >= Duration::from_millis(50));
     assert_eq!(channel.waiting_readers(), 0);
@@ -259,7 +264,7 @@ fn close_wakes_every_blocked_thread() {
     wait_for_parked(&channel, 4);
     assert!(channel.close().is_empty());
     for reader in readers {
-        assert_eq!(reader.join().unwrap(), Err(RecvError::Closed));
+        assert_eq!(reader.join().unwrap(), Err(RecvTimeoutError::Closed));
     }
 }
 
@@ -468,8 +473,8 @@ fn task_reader(channel: &TestChannel, taken: &mut Vec<u64>) {
                 taken.push(frame.value);
                 continue;
             }
-            Err(RecvError::Closed) => return,
-            Err(RecvError::Empty) => {}
+            Err(TryRecvError::Closed) => return,
+            Err(TryRecvError::Empty) => {}
         }
         let (wake, woken) = mpsc::channel();
         match channel.park_task(wake) {
@@ -502,8 +507,8 @@ fn many_producers_and_mixed_readers_get_every_frame_exactly_once() {
                     };
                     match channel.recv_timeout(Some(Duration::from_millis(3)), fire) {
                         Ok(frame) => taken.push(frame.value),
-                        Err(RecvError::Closed) => return taken,
-                        Err(RecvError::Empty) => {}
+                        Err(RecvTimeoutError::Closed) => return taken,
+                        Err(RecvTimeoutError::Timeout) => {}
                     }
                 }
             })
@@ -533,7 +538,7 @@ fn many_producers_and_mixed_readers_get_every_frame_exactly_once() {
                                 }
                                 break;
                             }
-                            Err(SendError::Busy(back)) => {
+                            Err(TrySendError::Busy(back)) => {
                                 frame = back;
                                 thread::yield_now();
                             }
@@ -589,4 +594,25 @@ fn a_close_racing_with_sends_loses_no_accepted_frame() {
         let accepted = sender.join().unwrap();
         assert_eq!(reader.join().unwrap(), accepted);
     }
+}
+
+#[test]
+fn every_error_is_a_std_error_with_a_one_line_message() {
+    fn message(error: &dyn std::error::Error) -> String {
+        error.to_string()
+    }
+    let messages = [
+        message(&TrySendError::Busy(())),
+        message(&TrySendError::TooLarge(())),
+        message(&TrySendError::Closed(())),
+        message(&TryRecvError::Empty),
+        message(&TryRecvError::Closed),
+        message(&RecvTimeoutError::Timeout),
+        message(&RecvTimeoutError::Closed),
+    ];
+    for text in &messages {
+        assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
+    }
+    // Empty and timed out are told apart, in the type and in the words.
+    assert_ne!(messages[3], messages[5]);
 }

@@ -8,7 +8,7 @@
 use crate::beam::channel_resource::ChannelHandle;
 use crate::beam::frame::Frame;
 use crate::beam::reader_wake::ReaderWake;
-use crate::channel::{Cancelled, Parked, RecvError};
+use crate::channel::{Cancelled, Parked, RecvTimeoutError, TryRecvError};
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
 use crate::conversion::{to_python, BinaryMode};
@@ -108,9 +108,9 @@ impl ChannelReader {
     fn wait_for_frame(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Frame> {
         let timeout = timeout_duration(timeout)?;
         match self.channel.channel.try_recv() {
-            Err(RecvError::Empty) => self.wait_for_next_frame(py, timeout),
+            Err(TryRecvError::Empty) => self.wait_for_next_frame(py, timeout),
             Ok(frame) => Ok(frame),
-            Err(RecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
+            Err(TryRecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
         }
     }
 
@@ -125,8 +125,10 @@ impl ChannelReader {
         });
         match received {
             Ok(frame) => Ok(frame),
-            Err(RecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
-            Err(RecvError::Empty) => Err(PyTimeoutError::new_err("no message within the timeout")),
+            Err(RecvTimeoutError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(PyTimeoutError::new_err("no message within the timeout"))
+            }
         }
     }
 }
@@ -178,8 +180,8 @@ impl ChannelReader {
         self.raise_deferred()?;
         match self.channel.channel.try_recv() {
             Ok(frame) => self.convert(py, frame).map(Some),
-            Err(RecvError::Empty) => Ok(None),
-            Err(RecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
         }
     }
 
@@ -229,8 +231,8 @@ impl ChannelReader {
         self.raise_deferred()?;
         let frame = match self.channel.channel.try_recv() {
             Ok(frame) => frame,
-            Err(RecvError::Closed) => return Ok(None),
-            Err(RecvError::Empty) => match self.wait_for_next_frame(py, None) {
+            Err(TryRecvError::Closed) => return Ok(None),
+            Err(TryRecvError::Empty) => match self.wait_for_next_frame(py, None) {
                 Ok(frame) => frame,
                 Err(error) if error.is_instance_of::<ChannelClosed>(py) => return Ok(None),
                 Err(error) => return Err(error),
