@@ -1,5 +1,6 @@
-//! The channel NIFs. Each returns in microseconds: none waits on a lock held for longer than a
-//! queue operation, none touches Python. Argument checking with readable errors is done in
+//! The channel NIFs. None waits: none takes a lock held for longer than a queue operation,
+//! none touches Python; a send's cost grows only with the term it copies (and a large one is
+//! reported to the scheduler as a longer timeslice). Argument checking with readable errors is done in
 //! Erlang (`py_channel`); here a wrong type is a plain `badarg`.
 
 use crate::beam::atoms;

@@ -55,15 +55,26 @@ fn frame_to_python<'py>(
     })
 }
 
-/// A Python timeout in seconds as a duration; None, infinity and timeouts too long for a
+/// A Python timeout as a duration: `timeout` in seconds, or `timeout_ms` in milliseconds (the
+/// unit erlang_python's `Channel` used), not both. None, infinity and timeouts too long for a
 /// `Duration` all mean "wait for ever".
-fn timeout_duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        None => Ok(None),
-        Some(seconds) if seconds >= 0.0 => Ok(Duration::try_from_secs_f64(seconds).ok()),
-        Some(_) => Err(PyValueError::new_err(
+fn timeout_duration(timeout: Option<f64>, timeout_ms: Option<f64>) -> PyResult<Option<Duration>> {
+    let seconds = match (timeout, timeout_ms) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "give timeout (seconds) or timeout_ms (milliseconds), not both",
+            ))
+        }
+        (Some(seconds), None) => seconds,
+        (None, Some(milliseconds)) => milliseconds / 1000.0,
+        (None, None) => return Ok(None),
+    };
+    if seconds >= 0.0 {
+        Ok(Duration::try_from_secs_f64(seconds).ok())
+    } else {
+        Err(PyValueError::new_err(
             "timeout must be a non-negative number of seconds or None",
-        )),
+        ))
     }
 }
 
@@ -105,8 +116,7 @@ impl ChannelReader {
     }
 
     /// Blocks (GIL released) for the next frame.
-    fn wait_for_frame(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Frame> {
-        let timeout = timeout_duration(timeout)?;
+    fn wait_for_frame(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Frame> {
         match self.channel.channel.try_recv() {
             Err(TryRecvError::Empty) => self.wait_for_next_frame(py, timeout),
             Ok(frame) => Ok(frame),
@@ -165,22 +175,35 @@ impl ChannelReader {
         })
     }
 
-    /// The next message, waiting up to `timeout` seconds (forever if None). Raises
-    /// ChannelClosed once the channel is closed and drained, TimeoutError on timeout.
-    #[pyo3(signature = (timeout = None))]
-    fn receive<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    /// The next message, waiting up to `timeout` seconds (or `timeout_ms` milliseconds;
+    /// forever if neither). Raises ChannelClosed once the channel is closed and drained,
+    /// TimeoutError on timeout.
+    #[pyo3(signature = (timeout = None, *, timeout_ms = None))]
+    fn receive<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        timeout_ms: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = timeout_duration(timeout, timeout_ms)?;
         self.raise_deferred()?;
         let frame = self.wait_for_frame(py, timeout)?;
         self.convert(py, frame)
     }
 
-    /// The next message if one is queued, else None. Raises ChannelClosed once the channel
-    /// is closed and drained.
-    fn try_receive<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// The next message if one is queued, else `default` (None unless given: pass a sentinel
+    /// to tell an empty channel from a received `none`, which arrives as None). Raises
+    /// ChannelClosed once the channel is closed and drained.
+    #[pyo3(signature = (default = None))]
+    fn try_receive<'py>(
+        &self,
+        py: Python<'py>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.raise_deferred()?;
         match self.channel.channel.try_recv() {
-            Ok(frame) => self.convert(py, frame).map(Some),
-            Err(TryRecvError::Empty) => Ok(None),
+            Ok(frame) => self.convert(py, frame),
+            Err(TryRecvError::Empty) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
             Err(TryRecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
         }
     }
@@ -189,13 +212,15 @@ impl ChannelReader {
     /// queued without waiting. An empty list on timeout; ChannelClosed once closed and
     /// drained. A message that cannot be converted after others were taken ends the batch:
     /// those are returned and the error is raised by the next call.
-    #[pyo3(signature = (max_items, timeout = None))]
+    #[pyo3(signature = (max_items, timeout = None, *, timeout_ms = None))]
     fn receive_many<'py>(
         &self,
         py: Python<'py>,
         max_items: usize,
         timeout: Option<f64>,
+        timeout_ms: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let timeout = timeout_duration(timeout, timeout_ms)?;
         self.raise_deferred()?;
         let batch = PyList::empty(py);
         if max_items == 0 {
@@ -248,7 +273,8 @@ impl ChannelReader {
         py.detach(|| channel.close(None));
     }
 
-    /// `{'size': bytes queued, 'max_size': ..., 'closed': ..., 'length': messages queued}`.
+    /// `{'size': bytes queued, 'max_size': ..., 'closed': ..., 'length': messages queued,
+    /// 'waiting_readers': readers parked}`: the fields of `py_channel:info/1`.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let core = &self.channel.channel;
         let info = PyDict::new(py);
@@ -256,6 +282,7 @@ impl ChannelReader {
         info.set_item("max_size", core.max_size())?;
         info.set_item("closed", core.is_closed())?;
         info.set_item("length", core.len())?;
+        info.set_item("waiting_readers", core.waiting_readers())?;
         Ok(info)
     }
 

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 /// A process's Python globals (per context), freed when the process's handle to it is gone.
+/// It starts with `Channel`, `ChannelClosed` and `reply` from `erlang.channel`.
 /// Dropped on a scheduler thread, the dict's release is deferred by pyo3 to the next time a
 /// worker holds the GIL: a destructor never waits for it.
 pub struct Namespace {
@@ -42,6 +43,9 @@ impl std::panic::RefUnwindSafe for Namespace {}
 #[rustler::resource_impl]
 impl Resource for Namespace {}
 
+/// Names every process namespace starts with, from `erlang.channel`.
+const NAMESPACE_IMPORTS: [&str; 3] = ["Channel", "ChannelClosed", "reply"];
+
 impl Namespace {
     fn globals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let globals = self
@@ -50,6 +54,12 @@ impl Namespace {
                 let globals = PyDict::new(py);
                 globals.set_item("__builtins__", py.import("builtins")?)?;
                 globals.set_item("__name__", "__main__")?;
+                // What channel code needs, there whichever language runs it (Erlang, Elixir
+                // and Gleam see the same namespace): no import for the common case.
+                let channel = py.import("erlang.channel")?;
+                for name in NAMESPACE_IMPORTS {
+                    globals.set_item(name, channel.getattr(name)?)?;
+                }
                 Ok(globals.unbind())
             })?;
         Ok(globals.bind(py).clone())
