@@ -13,7 +13,8 @@ defmodule PyChannel do
   later), `{:error, :too_large}` (the term alone exceeds `:max_size`) or
   `{:error, :closed}`. A term accepted with `:ok` is received exactly once, or
   is still queued: `close/1` stops new sends, but readers still drain what is
-  queued before they see the end.
+  queued before they see the end. The channel guide (`docs/channel.md`) has
+  a table of every outcome as Erlang, Elixir, Gleam and Python spell it.
 
   A channel is owned by the process that created it (or `owner: pid`), like an
   ETS table: when the owner exits, the channel closes. Its memory is freed when
@@ -56,13 +57,12 @@ defmodule PyChannel do
   @typedoc "`:max_size` in bytes (0, the default, is unlimited); `:owner`, a local pid."
   @type option :: {:max_size, non_neg_integer()} | {:owner, pid()}
 
-  @typedoc "Sizes in bytes, as `term_size/1` counts them."
-  @type info :: %{
-          required(:size) => non_neg_integer(),
-          required(:max_size) => non_neg_integer(),
-          required(:closed) => boolean(),
-          optional(atom()) => term()
-        }
+  @typedoc """
+  `:size` (bytes queued, as `term_size/1` counts them), `:max_size` (0 is
+  unlimited), `:closed`, `:length` (terms queued) and `:waiting_readers`
+  (readers parked right now): the keys of `:py_channel.info/1`.
+  """
+  @type info :: :py_channel.info()
 
   @doc """
   Creates a channel owned by the caller (or by `:owner`).
@@ -99,7 +99,15 @@ defmodule PyChannel do
   @spec close(t()) :: :ok
   defdelegate close(channel), to: :py_channel
 
-  @doc "`:size` (bytes queued), `:max_size`, `:closed`, plus `:length` and `:waiting_readers`."
+  @doc """
+  `:size` (bytes queued), `:max_size`, `:closed`, `:length` (terms queued) and
+  `:waiting_readers` (readers parked right now).
+
+      iex> {:ok, channel} = PyChannel.new(max_size: 100)
+      iex> :ok = PyChannel.send(channel, :one)
+      iex> PyChannel.info(channel)
+      %{size: 8, max_size: 100, closed: false, length: 1, waiting_readers: 0}
+  """
   @spec info(t()) :: info()
   defdelegate info(channel), to: :py_channel
 

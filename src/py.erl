@@ -18,12 +18,20 @@
 %% (one per context), so functions it defines are there for later calls
 %% (`py:call('__main__', Name, Args)'); it is freed when the process exits.
 %%
-%% A Python exception comes back as `{error, {ExceptionName, Message}}' with
-%% the formatted traceback logged through `logger' (debug level when the
+%% A call that does not give a result gives one of three errors (the type
+%% `py_error()'; docs/channel.md has the outcome table of every layer):
+%% <ul>
+%% <li>`{error, {ExceptionName, Message}}': the Python code raised. The
+%% formatted traceback is logged through `logger' (debug level when the
 %% caller gets the error, error level when nobody does). `ExceptionName' is
 %% an atom for every built-in exception and for any name an Erlang module
 %% mentions (the atom exists), else a binary: exception classes made at run
-%% time do not fill the atom table.
+%% time do not fill the atom table.</li>
+%% <li>`{error, timeout}': no answer within the timeout; the answer is
+%% discarded, it never reaches the mailbox later.</li>
+%% <li>`{error, {python_not_started, Reason}}': the interpreter could not be
+%% started (`Reason' is a binary saying why); no Python code ran.</li>
+%% </ul>
 %%
 %% Every timeout is `infinity' or 0 to 4294967295 ms; any other value is a
 %% `badarg' error raised before the job is submitted.
@@ -38,7 +46,7 @@
          register_function/2, register_function/3, unregister_function/1,
          version/0, activate_venv/1]).
 
--export_type([context/0, pending/0, py_error/0]).
+-export_type([context/0, pending/0, py_error/0, python_exception/0]).
 
 -record(py_context, {id :: non_neg_integer()}).
 -record(py_pending, {ref :: reference(), handle :: reference()}).
@@ -47,7 +55,14 @@
 %% A context: its own namespace in every process that uses it.
 -opaque pending() :: #py_pending{}.
 %% A call started with `spawn_call', to be collected with `await'.
--type py_error() :: {error, {atom() | binary(), binary()} | timeout | term()}.
+-type py_error() :: {error, python_exception()}
+                  | {error, timeout}
+                  | {error, {python_not_started, Reason :: binary()}}.
+%% Why a call gave no result: the Python code raised, no answer came in
+%% time, or the interpreter could not be started (no Python code ran).
+-type python_exception() :: {Name :: atom() | binary(), Message :: binary()}.
+%% A Python exception: its class name (an atom when that atom exists, else a
+%% binary) and `str()' of the exception.
 
 -define(DEFAULT_TIMEOUT, 30000).
 -define(DEFAULT_CONTEXTS, 4).

@@ -37,6 +37,13 @@
                   closed := boolean(),
                   length := non_neg_integer(),
                   waiting_readers := non_neg_integer()}.
+%% `size': bytes queued (as `term_size/1' counts them); `max_size': the
+%% limit, 0 for unlimited; `closed': true once `close/1' ran or the owner
+%% exited (queued terms may still be there); `length': terms queued;
+%% `waiting_readers': readers (Python threads and coroutines, Erlang
+%% processes in `recv/2') parked on the channel right now. The same five
+%% keys in Elixir (`PyChannel.info/1'), Gleam (`channel.Info') and Python
+%% (`Channel.info()').
 
 %% Bytes must fit the native counter (47 bits: 128 TiB).
 -define(MAX_BYTES, (1 bsl 47 - 1)).
@@ -93,8 +100,8 @@ send(Channel, Term) ->
 close(Channel) ->
     py_channel_nif:close(Channel).
 
-%% @doc `size' (bytes queued), `max_size', `closed', plus `length' (terms
-%% queued) and `waiting_readers' (readers blocked right now).
+%% @doc `size' (bytes queued), `max_size', `closed', `length' (terms
+%% queued) and `waiting_readers' (readers parked right now); see `info()'.
 -spec info(channel()) -> info().
 info(Channel) ->
     py_channel_nif:info(Channel).

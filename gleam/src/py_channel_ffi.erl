@@ -32,10 +32,13 @@ close(Channel) ->
     ok = py_channel:close(Channel),
     nil.
 
--spec info(py_channel:channel()) -> {info, non_neg_integer(), non_neg_integer(), boolean()}.
+-spec info(py_channel:channel()) ->
+          {info, non_neg_integer(), non_neg_integer(), boolean(), non_neg_integer(),
+           non_neg_integer()}.
 info(Channel) ->
-    #{size := Size, max_size := MaxSize, closed := Closed} = py_channel:info(Channel),
-    {info, Size, MaxSize, Closed}.
+    #{size := Size, max_size := MaxSize, closed := Closed, length := Length,
+      waiting_readers := WaitingReaders} = py_channel:info(Channel),
+    {info, Size, MaxSize, Closed, Length, WaitingReaders}.
 
 -spec exec(binary()) -> {ok, nil} | {error, term()}.
 exec(Code) ->
@@ -63,9 +66,15 @@ to_string(_) -> {error, nil}.
 result({ok, Value}) -> {ok, Value};
 result(Error) -> python_error(Error).
 
-python_error({error, {Name, Message}}) when is_atom(Name), is_binary(Message) ->
-    {error, {python_exception, atom_to_binary(Name, utf8), Message}};
+%% Every case of py:py_error(), as Gleam's PythonError.
+-spec python_error(py:py_error()) ->
+          {error, {python_exception, binary(), binary()} | timeout
+                | {python_not_started, binary()}}.
+python_error({error, {python_not_started, Reason}}) ->
+    {error, {python_not_started, Reason}};
 python_error({error, timeout}) ->
     {error, timeout};
-python_error({error, Other}) ->
-    {error, {python_exception, <<"Error">>, unicode:characters_to_binary(io_lib:format("~p", [Other]))}}.
+python_error({error, {Name, Message}}) when is_atom(Name) ->
+    {error, {python_exception, atom_to_binary(Name, utf8), Message}};
+python_error({error, {Name, Message}}) when is_binary(Name) ->
+    {error, {python_exception, Name, Message}}.

@@ -4,7 +4,13 @@ import py_channel/python.{PythonException}
 pub fn send_and_info_test() {
   let ch = channel.new()
   let assert Ok(Nil) = channel.send(ch, #("hello", 1))
-  let assert Info(size: size, max_size: 0, closed: False) = channel.info(ch)
+  let assert Info(
+    size: size,
+    max_size: 0,
+    closed: False,
+    length: 1,
+    waiting_readers: 0,
+  ) = channel.info(ch)
   let assert True = size > 0
 }
 

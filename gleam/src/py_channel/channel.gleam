@@ -7,6 +7,8 @@
 //// exceeds it) or `Error(Closed)`. A message accepted with `Ok` is received
 //// exactly once, or is still queued; `close` stops new sends while readers
 //// drain what is queued. Python reads with `for msg in Channel(ref)`.
+//// The channel guide (`docs/channel.md`) has a table of every outcome as
+//// Gleam, Erlang, Elixir and Python spell it.
 ////
 //// A channel is owned by the process that created it: when that process
 //// exits, the channel closes.
@@ -14,9 +16,19 @@
 /// A channel. It can be sent in messages and passed to Python.
 pub type Channel
 
-/// The state of a channel: bytes queued, the limit (0 is unlimited), closed.
+/// The state of a channel, the same five fields as Erlang's
+/// `py_channel:info/1`: bytes queued (`size`), the limit in bytes
+/// (`max_size`, 0 is unlimited), whether it is closed (queued messages may
+/// still be there), messages queued (`length`) and readers parked on it right
+/// now (`waiting_readers`).
 pub type Info {
-  Info(size: Int, max_size: Int, closed: Bool)
+  Info(
+    size: Int,
+    max_size: Int,
+    closed: Bool,
+    length: Int,
+    waiting_readers: Int,
+  )
 }
 
 /// Why a send was refused.
@@ -47,5 +59,6 @@ pub fn send(channel: Channel, message: a) -> Result(Nil, SendError)
 @external(erlang, "py_channel_ffi", "close")
 pub fn close(channel: Channel) -> Nil
 
+/// The channel's state now.
 @external(erlang, "py_channel_ffi", "info")
 pub fn info(channel: Channel) -> Info

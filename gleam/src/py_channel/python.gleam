@@ -11,10 +11,12 @@ pub type Term
 
 /// Why Python did not give a result.
 pub type PythonError {
-  /// A Python exception: its class name and message.
+  /// The Python code raised: the exception's class name and message.
   PythonException(name: String, message: String)
   /// No answer in time.
   Timeout
+  /// The interpreter could not be started, so no Python code ran: why.
+  PythonNotStarted(reason: String)
 }
 
 /// Runs Python statements in the calling process's namespace.
