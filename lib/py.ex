@@ -7,17 +7,29 @@ defmodule Py do
   Every job starts at once, so a long-running call (a loop over a `PyChannel`)
   never holds up a short one. Code run with `exec/1` and `eval/2` sees a
   namespace of the calling process (freed when it exits); functions it defines
-  are callable as `call(:__main__, name, args)`. The namespace has `Channel`,
-  `ChannelClosed` and `reply` from `erlang.channel` already imported.
+  are callable as `call(:__main__, name, args)`.
+
+  Every namespace starts with `Channel`, `ChannelClosed` and `reply` of
+  `erlang.channel`, whichever language made it: the same Python source runs
+  from Elixir, Erlang and Gleam. Anything else is imported as usual
+  (`import erlang` for `erlang.call`, `erlang.Atom`, ...).
 
   Terms convert both ways without loss where the languages allow: integers of
   any size, floats, binaries (`str` when valid UTF-8, else `bytes`), atoms (as
   `erlang.Atom`, a `str`), lists, tuples, maps, pids, references and channels.
   Python's `None` comes back as `:none`, or as `nil` with
-  `config :py_channel, python_none: nil`. A Python exception comes back as
-  `{:error, {exception_name, message}}`, with the traceback logged; the name is
-  an atom for built-in exceptions and names some module mentions, else a
-  binary (classes made at run time do not fill the atom table).
+  `config :py_channel, python_none: nil`.
+
+  A call that gives no result returns one of (see `t:error/0`, and the outcome
+  table of every language in the channel guide, `docs/channel.md`):
+
+    * `{:error, {exception_name, message}}`: the Python code raised; the
+      traceback is logged. The name is an atom for built-in exceptions and
+      names some module mentions, else a binary (classes made at run time do
+      not fill the atom table);
+    * `{:error, :timeout}`: no answer in time (the late answer is discarded);
+    * `{:error, {:python_not_started, reason}}`: the interpreter could not be
+      started; no Python code ran.
 
   ## Examples
 
@@ -34,33 +46,53 @@ defmodule Py do
       {:ok, 42}
       iex> {:error, {:ZeroDivisionError, _message}} = Py.eval("1 / 0")
 
-  This module is a thin layer over the Erlang module `:py`.
+  `Channel` and `reply` need no import:
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> :ok = PyChannel.send(channel, {self(), :hello})
+      iex> :ok = PyChannel.close(channel)
+      iex> Py.eval("[reply(pid, term) for pid, term in Channel(ch)]", %{ch: channel})
+      {:ok, [:none]}
+      iex> receive do: (:hello -> :replied), after: (5_000 -> :no_reply)
+      :replied
+
+  This module is a thin layer over the Erlang module `:py`: same arguments,
+  same results, same defaults.
   """
 
-  @typedoc "A Python exception, a timeout, or another failure."
-  @type error :: {:error, {atom() | binary(), binary()} | :timeout | term()}
+  @typedoc "Why a call gave no result: an exception, a timeout, or no interpreter."
+  @type error :: :py.py_error()
 
   @typedoc "A call started with `spawn_call/4`."
   @type pending :: :py.pending()
 
   @doc "Runs Python statements in the caller's namespace."
   @spec exec(iodata()) :: :ok | error()
-  def exec(code), do: with_prelude(fn -> :py.exec(code) end)
+  defdelegate exec(code), to: :py
 
-  @doc "Evaluates a Python expression, with optional local variables (atom or string names)."
+  @doc "Evaluates a Python expression."
+  @spec eval(iodata()) :: {:ok, term()} | error()
+  defdelegate eval(code), to: :py
+
+  @doc "Evaluates a Python expression with local variables (atom or string names)."
   @spec eval(iodata(), map()) :: {:ok, term()} | error()
-  def eval(code, locals \\ %{}), do: with_prelude(fn -> :py.eval(code, locals) end)
+  defdelegate eval(code, locals), to: :py
 
   @doc """
-  Calls `module.function(*args, **kwargs)` and waits up to `timeout` ms (30 s by
-  default). `function` may be a dotted path; module `:__main__` is the caller's
-  namespace.
+  Calls `module.function(*args)` and waits for the result. `function` may be a
+  dotted path; module `:__main__` is the caller's namespace.
   """
+  @spec call(atom() | binary(), atom() | binary(), list()) :: {:ok, term()} | error()
+  def call(module, function, args \\ []), do: :py.call(module, function, args)
+
+  @doc "Calls `module.function(*args, **kwargs)`."
+  @spec call(atom() | binary(), atom() | binary(), list(), map()) :: {:ok, term()} | error()
+  defdelegate call(module, function, args, kwargs), to: :py
+
+  @doc "Calls `module.function(*args, **kwargs)`, waiting up to `timeout` ms."
   @spec call(atom() | binary(), atom() | binary(), list(), map(), timeout()) ::
           {:ok, term()} | error()
-  def call(module, function, args \\ [], kwargs \\ %{}, timeout \\ 30_000) do
-    with_prelude(fn -> :py.call(module, function, args, kwargs, timeout) end)
-  end
+  defdelegate call(module, function, args, kwargs, timeout), to: :py
 
   @doc """
   Starts a call and returns at once; collect the result with `await/2`.
@@ -69,26 +101,38 @@ defmodule Py do
       iex> Py.await(pending)
       {:ok, 2432902008176640000}
   """
-  @spec spawn_call(atom() | binary(), atom() | binary(), list(), map()) :: pending()
-  def spawn_call(module, function, args \\ [], kwargs \\ %{}) do
-    with_prelude(fn -> :py.spawn_call(module, function, args, kwargs) end)
-  end
+  @spec spawn_call(atom() | binary(), atom() | binary(), list()) :: pending()
+  def spawn_call(module, function, args \\ []), do: :py.spawn_call(module, function, args)
 
-  @doc "The result of a `spawn_call/4`; after a timeout the result is discarded."
+  @doc "Starts `module.function(*args, **kwargs)` and returns at once."
+  @spec spawn_call(atom() | binary(), atom() | binary(), list(), map()) :: pending()
+  defdelegate spawn_call(module, function, args, kwargs), to: :py
+
+  @doc "The result of a `spawn_call/4`, waiting as long as it takes."
+  @spec await(pending()) :: {:ok, term()} | error()
+  defdelegate await(pending), to: :py
+
+  @doc """
+  The result of a `spawn_call/4`, or `{:error, :timeout}` after `timeout` ms;
+  after a timeout the result is discarded.
+  """
   @spec await(pending(), timeout()) :: {:ok, term()} | error()
-  defdelegate await(pending, timeout \\ :infinity), to: :py
+  defdelegate await(pending, timeout), to: :py
 
   @doc "Calls without waiting for the result; a failure is logged."
+  @spec cast(atom() | binary(), atom() | binary(), list()) :: :ok
+  def cast(module, function, args \\ []), do: :py.cast(module, function, args)
+
+  @doc "Calls `module.function(*args, **kwargs)` without waiting for the result."
   @spec cast(atom() | binary(), atom() | binary(), list(), map()) :: :ok
-  def cast(module, function, args \\ [], kwargs \\ %{}) do
-    with_prelude(fn -> :py.cast(module, function, args, kwargs) end)
-  end
+  defdelegate cast(module, function, args, kwargs), to: :py
 
   @doc """
   Makes `fun` callable from Python as `erlang.call(name, *args)`. A function of
   arity 1 receives the argument list; others are applied to the arguments.
 
       iex> :ok = Py.register_function(:add, fn a, b -> a + b end)
+      iex> :ok = Py.exec("import erlang")
       iex> Py.eval("erlang.call('add', 2, 3)")
       {:ok, 5}
   """
@@ -105,16 +149,4 @@ defmodule Py do
   @doc "Makes the packages of the virtualenv at `path` importable."
   @spec activate_venv(Path.t()) :: :ok | error()
   defdelegate activate_venv(path), to: :py
-
-  # `erlang` and the channel names are imported once into each process's namespace.
-  @prelude "import erlang\nfrom erlang.channel import Channel, ChannelClosed, reply\n"
-
-  defp with_prelude(run) do
-    unless Process.get({__MODULE__, :prelude}) do
-      :ok = :py.exec(@prelude)
-      Process.put({__MODULE__, :prelude}, true)
-    end
-
-    run.()
-  end
 end

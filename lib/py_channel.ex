@@ -125,7 +125,11 @@ defmodule PyChannel do
       {:error, :timeout}
   """
   @spec recv(t(), timeout()) :: {:ok, term()} | {:error, :closed | :timeout}
-  defdelegate recv(channel, timeout \\ :infinity), to: :py_channel
+  defdelegate recv(channel, timeout), to: :py_channel
+
+  @doc "Takes the oldest queued term, waiting as long as it takes (or until the close)."
+  @spec recv(t()) :: {:ok, term()} | {:error, :closed}
+  defdelegate recv(channel), to: :py_channel
 
   @doc """
   The bytes `term` counts against `:max_size`: about the memory it takes

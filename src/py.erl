@@ -17,6 +17,9 @@
 %% Code run with `exec' and `eval' sees a namespace of the calling process
 %% (one per context), so functions it defines are there for later calls
 %% (`py:call('__main__', Name, Args)'); it is freed when the process exits.
+%% Every namespace starts with `Channel', `ChannelClosed' and `reply' of
+%% `erlang.channel', so the same Python source runs from Erlang, Elixir and
+%% Gleam without importing them.
 %%
 %% A call that does not give a result gives one of three errors (the type
 %% `py_error()'; docs/channel.md has the outcome table of every layer):

@@ -14,6 +14,9 @@ defmodule PyChannelTest do
   test "an Elixir process streams to a Python reader and receives its replies" do
     :ok =
       Py.exec("""
+      import erlang
+      from erlang.channel import Channel, reply
+
       def answer_each(channel_ref):
           count = 0
           for tag, sender, n in Channel(channel_ref):
@@ -34,6 +37,46 @@ defmodule PyChannelTest do
 
     squares = for _ <- 1..5_000, do: assert_receive({:squared, n, sq} when sq == n * n, 5_000)
     assert Enum.map(squares, fn {:squared, n, _} -> n end) == Enum.to_list(1..5_000)
+  end
+
+  # The same Python source as test/py_tests.erl runs from Erlang: Channel, ChannelClosed and
+  # reply come with every process namespace, not from this wrapper.
+  @serve """
+  def serve(ref):
+      for sender, value in Channel(ref):
+          reply(sender, ('doubled', 2 * value))
+      try:
+          Channel(ref).receive(0)
+      except ChannelClosed:
+          return 'closed'
+  """
+
+  test "Channel, ChannelClosed and reply need no import" do
+    task =
+      Task.async(fn ->
+        :ok = Py.exec(@serve)
+        {:ok, channel} = PyChannel.new()
+        server = Py.spawn_call(:__main__, :serve, [channel])
+        for n <- 1..3, do: :ok = PyChannel.send(channel, {self(), n})
+        :ok = PyChannel.close(channel)
+        replies = for _ <- 1..3, do: assert_receive({"doubled", n}, 5_000) && n
+        {Py.await(server, 10_000), replies}
+      end)
+
+    assert {{:ok, "closed"}, [2, 4, 6]} = Task.await(task, 15_000)
+
+    assert {:ok, true} =
+             Py.eval(
+               "Channel is __import__('erlang.channel').channel.Channel and " <>
+                 "reply is __import__('erlang.channel').channel.reply"
+             )
+  end
+
+  test "Py raises nothing of its own: every failure is :py's answer" do
+    assert {:error, {:NameError, _}} = Py.eval("undefined_name")
+    assert {:error, {:ModuleNotFoundError, _}} = Py.call(:no_such_module, :f)
+    assert {:error, :timeout} = Py.call(:time, :sleep, [1], %{}, 10)
+    assert {:error, :timeout} = Py.await(Py.spawn_call(:time, :sleep, [1]), 10)
   end
 
   test "Elixir processes read a channel with recv/2, each term once" do

@@ -24,6 +24,8 @@ py_test_() ->
        fun traceback_logging/0},
       {"namespaces belong to the process and the context", fun namespaces/0},
       {"a namespace is freed when its process exits", fun namespace_freed/0},
+      {"Channel, ChannelClosed and reply need no import, in every namespace",
+       fun channel_names_without_import/0},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -148,6 +150,44 @@ namespace_freed() ->
     %% The namespace went with the process's dictionary; Python frees it the
     %% next time a worker runs.
     wait_until(fun() -> py:eval(Count) =:= {ok, 0} end).
+
+%% The Python source the Elixir test (test/py_channel_test.exs) and the Gleam
+%% test run too: the names come from the namespace set-up, not from a wrapper.
+channel_names_without_import() ->
+    Serve = <<"def serve(ref):\n"
+              "    for sender, value in Channel(ref):\n"
+              "        reply(sender, ('doubled', 2 * value))\n"
+              "    try:\n"
+              "        Channel(ref).receive(0)\n"
+              "    except ChannelClosed:\n"
+              "        return 'closed'\n">>,
+    Parent = self(),
+    %% A fresh process: its namespace is new, nothing imported by anyone.
+    spawn_link(fun() -> Parent ! {fresh, serve_through_python(py:context(), Serve)} end),
+    receive {fresh, Fresh} -> ?assertEqual({ok, <<"closed">>, [2, 4, 6]}, Fresh)
+    after 15000 -> error(no_answer)
+    end,
+    %% A context's namespace too.
+    ?assertEqual({ok, <<"closed">>, [2, 4, 6]}, serve_through_python(py:context(3), Serve)),
+    ?assertEqual({ok, true},
+                 py:eval(<<"Channel is __import__('erlang.channel').channel.Channel and "
+                           "ChannelClosed is __import__('erlang').ChannelClosed and "
+                           "reply is __import__('erlang.channel').channel.reply">>)).
+
+serve_through_python(Context, Serve) ->
+    ok = py:exec(Context, Serve),
+    {ok, Ch} = py_channel:new(),
+    Pending = py:spawn_call(Context, '__main__', serve, [Ch], #{}),
+    [ok = py_channel:send(Ch, {self(), N}) || N <- [1, 2, 3]],
+    ok = py_channel:close(Ch),
+    %% serve/1 returns once it has replied to all three.
+    case py:await(Pending, 10000) of
+        {ok, Result} ->
+            {ok, Result, [receive {<<"doubled">>, V} -> V after 1000 -> no_reply end
+                          || _ <- [1, 2, 3]]};
+        Error ->
+            Error
+    end.
 
 spawn_call_await() ->
     Pending = py:spawn_call(math, pow, [2, 10]),

@@ -58,3 +58,19 @@ pub fn python_strings_and_errors_test() {
   let assert Error(PythonException(name: "ZeroDivisionError", message: _)) =
     python.eval("1 / 0")
 }
+
+// The same Python source as from Erlang and Elixir: every process namespace has
+// Channel, ChannelClosed and reply without an import.
+pub fn channel_names_need_no_import_test() {
+  let assert Ok(names) =
+    python.eval(
+      "' '.join([Channel.__name__, ChannelClosed.__name__, reply.__name__])",
+    )
+  let assert Ok("Channel ChannelClosed reply") = python.to_string(names)
+  let ch = channel.new()
+  let assert Ok(Nil) = channel.send(ch, 40)
+  let assert Ok(Nil) = channel.send(ch, 2)
+  channel.close(ch)
+  let assert Ok(total) = python.eval_with_channel("sum(Channel(ch))", "ch", ch)
+  let assert Ok(42) = python.to_int(total)
+}

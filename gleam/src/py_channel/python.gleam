@@ -3,6 +3,10 @@
 ////
 //// Results come back as `Term`, a value from Python; `to_int` and
 //// `to_string` read the common cases.
+////
+//// Code runs in a namespace of the calling process, which starts with
+//// `Channel`, `ChannelClosed` and `reply` of `erlang.channel`: the same
+//// Python source runs from Gleam, Erlang and Elixir.
 
 import py_channel/channel
 
