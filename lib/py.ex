@@ -52,7 +52,7 @@ defmodule Py do
       iex> :ok = PyChannel.send(channel, {self(), :hello})
       iex> :ok = PyChannel.close(channel)
       iex> Py.eval("[reply(pid, term) for pid, term in Channel(ch)]", %{ch: channel})
-      {:ok, [:none]}
+      {:ok, [true]}
       iex> receive do: (:hello -> :replied), after: (5_000 -> :no_reply)
       :replied
 

@@ -213,7 +213,7 @@ callback_wait([Ch, Timeout]) ->
             after Timeout ->
                     case py_channel_nif:cancel_wait(Ch, WaiterId) of
                         cancelled -> {error, timeout};
-                        woken -> receive {py_channel_ready, Tag} -> ok end
+                        woken -> receive {py_channel_ready, Tag} -> ok after ?WAKE_IN_FLIGHT_MS -> ok end
                     end
             end
     end.

@@ -13,6 +13,8 @@ options_test_() ->
      [{"try_receive(default=...) tells empty from a received none", fun try_receive_default/0},
       {"timeout_ms= waits in milliseconds", fun timeout_ms/0},
       {"Python's info has the fields of py_channel:info/1", fun info_fields/0},
+      {"reply as erlang_python's: True, RuntimeError when the process is gone",
+       fun reply_like_erlang_python/0},
       {"Channel, ChannelClosed and reply need no import", fun namespace_names/0}]}.
 
 try_receive_default() ->
@@ -36,7 +38,27 @@ timeout_ms() ->
     ?assert(Seconds < 5),
     ?assertEqual({ok, []}, py:eval(<<"Channel(ch).receive_many(3, timeout_ms=10)">>, #{ch => Ch})),
     ?assertMatch({error, {'ValueError', <<"give timeout (seconds) or timeout_ms", _/binary>>}},
-                 py:eval(<<"Channel(ch).receive(1, timeout_ms=10)">>, #{ch => Ch})).
+                 py:eval(<<"Channel(ch).receive(1, timeout_ms=10)">>, #{ch => Ch})),
+    %% erlang_python's -1: for ever.
+    ok = py:exec(<<"def wait_for_ever_ms(ref):\n"
+                   "    return Channel(ref).receive(timeout_ms=-1)\n">>),
+    Waiting = py:spawn_call('__main__', wait_for_ever_ms, [Ch]),
+    timer:sleep(100),
+    ok = py_channel:send(Ch, woken),
+    ?assertEqual({ok, woken}, py:await(Waiting, 5000)).
+
+reply_like_erlang_python() ->
+    Dead = spawn(fun() -> ok end),
+    timer:sleep(50),
+    ok = py:exec(<<"def reply_outcomes(live, dead):\n"
+                   "    sent = reply(live, 'hi')\n"
+                   "    try:\n"
+                   "        reply(dead, 'hi')\n"
+                   "    except RuntimeError as error:\n"
+                   "        return (sent, type(error).__name__)\n">>),
+    ?assertEqual({ok, {true, <<"ProcessError">>}},
+                 py:call('__main__', reply_outcomes, [self(), Dead])),
+    ?assertEqual(<<"hi">>, receive M -> M after 1000 -> none end).
 
 info_fields() ->
     {ok, Ch} = py_channel:new(#{max_size => 1000}),

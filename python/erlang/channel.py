@@ -85,9 +85,11 @@ class Channel(_ChannelReader):
 
 
 def reply(pid, term):
-    """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``); raises
-    erlang.ProcessError if it is not alive."""
+    """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``) and returns True, as
+    erlang_python's ``reply`` does; raises erlang.ProcessError (a RuntimeError) if it is not
+    alive."""
     _send(pid, term)
+    return True
 
 
 def _resolve(future):

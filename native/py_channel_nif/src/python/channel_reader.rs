@@ -56,8 +56,8 @@ fn frame_to_python<'py>(
 }
 
 /// A Python timeout as a duration: `timeout` in seconds, or `timeout_ms` in milliseconds (the
-/// unit erlang_python's `Channel` used), not both. None, infinity and timeouts too long for a
-/// `Duration` all mean "wait for ever".
+/// unit erlang_python's `Channel` used, where -1 means for ever), not both. None, infinity,
+/// a negative `timeout_ms` and timeouts too long for a `Duration` all mean "wait for ever".
 fn timeout_duration(timeout: Option<f64>, timeout_ms: Option<f64>) -> PyResult<Option<Duration>> {
     let seconds = match (timeout, timeout_ms) {
         (Some(_), Some(_)) => {
@@ -66,6 +66,7 @@ fn timeout_duration(timeout: Option<f64>, timeout_ms: Option<f64>) -> PyResult<O
             ))
         }
         (Some(seconds), None) => seconds,
+        (None, Some(milliseconds)) if milliseconds < 0.0 => return Ok(None),
         (None, Some(milliseconds)) => milliseconds / 1000.0,
         (None, None) => return Ok(None),
     };

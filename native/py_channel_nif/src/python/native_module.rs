@@ -7,7 +7,7 @@ use crate::conversion::term_classes::{PyChannelRef, PyPid, PyRef, PyTerm};
 use crate::conversion::{to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
 use crate::python::channel_reader::{ChannelClosed, ChannelReader};
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rustler::sys::enif_send;
@@ -15,10 +15,12 @@ use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
 use std::cell::RefCell;
 use std::ptr;
 
+// A RuntimeError, as erlang_python's `reply` raised when a send failed: code catching that
+// still catches this.
 pyo3::create_exception!(
     _py_channel,
     ProcessError,
-    PyException,
+    PyRuntimeError,
     "The Erlang process is not alive."
 );
 pyo3::create_exception!(
