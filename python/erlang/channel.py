@@ -16,11 +16,19 @@ coroutine waiting in ``async_receive`` is woken through its event loop (``add_re
 file descriptor the sender writes to): no polling, no sleeping loop, on any asyncio loop.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Literal
 
-from _py_channel import ChannelClosed, _ChannelReader
+# Straight from the native module, not through this package's __init__ (which imports us).
+from _py_channel import ChannelClosed, Pid, _ChannelReader
+from _py_channel import send as _send
 
-from . import send as _send
+if TYPE_CHECKING:
+    import asyncio
+
+    from typing_extensions import Self
 
 __all__ = ["Channel", "ChannelClosed", "reply"]
 
@@ -32,14 +40,14 @@ class Channel(_ChannelReader):
     that is valid UTF-8 arrives as ``str``).
     """
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         self.close()
         return False
 
-    async def async_receive(self):
+    async def async_receive(self) -> Any:
         """The next message, waiting without blocking the event loop's thread. Raises
         ChannelClosed once the channel is closed and drained."""
         while True:
@@ -49,16 +57,16 @@ class Channel(_ChannelReader):
                 pass
             await self._wait_readable()
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> Any:
         try:
             return await self.async_receive()
         except ChannelClosed:
             raise StopAsyncIteration from None
 
-    async def _wait_readable(self):
+    async def _wait_readable(self) -> None:
         """Returns once a message or the close has arrived (another reader may take it)."""
         import asyncio
 
@@ -84,7 +92,7 @@ class Channel(_ChannelReader):
                 os.close(write_fd)
 
 
-def reply(pid, term):
+def reply(pid: Pid, term: object) -> bool:
     """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``) and returns True, as
     erlang_python's ``reply`` does; raises erlang.ProcessError (a RuntimeError) if it is not
     alive."""
@@ -92,12 +100,12 @@ def reply(pid, term):
     return True
 
 
-def _resolve(future):
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
 
-def _wake_descriptors():
+def _wake_descriptors() -> tuple[int, int, bool]:
     """(read end, write end, is_eventfd): an eventfd where there is one, else a pipe."""
     if hasattr(os, "eventfd"):
         fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
