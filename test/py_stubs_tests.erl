@@ -25,9 +25,9 @@ def run_stubtest(mypy_dir):
                 f'mypy is not installed for {sys.executable} (looked in {mypy_dir}): '
                 'make setup installs it') from None
         import erlang
-        # The directory the runtime imported `erlang' from holds the stubs it ships.
-        # On mypy's search path, where a single-module stub (_py_channel.pyi) is
-        # found; a directory of sys.path is treated as site-packages, where it is not.
+        # The stubs shipped beside the package the runtime imported (priv/python),
+        # given as mypy_path: in a sys.path entry, which mypy reads as site-packages,
+        # it would not take a single-module stub such as _py_channel.pyi (PEP 561).
         stubs = os.path.dirname(os.path.dirname(os.path.abspath(erlang.__file__)))
         with tempfile.TemporaryDirectory() as config_dir:
             config = os.path.join(config_dir, 'mypy.ini')
