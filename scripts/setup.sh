@@ -47,3 +47,14 @@ sys.exit(mypy.version.__version__ != '$mypy_version')" 2>/dev/null; then
     PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check \
         --no-warn-script-location --target "$mypy_dir" "mypy==$mypy_version"
 fi
+
+# A venv with uvloop, for the test that runs async_receive on uvloop
+# (test/py_reader_tests.erl): installed here, so no test reaches the network. One per
+# Python version, like mypy above. If it cannot be made, that test is skipped and says so.
+uvloop_venv="$root/_build/test-venv/$python_version"
+if ! "$uvloop_venv/bin/python" -c 'import uvloop' 2>/dev/null; then
+    echo "setup: making $uvloop_venv with uvloop"
+    { "$python" -m venv "$uvloop_venv" &&
+      "$uvloop_venv/bin/python" -m pip install --quiet --disable-pip-version-check uvloop; } \
+        || echo "setup: uvloop not installed; its test will be skipped"
+fi
