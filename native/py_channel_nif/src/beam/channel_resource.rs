@@ -7,7 +7,7 @@
 
 use crate::beam::frame::{ArenaSlot, Frame};
 use crate::beam::reader_wake::ReaderWake;
-use crate::channel::Channel;
+use crate::channel::{Channel, Signal};
 use rustler::sys::{
     c_void, enif_alloc_resource, enif_get_resource, enif_keep_resource, enif_make_resource,
     enif_monitor_process, enif_release_resource, ErlNifEnv, ErlNifMonitor, ErlNifPid,

@@ -1,4 +1,4 @@
-//! Waking a reader parked on a channel.
+//! Waking a task reader parked on a channel: the [`Signal`] of Erlang processes and coroutines.
 //! - An Erlang process waiting in `py_channel:recv/2` gets a message `{py_channel_ready, Tag}`
 //!   and then takes the frame itself.
 //! - A Python coroutine in `async_receive` gets a write on a file descriptor its event loop
@@ -6,6 +6,7 @@
 //!   owned by the waker, so the coroutine closing its own copy early is harmless.
 
 use crate::beam::atoms;
+use crate::channel::Signal;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv};
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -14,12 +15,13 @@ pub enum ReaderWake {
     Descriptor { fd: OwnedFd, eventfd: bool },
 }
 
-impl ReaderWake {
-    /// `env` is the calling process's env on a scheduler thread, `None` on a thread of ours.
-    /// False if the reader is gone (a process that exited): its wake must go to another
-    /// reader, which `ChannelResource::wake` sees to.
-    #[must_use = "a wake that was not delivered must be passed on"]
-    pub fn fire(self, env: Option<Env<'_>>) -> bool {
+/// The context is the calling process's env on a scheduler thread, `None` on a thread of
+/// ours. Firing returns false if the reader is gone (a process that exited): its wake must go
+/// to another reader, which `ChannelResource::wake` sees to.
+impl Signal for ReaderWake {
+    type Context<'a> = Option<Env<'a>>;
+
+    fn fire(self, env: Option<Env<'_>>) -> bool {
         match self {
             ReaderWake::Process { pid, tag } => match env {
                 Some(env) => env

@@ -29,11 +29,12 @@
 //! after another took the last frame already sees the end. The one transition to it that
 //! happens after `close` (the last in-flight send landing) wakes every parked reader.
 //!
-//! Readers come in two kinds:
-//! - threads ([`Channel::recv_timeout`]) park themselves and are unparked by the core;
+//! Readers come in two kinds, each woken through a [`Signal`] (`signal.rs`):
+//! - threads ([`Channel::recv_timeout`]) park themselves on a [`ThreadSignal`], which the core
+//!   fires;
 //! - tasks ([`Channel::park_task`]): an Erlang process waiting in `receive`, an asyncio
 //!   coroutine. The core stores their waker `W` and hands it back to whoever must fire it,
-//!   because how to fire it (an env to send from, a file descriptor) depends on the caller.
+//!   because firing it (an env to send from, a file descriptor) needs the caller's context.
 //!
 //! Wake-up protocol: each accepted frame wakes at most one parked reader. A reader that was
 //! woken but leaves without taking a frame (a cancelled task) must pass the wake on
@@ -43,9 +44,11 @@
 
 mod error;
 mod queue;
+mod signal;
 
 pub use error::{RecvTimeoutError, TryRecvError, TrySendError};
 pub use queue::BlockAllocator;
+pub use signal::{Signal, ThreadSignal};
 
 use queue::Queue;
 
@@ -53,8 +56,7 @@ use crossbeam_utils::CachePadded;
 use std::alloc::System;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::Thread;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Something with a size in bytes: what `max_size` and `size` count.
@@ -104,15 +106,8 @@ pub enum Cancelled<W> {
 }
 
 enum Sleeper<W> {
-    Thread {
-        id: WaiterId,
-        thread: Thread,
-        woken: Arc<AtomicBool>,
-    },
-    Task {
-        id: WaiterId,
-        waker: W,
-    },
+    Thread { id: WaiterId, signal: ThreadSignal },
+    Task { id: WaiterId, waker: W },
 }
 
 impl<W> Sleeper<W> {
@@ -125,9 +120,8 @@ impl<W> Sleeper<W> {
     /// Wakes a thread in place; a task's waker goes back to the caller to fire.
     fn wake(self) -> Option<W> {
         match self {
-            Sleeper::Thread { thread, woken, .. } => {
-                woken.store(true, Ordering::Release);
-                thread.unpark();
+            Sleeper::Thread { signal, .. } => {
+                signal.fire(());
                 None
             }
             Sleeper::Task { waker, .. } => Some(waker),
@@ -286,11 +280,10 @@ impl<T: Weighed, W> Channel<T, W> {
             if self.spin_until_ready(remaining) {
                 continue;
             }
-            let woken = Arc::new(AtomicBool::new(false));
+            let (signal, woken) = ThreadSignal::for_current_thread();
             let id = self.register(Sleeper::Thread {
                 id: self.next_id(),
-                thread: std::thread::current(),
-                woken: woken.clone(),
+                signal,
             });
             match self.try_recv() {
                 Err(TryRecvError::Empty) => {}

@@ -2,6 +2,7 @@ use super::*;
 use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
 
 /// A frame of a chosen weight carrying a value to check order and uniqueness.
