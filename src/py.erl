@@ -30,8 +30,10 @@
 %% an atom for every built-in exception and for any name an Erlang module
 %% mentions (the atom exists), else a binary: exception classes made at run
 %% time do not fill the atom table.</li>
-%% <li>`{error, timeout}': no answer within the timeout; the answer is
-%% discarded, it never reaches the mailbox later.</li>
+%% <li>`{error, timeout}': no answer within the timeout. The Python code is
+%% cancelled (see `cancel/1') and its answer discarded: it never reaches the
+%% mailbox later.</li>
+%% <li>`{error, cancelled}': `cancel/1' stopped the call.</li>
 %% <li>`{error, {python_not_started, Reason}}': the interpreter could not be
 %% started (`Reason' is a binary saying why); no Python code ran.</li>
 %% </ul>
@@ -39,12 +41,20 @@
 %% Every timeout is `infinity' or 0 to 4294967295 ms; any other value is a
 %% `badarg' error raised before the job is submitted.
 %%
+%% Stopping Python: a call is cancelled by `cancel/1', by its timeout, and by
+%% the exit of the process waiting for it. Its Python code gets
+%% `erlang.Cancelled' (a `BaseException', so `except Exception' does not
+%% swallow it; `try'/`finally' cleans up) at its next bytecode boundary, and a
+%% wait it is blocked in (a channel receive, `erlang.call') wakes at once and
+%% raises it. A C call that does not return (`time.sleep', a numpy kernel) is
+%% stopped when it returns.
+%%
 %% The names and result shapes follow erlang_python's `py' for this subset.
 -module(py).
 
 -export([exec/1, exec/2, eval/1, eval/2, eval/3,
          call/3, call/4, call/5, cast/3, cast/4,
-         spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2,
+         spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2, cancel/1,
          context/0, context/1, start_contexts/0, start_contexts/1,
          register_function/2, register_function/3, unregister_function/1,
          version/0, activate_venv/1]).
@@ -60,9 +70,11 @@
 %% A call started with `spawn_call', to be collected with `await'.
 -type py_error() :: {error, python_exception()}
                   | {error, timeout}
+                  | {error, cancelled}
                   | {error, {python_not_started, Reason :: binary()}}.
 %% Why a call gave no result: the Python code raised, no answer came in
-%% time, or the interpreter could not be started (no Python code ran).
+%% time (the code was stopped), it was cancelled, or the interpreter could
+%% not be started (no Python code ran).
 -type python_exception() :: {Name :: atom() | binary(), Message :: binary()}.
 %% A Python exception: its class name (an atom when that atom exists, else a
 %% binary) and `str()' of the exception.
@@ -178,12 +190,19 @@ spawn_call(#py_context{} = Context, Module, Function, Args, Kwargs) ->
 await(Pending) ->
     await(Pending, infinity).
 
-%% @doc The result of a `spawn_call', or `{error, timeout}'. After a timeout
-%% the result is discarded: it will not arrive later in the mailbox.
+%% @doc The result of a `spawn_call', or `{error, timeout}'. A timeout cancels the
+%% call (see `cancel/1'); its result never arrives later in the mailbox.
 -spec await(pending(), timeout()) -> {ok, term()} | py_error().
 await(#py_pending{ref = Ref, handle = Handle}, Timeout) ->
     check_timeout(Timeout),
     receive_answer(Ref, Handle, Timeout).
+
+%% @doc Stops a call started with `spawn_call': its Python code gets
+%% `erlang.Cancelled' and `await/1,2' answers `{error, cancelled}'. A call
+%% that is already done is unaffected. Returns at once.
+-spec cancel(pending()) -> ok.
+cancel(#py_pending{handle = Handle}) ->
+    py_channel_nif:py_cancel(Handle).
 
 %% @doc The default context.
 -spec context() -> context().
@@ -264,7 +283,10 @@ receive_answer(Ref, Handle, Timeout) ->
         {py_response, Ref, Result} -> Result
     after Timeout ->
             case py_channel_nif:py_abandon(Handle) of
-                abandoned -> {error, timeout};
+                abandoned ->
+                    %% Nobody waits for it any more: stop the Python code too.
+                    py_channel_nif:py_cancel(Handle),
+                    {error, timeout};
                 %% The answer is being sent right now: take it.
                 delivered -> receive {py_response, Ref, Result} -> Result end
             end

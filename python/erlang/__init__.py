@@ -8,6 +8,7 @@ back to Erlang as the same term.
 
 from _py_channel import (
     CallError,
+    Cancelled,
     ChannelClosed,
     ChannelRef,
     Pid,
@@ -23,6 +24,7 @@ from .channel import Channel, reply
 __all__ = [
     "Atom",
     "CallError",
+    "Cancelled",
     "Channel",
     "ChannelClosed",
     "ChannelRef",

@@ -1,5 +1,6 @@
 from _py_channel import (
     CallError as CallError,
+    Cancelled as Cancelled,
     ChannelClosed as ChannelClosed,
     ChannelRef as ChannelRef,
     Pid as Pid,
@@ -15,6 +16,7 @@ from .channel import Channel as Channel, reply as reply
 __all__ = [
     "Atom",
     "CallError",
+    "Cancelled",
     "Channel",
     "ChannelClosed",
     "ChannelRef",

@@ -266,16 +266,33 @@ impl<T: Weighed, W> Channel<T, W> {
         timeout: Option<Duration>,
         pass_on: impl FnOnce(W),
     ) -> Result<T, RecvTimeoutError> {
+        // Nothing stops this wait, so it always has an outcome.
+        self.recv_until(timeout, pass_on, &|| false)
+            .unwrap_or(Err(RecvTimeoutError::Timeout))
+    }
+
+    /// Like [`recv_timeout`](Self::recv_timeout), but `None` as soon as `stop` says so: a
+    /// wait its owner cancelled. Whoever makes `stop` true must then unpark this thread; a
+    /// wake it had been given goes on to another reader.
+    pub fn recv_until(
+        &self,
+        timeout: Option<Duration>,
+        pass_on: impl FnOnce(W),
+        stop: &dyn Fn() -> bool,
+    ) -> Option<Result<T, RecvTimeoutError>> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         loop {
+            if stop() {
+                return None;
+            }
             match self.try_recv() {
-                Ok(frame) => return Ok(frame),
-                Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
+                Ok(frame) => return Some(Ok(frame)),
+                Err(TryRecvError::Closed) => return Some(Err(RecvTimeoutError::Closed)),
                 Err(TryRecvError::Empty) => {}
             }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if remaining == Some(Duration::ZERO) {
-                return Err(RecvTimeoutError::Timeout);
+                return Some(Err(RecvTimeoutError::Timeout));
             }
             if self.spin_until_ready(remaining) {
                 continue;
@@ -293,10 +310,10 @@ impl<T: Weighed, W> Channel<T, W> {
                     if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
                         pass_on(waker);
                     }
-                    return done.map_err(|_| RecvTimeoutError::Closed);
+                    return Some(done.map_err(|_| RecvTimeoutError::Closed));
                 }
             }
-            while !woken.load(Ordering::Acquire) {
+            while !woken.load(Ordering::Acquire) && !stop() {
                 match deadline {
                     None => std::thread::park(),
                     Some(deadline) => {
@@ -307,6 +324,12 @@ impl<T: Weighed, W> Channel<T, W> {
                         std::thread::park_timeout(deadline - now);
                     }
                 }
+            }
+            if stop() {
+                if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
+                    pass_on(waker);
+                }
+                return None;
             }
             if !woken.load(Ordering::Acquire) {
                 self.take_sleeper(id);

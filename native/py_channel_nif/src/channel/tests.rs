@@ -617,3 +617,21 @@ fn every_error_is_a_std_error_with_a_one_line_message() {
     // Empty and timed out are told apart, in the type and in the words.
     assert_ne!(messages[3], messages[5]);
 }
+
+#[test]
+fn a_stopped_wait_ends_and_leaves_no_waiter() {
+    let channel = Arc::new(TestChannel::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (channel, stop) = (channel.clone(), stop.clone());
+        thread::spawn(move || channel.recv_until(None, no_pass_on, &|| stop.load(Ordering::SeqCst)))
+    };
+    wait_for_parked(&channel, 1);
+    stop.store(true, Ordering::SeqCst);
+    reader.thread().unpark();
+    assert!(reader.join().unwrap().is_none(), "the wait was stopped");
+    assert_eq!(channel.waiting_readers(), 0);
+    // A frame sent now is still there for the next reader.
+    channel.send(item(5, 8)).unwrap();
+    assert_eq!(channel.try_recv().unwrap().value, 5);
+}

@@ -3,6 +3,7 @@
 //! GIL released. The function runs in an Erlang process of its own, so it may call back into
 //! Python (`py:eval`): that runs on another worker, never deadlocking on this one.
 
+use crate::python::cancel;
 use rustler::env::SavedTerm;
 use rustler::{LocalPid, OwnedEnv, Resource, Term};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -81,18 +82,31 @@ impl PendingCall {
         (PendingCall { slot: slot.clone() }, CallbackHandle { slot })
     }
 
-    /// Blocks until the answer arrives. Call with the GIL released.
-    pub fn wait(self) -> Result<Answer, String> {
-        let mut answer = self.slot.answer.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(answer) = answer.take() {
-                return answer;
+    /// Blocks until the answer arrives; None if the job waiting was cancelled meanwhile. Call
+    /// with the GIL released.
+    pub fn wait(self) -> Option<Result<Answer, String>> {
+        let slot = Arc::clone(&self.slot);
+        // Taking the lock before notifying: the waiter looks at `cancelled` under it, so the
+        // notification cannot fall between its look and its wait.
+        let interrupt = Box::new(move || {
+            let _held = slot.answer.lock();
+            slot.ready.notify_all();
+        });
+        cancel::interruptible(interrupt, |cancelled| {
+            let mut answer = self.slot.answer.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(answer) = answer.take() {
+                    return Some(answer);
+                }
+                if cancelled() {
+                    return None;
+                }
+                answer = self
+                    .slot
+                    .ready
+                    .wait(answer)
+                    .unwrap_or_else(|p| p.into_inner());
             }
-            answer = self
-                .slot
-                .ready
-                .wait(answer)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+        })
     }
 }

@@ -12,6 +12,7 @@ use crate::channel::{Cancelled, Parked, RecvTimeoutError, TryRecvError};
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
 use crate::conversion::{to_python, BinaryMode};
+use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -129,17 +130,25 @@ impl ChannelReader {
     /// empty queue reads the line the senders write next, so none is wasted.
     fn wait_for_next_frame(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Frame> {
         let channel = &self.channel;
+        let this_thread = std::thread::current();
         let received = py.detach(|| {
-            channel
-                .channel
-                .recv_timeout(timeout, |other_reader| channel.wake([other_reader], None))
+            cancel::interruptible(Box::new(move || this_thread.unpark()), |cancelled| {
+                channel.channel.recv_until(
+                    timeout,
+                    |other_reader| channel.wake([other_reader], None),
+                    cancelled,
+                )
+            })
         });
         match received {
-            Ok(frame) => Ok(frame),
-            Err(RecvTimeoutError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
-            Err(RecvTimeoutError::Timeout) => {
+            Some(Ok(frame)) => Ok(frame),
+            Some(Err(RecvTimeoutError::Closed)) => {
+                Err(ChannelClosed::new_err("the channel is closed"))
+            }
+            Some(Err(RecvTimeoutError::Timeout)) => {
                 Err(PyTimeoutError::new_err("no message within the timeout"))
             }
+            None => Err(cancel::cancelled()),
         }
     }
 }

@@ -9,17 +9,18 @@
 use crate::beam::atoms;
 use crate::conversion::{to_erlang, to_python, BinaryMode};
 use crate::python::callbacks;
+use crate::python::cancel::{self, CancelToken, Cancelled};
 use crate::python::interpreter;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use rustler::env::SavedTerm;
-use rustler::{Encoder, Env, LocalPid, OwnedEnv, Resource, ResourceArc, Term};
+use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, Term};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A process's Python globals (per context), freed when the process's handle to it is gone.
 /// It starts with `Channel`, `ChannelClosed` and `reply` from `erlang.channel`.
@@ -70,14 +71,22 @@ const PENDING: u8 = 0;
 const DELIVERED: u8 = 1;
 const ABANDONED: u8 = 2;
 
-/// Lets a caller that stopped waiting (a timeout) make sure no late answer reaches it.
+/// The caller's hold on a job: it can make sure no late answer reaches it (a timeout), and
+/// cancel the job (`py:cancel/1`, a timeout, or its own exit, seen by a monitor).
 #[derive(Default)]
 pub struct JobHandle {
     state: AtomicU8,
+    pub token: Arc<CancelToken>,
+    /// The caller, monitored while the job runs: its exit cancels the job.
+    caller: Mutex<Option<Monitor>>,
 }
 
 #[rustler::resource_impl]
-impl Resource for JobHandle {}
+impl Resource for JobHandle {
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        self.token.cancel();
+    }
+}
 
 impl JobHandle {
     /// True if the answer will never be sent; false if it is sent or on its way.
@@ -91,6 +100,20 @@ impl JobHandle {
         self.state
             .compare_exchange(PENDING, DELIVERED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Cancels the job if the process `caller` exits before it is done.
+    pub fn watch_caller(handle: &ResourceArc<JobHandle>, env: Env<'_>, caller: &LocalPid) {
+        if let Some(monitor) = handle.monitor(Some(env), caller) {
+            *lock(&handle.caller) = Some(monitor);
+        }
+    }
+
+    /// The job is done: its caller's exit no longer matters. Called from the job's thread.
+    fn stop_watching(handle: &ResourceArc<JobHandle>) {
+        if let Some(monitor) = lock(&handle.caller).take() {
+            handle.demonitor(None, &monitor);
+        }
     }
 }
 
@@ -136,17 +159,31 @@ enum Outcome {
         traceback: String,
     },
     NotStarted(String),
+    Cancelled,
 }
 
 impl Job {
     pub fn run(self) {
-        let outcome = match interpreter::ensure_started() {
-            Err(reason) => Outcome::NotStarted(reason),
-            Ok(()) => Python::attach(|py| match self.evaluate(py) {
-                Ok(value) => Outcome::Value(value),
-                Err(error) => raised(py, error),
-            }),
-        };
+        let token = Arc::clone(&self.handle.token);
+        let outcome =
+            if token.is_cancelled() {
+                Outcome::Cancelled
+            } else {
+                match interpreter::ensure_started() {
+                    Err(reason) => Outcome::NotStarted(reason),
+                    Ok(()) => Python::attach(|py| {
+                        match cancel::run_as(py, &token, || self.evaluate(py)) {
+                            _ if token.is_cancelled() => Outcome::Cancelled,
+                            Ok(value) => Outcome::Value(value),
+                            Err(error) if error.is_instance_of::<Cancelled>(py) => {
+                                Outcome::Cancelled
+                            }
+                            Err(error) => raised(py, error),
+                        }
+                    }),
+                }
+            };
+        JobHandle::stop_watching(&self.handle);
         self.answer(outcome);
     }
 
@@ -256,6 +293,7 @@ fn result_term<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
             },
         }),
         Outcome::Raised { name, message, .. } => error_term(env, name, message),
+        Outcome::Cancelled => (atoms::error(), atoms::cancelled()).encode(env),
         Outcome::NotStarted(reason) => (
             atoms::error(),
             (atoms::python_not_started(), reason.as_str()),

@@ -3,6 +3,7 @@
 //! to processes, the channel reader) that the Python package `erlang` wraps.
 
 pub mod callbacks;
+mod cancel;
 mod channel_reader;
 pub mod interpreter;
 mod jobs;

@@ -6,6 +6,7 @@ use crate::beam::atoms;
 use crate::conversion::term_classes::{PyChannelRef, PyPid, PyRef, PyTerm};
 use crate::conversion::{to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
+use crate::python::cancel::{self, Cancelled};
 use crate::python::channel_reader::{ChannelClosed, ChannelReader};
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
@@ -109,7 +110,10 @@ fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> P
     if !delivered {
         return Err(CallError::new_err("the py_runtime process is not alive"));
     }
-    let answer = py.detach(|| pending.wait()).map_err(CallError::new_err)?;
+    let answer = py
+        .detach(|| pending.wait())
+        .ok_or_else(cancel::cancelled)?
+        .map_err(CallError::new_err)?;
     answer.env.run(|env| {
         let term = answer.term.load(env);
         let (tag, value): (rustler::Atom, rustler::Term) = term
@@ -136,6 +140,7 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("ChannelClosed", module.py().get_type::<ChannelClosed>())?;
     module.add("ProcessError", module.py().get_type::<ProcessError>())?;
     module.add("CallError", module.py().get_type::<CallError>())?;
+    module.add("Cancelled", module.py().get_type::<Cancelled>())?;
     Ok(())
 }
 

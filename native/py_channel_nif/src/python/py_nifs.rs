@@ -31,6 +31,9 @@ fn submit<'a, const N: usize>(
         Answer::Cast
     };
     let handle = ResourceArc::new(JobHandle::default());
+    if reply {
+        JobHandle::watch_caller(&handle, env, &env.pid());
+    }
     let job = Job {
         env: job_env,
         work: work(saved),
@@ -114,6 +117,14 @@ fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
     } else {
         atoms::delivered()
     }
+}
+
+/// Stops the job: its Python code gets `erlang.Cancelled`, and its answer is
+/// `{error, cancelled}` unless it was already done. Returns at once.
+#[rustler::nif]
+fn py_cancel(handle: ResourceArc<JobHandle>) -> Atom {
+    handle.token.cancel();
+    atoms::ok()
 }
 
 #[rustler::nif]
