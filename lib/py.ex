@@ -114,10 +114,25 @@ defmodule Py do
 
   @doc """
   The result of a `spawn_call/4`, or `{:error, :timeout}` after `timeout` ms;
-  after a timeout the result is discarded.
+  a timeout stops the Python code and discards its result.
   """
   @spec await(pending(), timeout()) :: {:ok, term()} | error()
   defdelegate await(pending, timeout), to: :py
+
+  @doc """
+  Stops a call started with `spawn_call/4`: its Python code gets
+  `erlang.Cancelled`, and `await/2` answers `{:error, :cancelled}` (a call
+  already done keeps its result). Returns at once.
+
+      iex> :ok = Py.exec("def forever():\\n    while True: pass")
+      iex> pending = Py.spawn_call(:__main__, :forever, [])
+      iex> Py.cancel(pending)
+      :ok
+      iex> Py.await(pending, 5000)
+      {:error, :cancelled}
+  """
+  @spec cancel(pending()) :: :ok
+  defdelegate cancel(pending), to: :py
 
   @doc "Calls without waiting for the result; a failure is logged."
   @spec cast(atom() | binary(), atom() | binary(), list()) :: :ok
