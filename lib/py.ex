@@ -66,33 +66,49 @@ defmodule Py do
   @typedoc "A call started with `spawn_call/4`."
   @type pending :: :py.pending()
 
-  @doc "Runs Python statements in the caller's namespace."
-  @spec exec(iodata()) :: :ok | error()
-  defdelegate exec(code), to: :py
-
-  @doc "Evaluates a Python expression."
-  @spec eval(iodata()) :: {:ok, term()} | error()
-  defdelegate eval(code), to: :py
-
-  @doc "Evaluates a Python expression with local variables (atom or string names)."
-  @spec eval(iodata(), map()) :: {:ok, term()} | error()
-  defdelegate eval(code, locals), to: :py
+  @typedoc """
+  Options of the functions that wait: `timeout:` in ms or `:infinity` (the
+  default is `:py`'s, 30 s). A timeout stops the Python code and answers
+  `{:error, :timeout}`.
+  """
+  @type options :: [timeout: timeout()]
 
   @doc """
-  Calls `module.function(*args)` and waits for the result. `function` may be a
-  dotted path; module `:__main__` is the caller's namespace.
+  Runs Python statements in the caller's namespace.
+
+      iex> Py.exec("import time", timeout: 5_000)
+      :ok
   """
-  @spec call(atom() | binary(), atom() | binary(), list()) :: {:ok, term()} | error()
-  def call(module, function, args \\ []), do: :py.call(module, function, args)
+  @spec exec(iodata(), options()) :: :ok | error()
+  def exec(code, options \\ []), do: :py.exec(code, Map.new(options))
 
-  @doc "Calls `module.function(*args, **kwargs)`."
-  @spec call(atom() | binary(), atom() | binary(), list(), map()) :: {:ok, term()} | error()
-  defdelegate call(module, function, args, kwargs), to: :py
+  @doc """
+  Evaluates a Python expression, with local variables (atom or string names).
 
-  @doc "Calls `module.function(*args, **kwargs)`, waiting up to `timeout` ms."
-  @spec call(atom() | binary(), atom() | binary(), list(), map(), timeout()) ::
+      iex> Py.eval("x + 1", %{x: 41}, timeout: 5_000)
+      {:ok, 42}
+  """
+  @spec eval(iodata(), map(), options()) :: {:ok, term()} | error()
+  def eval(code, locals \\ %{}, options \\ []) do
+    case timeout(options) do
+      :default -> :py.eval(code, locals)
+      timeout -> :py.eval(code, locals, timeout)
+    end
+  end
+
+  @doc """
+  Calls `module.function(*args, **kwargs)` and waits for the result.
+  `function` may be a dotted path; module `:__main__` is the caller's
+  namespace. The last argument is `options()` or, as in `:py`, a timeout.
+  """
+  @spec call(atom() | binary(), atom() | binary(), list(), map(), options() | timeout()) ::
           {:ok, term()} | error()
-  defdelegate call(module, function, args, kwargs, timeout), to: :py
+  def call(module, function, args \\ [], kwargs \\ %{}, options \\ []) do
+    case timeout(options) do
+      :default -> :py.call(module, function, args, kwargs)
+      timeout -> :py.call(module, function, args, kwargs, timeout)
+    end
+  end
 
   @doc """
   Starts a call and returns at once; collect the result with `await/2`.
@@ -113,11 +129,17 @@ defmodule Py do
   defdelegate await(pending), to: :py
 
   @doc """
-  The result of a `spawn_call/4`, or `{:error, :timeout}` after `timeout` ms;
-  a timeout stops the Python code and discards its result.
+  The result of a `spawn_call/4`, or `{:error, :timeout}` after the timeout
+  (`options()` or a timeout in ms); a timeout stops the Python code and
+  discards its result.
   """
-  @spec await(pending(), timeout()) :: {:ok, term()} | error()
-  defdelegate await(pending, timeout), to: :py
+  @spec await(pending(), options() | timeout()) :: {:ok, term()} | error()
+  def await(pending, options) do
+    case timeout(options) do
+      :default -> :py.await(pending)
+      timeout -> :py.await(pending, timeout)
+    end
+  end
 
   @doc """
   Stops a call started with `spawn_call/4`: its Python code gets
@@ -164,4 +186,13 @@ defmodule Py do
   @doc "Makes the packages of the virtualenv at `path` importable."
   @spec activate_venv(Path.t()) :: :ok | error()
   defdelegate activate_venv(path), to: :py
+
+  defp timeout(timeout) when is_integer(timeout) or timeout == :infinity, do: timeout
+
+  defp timeout(options) when is_list(options) do
+    case Keyword.validate(options, [:timeout]) do
+      {:ok, options} -> Keyword.get(options, :timeout, :default)
+      {:error, unknown} -> raise ArgumentError, "unknown options: #{inspect(unknown)}"
+    end
+  end
 end

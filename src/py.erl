@@ -52,14 +52,14 @@
 %% The names and result shapes follow erlang_python's `py' for this subset.
 -module(py).
 
--export([exec/1, exec/2, eval/1, eval/2, eval/3,
+-export([exec/1, exec/2, exec/3, eval/1, eval/2, eval/3,
          call/3, call/4, call/5, cast/3, cast/4,
          spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2, cancel/1,
          context/0, context/1, start_contexts/0, start_contexts/1,
          register_function/2, register_function/3, unregister_function/1,
          version/0, activate_venv/1]).
 
--export_type([context/0, pending/0, py_error/0, python_exception/0]).
+-export_type([context/0, pending/0, py_error/0, python_exception/0, exec_options/0]).
 
 -record(py_context, {id :: non_neg_integer()}).
 -record(py_pending, {ref :: reference(), handle :: reference()}).
@@ -75,6 +75,8 @@
 %% Why a call gave no result: the Python code raised, no answer came in
 %% time (the code was stopped), it was cancelled, or the interpreter could
 %% not be started (no Python code ran).
+-type exec_options() :: #{timeout => timeout()}.
+%% Options of `exec/2,3'.
 -type python_exception() :: {Name :: atom() | binary(), Message :: binary()}.
 %% A Python exception: its class name (an atom when that atom exists, else a
 %% binary) and `str()' of the exception.
@@ -87,11 +89,29 @@
 exec(Code) ->
     exec(context(), Code).
 
-%% @doc Runs Python statements in the caller's namespace of `Context'.
--spec exec(context(), iodata()) -> ok | py_error().
+%% @doc `exec(Context, Code)' runs Python statements in the caller's namespace
+%% of `Context'; `exec(Code, Options)' in the default context, with
+%% `#{timeout => Timeout}' (30 s by default; the timeout stops the code).
+-spec exec(context() | iodata(), iodata() | exec_options()) -> ok | py_error().
 exec(#py_context{} = Context, Code) ->
+    exec(Context, Code, #{});
+exec(Code, Options) when is_map(Options) ->
+    exec(context(), Code, Options).
+
+%% @doc Runs Python statements in the caller's namespace of `Context', with
+%% `#{timeout => Timeout}'.
+-spec exec(context(), iodata(), exec_options()) -> ok | py_error().
+exec(#py_context{} = Context, Code, Options) when is_map(Options) ->
+    Timeout = exec_timeout(Options),
     wait(fun(Ref) -> py_channel_nif:py_exec(Ref, namespace(Context), source(Code)) end,
-         ?DEFAULT_TIMEOUT).
+         Timeout).
+
+exec_timeout(Options) ->
+    case maps:to_list(Options) of
+        [] -> ?DEFAULT_TIMEOUT;
+        [{timeout, Timeout}] -> check_timeout(Timeout), Timeout;
+        _ -> error(badarg, [Options])
+    end.
 
 %% @doc Evaluates a Python expression.
 -spec eval(iodata()) -> {ok, term()} | py_error().

@@ -40,6 +40,7 @@ setup() ->
 cancel_test_() ->
     {setup, fun setup/0,
      [{"a timeout stops a busy loop", fun timeout_stops_busy_loop/0},
+      {"exec and eval take a timeout that stops the code", fun exec_eval_timeouts/0},
       {"a consumer blocked in for msg in ch is cancelled at once",
        fun cancel_blocked_consumer/0},
       {"a wait in erlang.call is cancelled", fun cancel_erlang_call/0},
@@ -55,6 +56,17 @@ timeout_stops_busy_loop() ->
     helpers(),
     ?assertEqual({error, timeout}, py:call('__main__', spin, [<<"timeout">>], #{}, 200)),
     assert_stopped(<<"timeout">>).
+
+exec_eval_timeouts() ->
+    helpers(),
+    ?assertEqual({error, timeout},
+                 py:exec(<<"spin('exec')">>, #{timeout => 200})),
+    assert_stopped(<<"exec">>),
+    ?assertEqual({error, timeout}, py:eval(<<"spin('eval')">>, #{}, 200)),
+    assert_stopped(<<"eval">>),
+    ?assertEqual(ok, py:exec(py:context(), <<"x = 1">>, #{timeout => 5000})),
+    ?assertError(badarg, py:exec(<<"x = 1">>, #{timeout => -1})),
+    ?assertError(badarg, py:exec(<<"x = 1">>, #{tiemout => 1})).
 
 %% The spinning thread's CPU time no longer grows.
 assert_stopped(Name) ->

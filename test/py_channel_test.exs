@@ -97,6 +97,26 @@ defmodule PyChannelTest do
     assert Enum.sort(received) == Enum.to_list(1..3_000)
   end
 
+  test "timeout: stops the Python code of every Py function that waits" do
+    :ok =
+      Py.exec(
+        "import builtins\nbuiltins.py_ex_spins = 0\ndef spin():\n    while True:\n        builtins.py_ex_spins += 1\n"
+      )
+
+    assert {:error, :timeout} = Py.call(:__main__, :spin, [], %{}, timeout: 200)
+    assert {:error, :timeout} = Py.eval("spin()", %{}, timeout: 200)
+    assert {:error, :timeout} = Py.exec("spin()", timeout: 200)
+    assert {:error, :timeout} = Py.await(Py.spawn_call(:__main__, :spin, []), timeout: 200)
+
+    # Stopped: the counter no longer moves.
+    Process.sleep(100)
+    {:ok, before} = Py.eval("builtins.py_ex_spins")
+    Process.sleep(300)
+    assert {:ok, ^before} = Py.eval("builtins.py_ex_spins")
+
+    assert_raise ArgumentError, fn -> Py.exec("x = 1", tiemout: 5) end
+  end
+
   defp drain(channel, acc) do
     case PyChannel.recv(channel, 10_000) do
       {:ok, item} -> drain(channel, [item | acc])
