@@ -9,6 +9,7 @@ from typing_extensions import Self, disjoint_base
 __all__ = [
     "send",
     "call",
+    "_write_output",
     "Pid",
     "Ref",
     "Term",
@@ -49,6 +50,7 @@ class Cancelled(BaseException): ...
 
 def send(pid: Pid, term: object) -> None: ...
 def call(name: str, *args: object) -> Any: ...
+def _write_output(stream: int, text: str) -> None: ...
 
 # Only for type checkers: at run time info() returns a plain dict with these keys.
 @type_check_only

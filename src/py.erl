@@ -103,7 +103,7 @@ exec(Code, Options) when is_map(Options) ->
 -spec exec(context(), iodata(), exec_options()) -> ok | py_error().
 exec(#py_context{} = Context, Code, Options) when is_map(Options) ->
     Timeout = exec_timeout(Options),
-    wait(fun(Ref) -> py_channel_nif:py_exec(Ref, namespace(Context), source(Code)) end,
+    wait(fun(Ref) -> py_channel_nif:py_exec(Ref, namespace(Context), group_leader(), source(Code)) end,
          Timeout).
 
 exec_timeout(Options) ->
@@ -138,7 +138,7 @@ eval(Code, Locals, Timeout) when is_map(Locals) ->
 eval(Context, Code, Locals, Timeout) ->
     check_timeout(Timeout),
     wait(fun(Ref) ->
-                 py_channel_nif:py_eval(Ref, namespace(Context), source(Code), Locals)
+                 py_channel_nif:py_eval(Ref, namespace(Context), group_leader(), source(Code), Locals)
          end, Timeout).
 
 %% @doc Calls `Module.Function(*Args)'. `Module' `'__main__'' is the caller's
@@ -281,7 +281,8 @@ activate_venv(Path) ->
 %% Internals
 
 submit_call(Ref, Context, Module, Function, Args, Kwargs, Reply) ->
-    py_channel_nif:py_call(Ref, namespace(Context), Module, Function, Args, Kwargs, Reply).
+    py_channel_nif:py_call(Ref, namespace(Context), group_leader(), Module, Function, Args,
+                           Kwargs, Reply).
 
 check_call(Module, Function, Args, Kwargs) ->
     (is_atom(Module) orelse is_binary(Module)) andalso (is_atom(Function) orelse is_binary(Function))

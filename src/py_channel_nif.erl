@@ -5,13 +5,13 @@
 
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
          wait/2, cancel_wait/2, term_size/1, live_channels/0,
-         py_start/1, py_exec/3, py_eval/4, py_call/7, py_abandon/1, py_cancel/1,
+         py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
          py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_thread_count/0]).
 
 -nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, cancel_wait/2, term_size/1, live_channels/0,
-       py_start/1, py_exec/3, py_eval/4, py_call/7, py_abandon/1, py_cancel/1,
+       py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
        py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_thread_count/0]).
 
@@ -46,9 +46,9 @@ cancel_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
 term_size(_Term) -> ?NOT_LOADED.
 live_channels() -> ?NOT_LOADED.
 py_start(_Ref) -> ?NOT_LOADED.
-py_exec(_Ref, _Namespace, _Code) -> ?NOT_LOADED.
-py_eval(_Ref, _Namespace, _Code, _Locals) -> ?NOT_LOADED.
-py_call(_Ref, _Namespace, _Module, _Function, _Args, _Kwargs, _Reply) -> ?NOT_LOADED.
+py_exec(_Ref, _Namespace, _Output, _Code) -> ?NOT_LOADED.
+py_eval(_Ref, _Namespace, _Output, _Code, _Locals) -> ?NOT_LOADED.
+py_call(_Ref, _Namespace, _Output, _Module, _Function, _Args, _Kwargs, _Reply) -> ?NOT_LOADED.
 py_abandon(_Handle) -> ?NOT_LOADED.
 py_cancel(_Handle) -> ?NOT_LOADED.
 py_namespace_new() -> ?NOT_LOADED.

@@ -117,6 +117,11 @@ defmodule PyChannelTest do
     assert_raise ArgumentError, fn -> Py.exec("x = 1", tiemout: 5) end
   end
 
+  test "print output is captured by capture_io" do
+    output = ExUnit.CaptureIO.capture_io(fn -> :ok = Py.exec("print('seen by capture_io')") end)
+    assert output == "seen by capture_io\n"
+  end
+
   defp drain(channel, acc) do
     case PyChannel.recv(channel, 10_000) do
       {:ok, item} -> drain(channel, [item | acc])

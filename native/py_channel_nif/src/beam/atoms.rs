@@ -26,4 +26,7 @@ rustler::atoms! {
     python_not_started,
     abandoned,
     delivered,
+    io_request,
+    put_chars,
+    unicode,
 }

@@ -7,6 +7,7 @@
 //! - `sys.executable` would be the BEAM: point it at the real interpreter (for
 //!   `multiprocessing`, `venv`, `pip`);
 //! - the `erlang` package ships in our priv dir: put it on `sys.path`;
+//! - `sys.stdout` and `sys.stderr` write to Erlang (`python/output.rs`);
 //! - threads started by Python code get as much stack as our workers
 //!   (`threading.stack_size`), so conversions nest as deep on them.
 //!
@@ -58,6 +59,8 @@ fn configure(py: Python<'_>) -> PyResult<()> {
         .call_method1("stack_size", (crate::worker_pool::WORKER_STACK_BYTES,))?;
     // Import now, so a broken install fails at start with a clear error, not mid-call.
     py.import("erlang")?;
+    // print() reaches the caller's group leader (and is never lost to a closed stdout).
+    py.import("erlang._output")?.call_method0("install")?;
     make_builtin_exception_atoms(py)
 }
 

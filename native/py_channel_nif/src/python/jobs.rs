@@ -11,6 +11,7 @@ use crate::conversion::{to_erlang, to_python, BinaryMode};
 use crate::python::callbacks;
 use crate::python::cancel::{self, CancelToken, Cancelled};
 use crate::python::interpreter;
+use crate::python::output;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -146,6 +147,8 @@ pub struct Job {
     pub env: OwnedEnv,
     pub work: Work,
     pub namespace: Option<ResourceArc<Namespace>>,
+    /// Where the code's output goes: the caller's group leader.
+    pub output: Option<LocalPid>,
     pub answer: Answer,
     pub handle: ResourceArc<JobHandle>,
 }
@@ -165,24 +168,26 @@ enum Outcome {
 impl Job {
     pub fn run(self) {
         let token = Arc::clone(&self.handle.token);
-        let outcome =
-            if token.is_cancelled() {
-                Outcome::Cancelled
-            } else {
-                match interpreter::ensure_started() {
-                    Err(reason) => Outcome::NotStarted(reason),
-                    Ok(()) => Python::attach(|py| {
-                        match cancel::run_as(py, &token, || self.evaluate(py)) {
-                            _ if token.is_cancelled() => Outcome::Cancelled,
-                            Ok(value) => Outcome::Value(value),
-                            Err(error) if error.is_instance_of::<Cancelled>(py) => {
-                                Outcome::Cancelled
-                            }
-                            Err(error) => raised(py, error),
-                        }
-                    }),
-                }
-            };
+        let outcome = if token.is_cancelled() {
+            Outcome::Cancelled
+        } else {
+            match interpreter::ensure_started() {
+                Err(reason) => Outcome::NotStarted(reason),
+                Ok(()) => Python::attach(|py| {
+                    let evaluated = output::directed_to(self.output, || {
+                        let evaluated = cancel::run_as(py, &token, || self.evaluate(py));
+                        flush_output(py);
+                        evaluated
+                    });
+                    match evaluated {
+                        _ if token.is_cancelled() => Outcome::Cancelled,
+                        Ok(value) => Outcome::Value(value),
+                        Err(error) if error.is_instance_of::<Cancelled>(py) => Outcome::Cancelled,
+                        Err(error) => raised(py, error),
+                    }
+                }),
+            }
+        };
         JobHandle::stop_watching(&self.handle);
         self.answer(outcome);
     }
@@ -278,6 +283,17 @@ impl Job {
                 atoms::error()
             };
             log(level, traceback);
+        }
+    }
+}
+
+/// Sends what the job printed without a final newline before its answer goes out.
+fn flush_output(py: Python<'_>) {
+    if let Ok(sys) = py.import("sys") {
+        for stream in ["stdout", "stderr"] {
+            if let Ok(stream) = sys.getattr(stream) {
+                let _ = stream.call_method0("flush");
+            }
         }
     }
 }

@@ -8,4 +8,5 @@ mod channel_reader;
 pub mod interpreter;
 mod jobs;
 mod native_module;
+mod output;
 pub mod py_nifs;

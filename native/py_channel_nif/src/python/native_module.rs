@@ -8,6 +8,7 @@ use crate::conversion::{to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
 use crate::python::cancel::{self, Cancelled};
 use crate::python::channel_reader::{ChannelClosed, ChannelReader};
+use crate::python::output;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -132,6 +133,7 @@ fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> P
 fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(send, module)?)?;
     module.add_function(wrap_pyfunction!(call, module)?)?;
+    module.add_function(wrap_pyfunction!(output::_write_output, module)?)?;
     module.add_class::<PyPid>()?;
     module.add_class::<PyRef>()?;
     module.add_class::<PyTerm>()?;

@@ -16,6 +16,7 @@ fn submit<'a, const N: usize>(
     env: Env<'a>,
     reference: Term<'a>,
     namespace: Option<ResourceArc<Namespace>>,
+    output: Option<LocalPid>,
     reply: bool,
     inputs: [Term<'a>; N],
     work: impl FnOnce([rustler::env::SavedTerm; N]) -> Work,
@@ -38,6 +39,7 @@ fn submit<'a, const N: usize>(
         env: job_env,
         work: work(saved),
         namespace,
+        output,
         answer,
         handle: handle.clone(),
     };
@@ -48,7 +50,7 @@ fn submit<'a, const N: usize>(
 
 #[rustler::nif]
 fn py_start<'a>(env: Env<'a>, reference: Term<'a>) -> Submitted {
-    submit(env, reference, None, true, [], |[]| Work::Start)
+    submit(env, reference, None, None, true, [], |[]| Work::Start)
 }
 
 #[rustler::nif]
@@ -56,11 +58,18 @@ fn py_exec<'a>(
     env: Env<'a>,
     reference: Term<'a>,
     namespace: ResourceArc<Namespace>,
+    output: LocalPid,
     code: Term<'a>,
 ) -> Submitted {
-    submit(env, reference, Some(namespace), true, [code], |[code]| {
-        Work::Exec { code }
-    })
+    submit(
+        env,
+        reference,
+        Some(namespace),
+        Some(output),
+        true,
+        [code],
+        |[code]| Work::Exec { code },
+    )
 }
 
 #[rustler::nif]
@@ -68,6 +77,7 @@ fn py_eval<'a>(
     env: Env<'a>,
     reference: Term<'a>,
     namespace: ResourceArc<Namespace>,
+    output: LocalPid,
     code: Term<'a>,
     locals: Term<'a>,
 ) -> Submitted {
@@ -75,19 +85,22 @@ fn py_eval<'a>(
         env,
         reference,
         Some(namespace),
+        Some(output),
         true,
         [code, locals],
         |[code, locals]| Work::Eval { code, locals },
     )
 }
 
-/// `reply` false is a cast: nobody hears the result.
+/// `reply` false is a cast: nobody hears the result. `output` is where the code's
+/// `print` goes: the caller's group leader.
 #[allow(clippy::too_many_arguments)]
 #[rustler::nif]
 fn py_call<'a>(
     env: Env<'a>,
     reference: Term<'a>,
     namespace: ResourceArc<Namespace>,
+    output: LocalPid,
     module: Term<'a>,
     function: Term<'a>,
     arguments: Term<'a>, // not `args`: the nif macro uses that name
@@ -98,6 +111,7 @@ fn py_call<'a>(
         env,
         reference,
         Some(namespace),
+        Some(output),
         reply,
         [module, function, arguments, kwargs],
         |[module, function, args, kwargs]| Work::Call {
