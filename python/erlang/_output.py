@@ -3,13 +3,12 @@
 Each writes whole lines to the group leader of the Erlang process the running code works for
 (an IEx shell, a piped ``erl -noshell``, ``capture_io``), or, on a thread Python code started
 itself, to the node's standard output. A partial line waits, per thread, for its newline or a
-``flush()`` (done at the end of every call).
+``flush()`` (done at the end of every call); the buffering is the native module's.
 """
 
 import io
-import threading
 
-from _py_channel import _write_output
+from _py_channel import _flush_output, _write_output
 
 
 class Output(io.TextIOBase):
@@ -21,7 +20,6 @@ class Output(io.TextIOBase):
         super().__init__()
         self._stream = stream
         self._name = name
-        self._pending = threading.local()
 
     @property
     def name(self) -> str:
@@ -36,18 +34,11 @@ class Output(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        pending: str = getattr(self._pending, "text", "") + text
-        complete, newline, rest = pending.rpartition("\n")
-        self._pending.text = rest
-        if newline:
-            _write_output(self._stream, complete + newline)
+        _write_output(self._stream, text)
         return len(text)
 
     def flush(self) -> None:
-        pending: str = getattr(self._pending, "text", "")
-        if pending:
-            self._pending.text = ""
-            _write_output(self._stream, pending)
+        _flush_output(self._stream)
 
 
 def install() -> None:

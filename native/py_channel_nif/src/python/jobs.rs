@@ -174,10 +174,8 @@ impl Job {
             match interpreter::ensure_started() {
                 Err(reason) => Outcome::NotStarted(reason),
                 Ok(()) => Python::attach(|py| {
-                    let evaluated = output::directed_to(self.output, || {
-                        let evaluated = cancel::run_as(py, &token, || self.evaluate(py));
-                        flush_output(py);
-                        evaluated
+                    let evaluated = output::directed_to(py, self.output, || {
+                        cancel::run_as(py, &token, || self.evaluate(py))
                     });
                     match evaluated {
                         _ if token.is_cancelled() => Outcome::Cancelled,
@@ -283,17 +281,6 @@ impl Job {
                 atoms::error()
             };
             log(level, traceback);
-        }
-    }
-}
-
-/// Sends what the job printed without a final newline before its answer goes out.
-fn flush_output(py: Python<'_>) {
-    if let Ok(sys) = py.import("sys") {
-        for stream in ["stdout", "stderr"] {
-            if let Ok(stream) = sys.getattr(stream) {
-                let _ = stream.call_method0("flush");
-            }
         }
     }
 }
