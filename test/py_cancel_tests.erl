@@ -47,6 +47,8 @@ cancel_test_() ->
       {"a finished call is unaffected", fun cancel_after_done/0},
       {"the caller's exit stops its call", fun caller_exit_cancels/0},
       {"cancelled as soon as submitted: each call completes or stops", fun cancel_before_start/0},
+      {timeout, 60, {"a cancel racing the start never leaves the code running",
+                     fun cancel_racing_start/0}},
       {"the worker runs later jobs normally", fun later_jobs_unaffected/0}]}.
 
 helpers() ->
@@ -128,6 +130,15 @@ cancel_before_start() ->
     ?assertEqual([], [R || R <- Results, R =/= {error, cancelled}, R =/= {ok, none}]),
     {ok, Ran} = py:eval(<<"len(ran)">>),
     ?assert(Ran >= length([R || R <- Results, R =:= {ok, none}])).
+
+cancel_racing_start() ->
+    ok = py:exec(<<"def forever():\n    while True:\n        pass\n">>),
+    Results = [begin
+                   P = py:spawn_call('__main__', forever, []),
+                   ok = py:cancel(P),
+                   py:await(P, 5000)
+               end || _ <- lists:seq(1, 100)],
+    ?assertEqual([], [R || R <- Results, R =/= {error, cancelled}]).
 
 later_jobs_unaffected() ->
     [?assertEqual({ok, 4.0}, py:call(math, sqrt, [16])) || _ <- lists:seq(1, 200)].

@@ -77,11 +77,22 @@ thread_local! {
 }
 
 /// Runs `job` as the job of `token` on this thread (the GIL held): asynchronous exceptions
-/// may target this thread until it returns, and none is left behind for the next job.
-pub fn run_as<R>(py: Python<'_>, token: &Arc<CancelToken>, job: impl FnOnce() -> R) -> R {
+/// may target this thread until it returns, and none is left behind for the next job. A job
+/// cancelled before it got here does not run.
+pub fn run_as<R>(
+    py: Python<'_>,
+    token: &Arc<CancelToken>,
+    job: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
     // SAFETY: called with the GIL held, as PyThread_get_thread_ident allows anyway.
     let thread = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
     token.lock().thread = Some(thread);
+    // `cancel` sets the flag before it looks at `thread` under the same lock: either it saw
+    // the thread and aims an exception at it, or the flag is visible here.
+    if token.is_cancelled() {
+        token.lock().thread = None;
+        return Err(cancelled());
+    }
     CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(token)));
     let result = job();
     CURRENT.with(|current| *current.borrow_mut() = None);
