@@ -68,6 +68,10 @@ handle_info({'DOWN', Monitor, process, _Pid, Reason}, Running) ->
         error ->
             {noreply, Running}
     end;
+handle_info({py_logging, Level, Name, Message}, Running) ->
+    %% A record of Python's `logging' (erlang._logging).
+    logger:log(Level, "~ts", [Message], #{domain => [py_channel, python], python_logger => Name}),
+    {noreply, Running};
 handle_info({py_log, Level, Traceback}, Running) ->
     logger:log(Level, "Python exception:~n~ts", [Traceback], #{domain => [py_channel]}),
     {noreply, Running};

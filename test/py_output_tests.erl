@@ -5,6 +5,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-export([log/2]).
+
 setup() ->
     {ok, _} = application:ensure_all_started(py_channel),
     ok.
@@ -12,7 +14,8 @@ setup() ->
 output_test_() ->
     {setup, fun setup/0,
      [{"print reaches the caller's group leader, line by line", fun to_group_leader/0},
-      {"a piped erl -noshell prints Python's output", fun piped_node/0}]}.
+      {"a piped erl -noshell prints Python's output", fun piped_node/0},
+      {"logging records reach logger, levels mapped", fun logging_to_logger/0}]}.
 
 to_group_leader() ->
     Collector = spawn_link(fun() -> collect([]) end),
@@ -52,3 +55,31 @@ piped_node() ->
            "ok = py:exec(<<\"print(\\\"printed by Python\\\")\">>), halt().",
     Command = io_lib:format("~s -noshell -pa ~s -eval '~s' | cat", [Erl, Ebin, Eval]),
     ?assertEqual("printed by Python\n", os:cmd(lists:flatten(Command))).
+
+logging_to_logger() ->
+    ok = logger:add_handler(py_output_tests, ?MODULE, #{config => #{pid => self()}}),
+    try
+        ok = py:exec(<<"import logging\n"
+                       "logging.getLogger('app.db').warning('disk %s', 'full')\n"
+                       "logging.getLogger('app').error('failed')\n"
+                       "logging.getLogger('app').critical('down')\n"
+                       "logging.getLogger('app').info('not shown: the root level is WARNING')\n">>),
+        ?assertEqual([{warning, <<"disk full">>, <<"app.db">>},
+                      {error, <<"failed">>, <<"app">>},
+                      {critical, <<"down">>, <<"app">>}],
+                     [receive {logged, Level, Message, Name} -> {Level, Message, Name}
+                      after 5000 -> missing
+                      end || _ <- lists:seq(1, 3)]),
+        receive {logged, _, _, _} = Extra -> ?assertEqual(nothing_more, Extra)
+        after 200 -> ok
+        end
+    after
+        logger:remove_handler(py_output_tests)
+    end.
+
+%% A logger handler that passes Python's records to the test process.
+log(#{level := Level, msg := {Format, Args}, meta := #{python_logger := Name}},
+    #{config := #{pid := Pid}}) ->
+    Pid ! {logged, Level, iolist_to_binary(io_lib:format(Format, Args)), Name};
+log(_Event, _Config) ->
+    ok.

@@ -27,6 +27,10 @@ rustler::atoms! {
     abandoned,
     delivered,
     io_request,
+    info,
+    warning,
+    critical,
+    py_logging,
     put_chars,
     unicode,
 }

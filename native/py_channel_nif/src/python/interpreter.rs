@@ -61,6 +61,8 @@ fn configure(py: Python<'_>) -> PyResult<()> {
     py.import("erlang")?;
     // print() reaches the caller's group leader (and is never lost to a closed stdout).
     py.import("erlang._output")?.call_method0("install")?;
+    // logging records no handler of the program takes reach Erlang's logger.
+    py.import("erlang._logging")?.call_method0("install")?;
     make_builtin_exception_atoms(py)
 }
 

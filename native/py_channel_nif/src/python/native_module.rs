@@ -135,6 +135,7 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(call, module)?)?;
     module.add_function(wrap_pyfunction!(output::_write_output, module)?)?;
     module.add_function(wrap_pyfunction!(output::_flush_output, module)?)?;
+    module.add_function(wrap_pyfunction!(output::_log, module)?)?;
     module.add_class::<PyPid>()?;
     module.add_class::<PyRef>()?;
     module.add_class::<PyTerm>()?;

@@ -1,4 +1,4 @@
-//! Where Python's `print` goes: `sys.stdout` and `sys.stderr` are writers of the `erlang`
+//! Where Python's output goes (and its `logging` records: `_log`): `sys.stdout` and `sys.stderr` are writers of the `erlang`
 //! package (`erlang._output`) that hand every write to `_write_output` here. Whole lines of a
 //! job go to the group leader of the Erlang process it runs for, as an `io_request`, so an
 //! IEx shell, a piped `erl -noshell`, `capture_io` and a remote shell all see them. Lines
@@ -95,4 +95,23 @@ fn emit(py: Python<'_>, stream: i32, text: &str) {
             unsafe { libc::write(fd, text.as_ptr().cast(), text.len()) };
         });
     }
+}
+
+/// A `logging` record for Erlang's `logger` (see `erlang._logging`): `level` is one of
+/// debug, info, warning, error, critical (anything else is logged as error).
+#[pyfunction]
+pub fn _log(level: &str, name: &str, message: &str) {
+    let Some(runtime) = callbacks::runtime() else {
+        return;
+    };
+    let level = match level {
+        "debug" => atoms::debug(),
+        "info" => atoms::info(),
+        "warning" => atoms::warning(),
+        "critical" => atoms::critical(),
+        _ => atoms::error(),
+    };
+    let _ = OwnedEnv::new().send_and_clear(&runtime, |env| {
+        (atoms::py_logging(), level, name, message).encode(env)
+    });
 }
