@@ -55,7 +55,7 @@ fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
 
 /// Builds a message with `build` in this thread's send env and sends it to `pid`: true if
 /// delivered, false if `pid` is not alive. When `build` fails nothing is sent.
-fn send_converted(
+pub(super) fn send_converted(
     pid: &LocalPid,
     build: impl for<'a> FnOnce(Env<'a>) -> PyResult<Term<'a>>,
 ) -> PyResult<bool> {

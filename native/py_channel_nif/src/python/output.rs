@@ -8,8 +8,9 @@
 
 use crate::beam::atoms;
 use crate::python::callbacks;
+use crate::python::native_module::send_converted;
 use pyo3::prelude::*;
-use rustler::{Encoder, LocalPid, OwnedEnv};
+use rustler::{Encoder, LocalPid};
 use std::cell::{Cell, RefCell};
 
 thread_local! {
@@ -79,13 +80,12 @@ fn emit(py: Python<'_>, stream: i32, text: &str) {
     let target = TARGET.with(Cell::get);
     let sent = match (target, callbacks::runtime()) {
         // The io protocol's reply goes to `py_runtime`, which ignores it: a print never waits.
-        (Some(group_leader), Some(runtime)) => OwnedEnv::new()
-            .send_and_clear(&group_leader, |env| {
-                let request = (atoms::put_chars(), atoms::unicode(), text);
-                let reply_as = env.make_ref();
-                (atoms::io_request(), runtime, reply_as, request).encode(env)
-            })
-            .is_ok(),
+        (Some(group_leader), Some(runtime)) => send_converted(&group_leader, |env| {
+            let request = (atoms::put_chars(), atoms::unicode(), text);
+            let reply_as = env.make_ref();
+            Ok((atoms::io_request(), runtime, reply_as, request).encode(env))
+        })
+        .unwrap_or(false),
         _ => false,
     };
     if !sent {
@@ -111,7 +111,7 @@ pub fn _log(level: &str, name: &str, message: &str) {
         "critical" => atoms::critical(),
         _ => atoms::error(),
     };
-    let _ = OwnedEnv::new().send_and_clear(&runtime, |env| {
-        (atoms::py_logging(), level, name, message).encode(env)
+    let _ = send_converted(&runtime, |env| {
+        Ok((atoms::py_logging(), level, name, message).encode(env))
     });
 }
