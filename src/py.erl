@@ -57,9 +57,11 @@
          spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2, cancel/1,
          context/0, context/1, start_contexts/0, start_contexts/1,
          register_function/2, register_function/3, unregister_function/1,
-         version/0, activate_venv/1]).
+         version/0, activate_venv/1, last_traceback/0, start_link/3, start_link/4]).
+-export([init_linked/6]).
 
--export_type([context/0, pending/0, py_error/0, python_exception/0, exec_options/0]).
+-export_type([context/0, pending/0, py_error/0, python_exception/0, exec_options/0,
+              start_options/0]).
 
 -record(py_context, {id :: non_neg_integer()}).
 -record(py_pending, {ref :: reference(), handle :: reference()}).
@@ -77,11 +79,14 @@
 %% not be started (no Python code ran).
 -type exec_options() :: #{timeout => timeout()}.
 %% Options of `exec/2,3'.
+-type start_options() :: #{kwargs => map(), context => context()}.
+%% Options of `start_link/4'.
 -type python_exception() :: {Name :: atom() | binary(), Message :: binary()}.
 %% A Python exception: its class name (an atom when that atom exists, else a
 %% binary) and `str()' of the exception.
 
 -define(DEFAULT_TIMEOUT, 30000).
+-define(LAST_TRACEBACK, {?MODULE, last_traceback}).
 -define(DEFAULT_CONTEXTS, 4).
 
 %% @doc Runs Python statements in the caller's namespace.
@@ -224,6 +229,96 @@ await(#py_pending{ref = Ref, handle = Handle}, Timeout) ->
 cancel(#py_pending{handle = Handle}) ->
     py_channel_nif:py_cancel(Handle).
 
+%% @doc The formatted traceback (`traceback.format_exception', file and line of
+%% every frame) of the most recent call of this process that answered
+%% `{error, {ExceptionName, Message}}', or `undefined' if none did. Calls
+%% keep the `{error, {ExceptionName, Message}}' shape of erlang_python; this is
+%% where the rest of the story is:
+%%
+%% ```
+%% {error, {'ZeroDivisionError', _}} = py:eval(<<"1 / 0">>),
+%% <<"Traceback (most recent call last):\n", _/binary>> = py:last_traceback().
+%% '''
+-spec last_traceback() -> binary() | undefined.
+last_traceback() ->
+    get(?LAST_TRACEBACK).
+
+%% @doc Runs `Module.Function(*Args)' as a process linked to the caller, for a
+%% supervisor's child spec (`#{start => {py, start_link, [M, F, A]}}').
+%% @equiv start_link(Module, Function, Args, #{})
+-spec start_link(atom() | binary(), atom() | binary(), list()) -> {ok, pid()}.
+start_link(Module, Function, Args) ->
+    start_link(Module, Function, Args, #{}).
+
+%% @doc Runs `Module.Function(*Args, **Kwargs)' as a process linked to the
+%% caller, which lives exactly as long as the Python call: it exits `normal'
+%% when the call returns and `{python, ExceptionName, Message}' when it
+%% raises (the traceback is logged at error level). When the process is told
+%% to exit (its supervisor shuts it down, a linked process dies, or it is
+%% killed), the Python call is cancelled (see `cancel/1'); the process waits
+%% for the call to stop, then exits with the reason it was given, so a
+%% supervisor restarts a consumer only once the old one has stopped. A
+%% channel consumer loses nothing it did not take: its terms stay queued for
+%% the next one.
+%%
+%% Options: `kwargs' (a map, as for `call/4') and `context' (whose namespace
+%% `'__main__'' refers to: the new process's own, empty). Any other key, or a
+%% bad argument, is a `badarg' error in the caller.
+-spec start_link(atom() | binary(), atom() | binary(), list(), start_options()) -> {ok, pid()}.
+start_link(Module, Function, Args, Options) when is_map(Options) ->
+    {Context, Kwargs} = start_options(Options),
+    check_call(Module, Function, Args, Kwargs),
+    proc_lib:start_link(?MODULE, init_linked, [self(), Context, Module, Function, Args, Kwargs]).
+
+start_options(Options) ->
+    maps:fold(fun(kwargs, Kwargs, {Context, _}) when is_map(Kwargs) -> {Context, Kwargs};
+                 (context, #py_context{} = Context, {_, Kwargs}) -> {Context, Kwargs};
+                 (_, _, _) -> error(badarg, [Options])
+              end, {context(), #{}}, Options).
+
+%% @private
+%% The process of start_link/4. It traps exits so that an exit signal becomes
+%% a cancel of its Python call rather than a death that leaves the call running
+%% (a `kill' still ends it at once; the job's monitor of it then cancels).
+-spec init_linked(pid(), context(), atom() | binary(), atom() | binary(), list(), map()) ->
+          no_return().
+init_linked(Parent, Context, Module, Function, Args, Kwargs) ->
+    process_flag(trap_exit, true),
+    Pending = spawn_call(Context, Module, Function, Args, Kwargs),
+    proc_lib:init_ack(Parent, {ok, self()}),
+    run_linked(Parent, {Module, Function}, Pending).
+
+run_linked(Parent, Name, #py_pending{ref = Ref} = Pending) ->
+    receive
+        {py_response, Ref, Result} ->
+            exit(linked_exit(Result));
+        {py_response, Ref, Result, Traceback} ->
+            {Module, Function} = Name,
+            logger:error("Python exception in ~ts.~ts (py:start_link, ~p):~n~ts",
+                         [Module, Function, self(), Traceback], #{domain => [py_channel]}),
+            exit(linked_exit(Result));
+        {'EXIT', Parent, Reason} ->
+            stop_linked(Pending, Reason);
+        {'EXIT', _Linked, normal} ->
+            run_linked(Parent, Name, Pending);
+        {'EXIT', _Linked, Reason} ->
+            stop_linked(Pending, Reason);
+        _Unexpected ->
+            %% Nothing else is addressed to this process: drop it rather than let the
+            %% mailbox grow for as long as the call runs.
+            run_linked(Parent, Name, Pending)
+    end.
+
+stop_linked(Pending, Reason) ->
+    ok = cancel(Pending),
+    _ = await(Pending),
+    exit(Reason).
+
+linked_exit({ok, _}) -> normal;
+linked_exit({error, cancelled}) -> cancelled;
+linked_exit({error, {python_not_started, Reason}}) -> {python_not_started, Reason};
+linked_exit({error, {Name, Message}}) -> {python, Name, Message}.
+
 %% @doc The default context.
 -spec context() -> context().
 context() ->
@@ -300,17 +395,32 @@ wait(Submit, Timeout) ->
     receive_answer(Ref, Handle, Timeout).
 
 receive_answer(Ref, Handle, Timeout) ->
-    receive
-        {py_response, Ref, Result} -> Result
-    after Timeout ->
+    case take_answer(Ref, Timeout) of
+        {answer, Result} ->
+            Result;
+        no_answer ->
             case py_channel_nif:py_abandon(Handle) of
                 abandoned ->
                     %% Nobody waits for it any more: stop the Python code too.
                     py_channel_nif:py_cancel(Handle),
                     {error, timeout};
                 %% The answer is being sent right now: take it.
-                delivered -> receive {py_response, Ref, Result} -> Result end
+                delivered ->
+                    {answer, Result} = take_answer(Ref, infinity),
+                    Result
             end
+    end.
+
+%% A raised exception's answer carries its traceback, kept for last_traceback/0.
+take_answer(Ref, Timeout) ->
+    receive
+        {py_response, Ref, Result} ->
+            {answer, Result};
+        {py_response, Ref, Result, Traceback} ->
+            put(?LAST_TRACEBACK, Traceback),
+            {answer, Result}
+    after Timeout ->
+            no_answer
     end.
 
 %% The caller's namespace for `Context', made on first use and kept in the

@@ -22,8 +22,9 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 # Straight from the native module, not through this package's __init__ (which imports us).
-from _py_channel import ChannelClosed, Pid, _ChannelReader
-from _py_channel import send as _send
+# reply is native: a consumer's `for pid, term in ch: reply(pid, term)` runs no bytecode of
+# its own between taking a term and sending it, so a cancel never falls in between.
+from _py_channel import ChannelClosed, _ChannelReader, reply
 
 if TYPE_CHECKING:
     import asyncio
@@ -90,14 +91,6 @@ class Channel(_ChannelReader):
             os.close(read_fd)
             if write_fd != read_fd:
                 os.close(write_fd)
-
-
-def reply(pid: Pid, term: object) -> bool:
-    """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``) and returns True, as
-    erlang_python's ``reply`` does; raises erlang.ProcessError (a RuntimeError) if it is not
-    alive."""
-    _send(pid, term)
-    return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -2,9 +2,10 @@
 //! message `{py_response, Ref, Result}`.
 //!
 //! Python exceptions come back as `{error, {ExceptionName, Message}}` (the name an existing
-//! atom, else a binary); the formatted traceback
-//! goes to the `py_runtime` process for `logger` (debug when a caller receives the error,
-//! error when nobody does: a cast, or a caller that has exited).
+//! atom, else a binary) in a message `{py_response, Ref, Result, Traceback}`, the formatted
+//! traceback being kept by `py` for `py:last_traceback/0`. The traceback also goes to the
+//! `py_runtime` process for `logger` (debug when a caller receives the error, error when
+//! nobody does: a cast, or a caller that has exited).
 
 use crate::beam::atoms;
 use crate::conversion::{to_erlang, to_python, BinaryMode};
@@ -267,7 +268,14 @@ impl Job {
                         .send_and_clear(to, |env| {
                             let reference = self.env.run(|own| reference.load(own).in_env(env));
                             let result = result_term(env, &outcome);
-                            (atoms::py_response(), reference, result).encode(env)
+                            match &outcome {
+                                // The traceback rides along for `py:last_traceback/0`.
+                                Outcome::Raised { traceback, .. } => {
+                                    (atoms::py_response(), reference, result, traceback.as_str())
+                                        .encode(env)
+                                }
+                                _ => (atoms::py_response(), reference, result).encode(env),
+                            }
                         })
                         .is_ok()
                 }

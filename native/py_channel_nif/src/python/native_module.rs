@@ -53,6 +53,14 @@ fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
+/// `reply(pid, term)` of `erlang.channel`: `send` that answers True, as erlang_python's does.
+/// Native, so a consumer's `for pid, term in ch: reply(pid, term)` runs no bytecode of its
+/// own between taking a term and sending it: a cancel lands before the take or after the send.
+#[pyfunction]
+fn reply(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<bool> {
+    send(pid, term).map(|()| true)
+}
+
 /// Builds a message with `build` in this thread's send env and sends it to `pid`: true if
 /// delivered, false if `pid` is not alive. When `build` fails nothing is sent.
 pub(super) fn send_converted(
@@ -132,6 +140,7 @@ fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> P
 #[pymodule]
 fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(send, module)?)?;
+    module.add_function(wrap_pyfunction!(reply, module)?)?;
     module.add_function(wrap_pyfunction!(call, module)?)?;
     module.add_function(wrap_pyfunction!(output::_write_output, module)?)?;
     module.add_function(wrap_pyfunction!(output::_flush_output, module)?)?;
