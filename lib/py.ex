@@ -156,6 +156,102 @@ defmodule Py do
   @spec cancel(pending()) :: :ok
   defdelegate cancel(pending), to: :py
 
+  @doc """
+  The formatted traceback (file and line of every frame) of the most recent
+  call of this process that answered `{:error, {exception_name, message}}`,
+  or `nil` if none did.
+
+      iex> {:error, {:ZeroDivisionError, _}} = Py.eval("1 / 0")
+      iex> Py.last_traceback() =~ ~r/line 1.*ZeroDivisionError: division by zero/s
+      true
+  """
+  @spec last_traceback() :: binary() | nil
+  def last_traceback do
+    case :py.last_traceback() do
+      :undefined -> nil
+      traceback -> traceback
+    end
+  end
+
+  @doc """
+  Runs `module.function(*args, **kwargs)` as a process linked to the caller,
+  for a supervisor: see `child_spec/1`. Options: `:module` and `:function`
+  (required), `:args` (default `[]`) and `:kwargs` (a map or keyword list).
+  """
+  @spec start_link(keyword()) :: {:ok, pid()}
+  def start_link(options) do
+    options = Keyword.validate!(options, [:module, :function, args: [], kwargs: %{}])
+
+    start_link(
+      Keyword.fetch!(options, :module),
+      Keyword.fetch!(options, :function),
+      Keyword.fetch!(options, :args),
+      kwargs: options[:kwargs]
+    )
+  end
+
+  @doc """
+  Runs `module.function(*args, **kwargs)` as a process linked to the caller
+  (`:py.start_link/4`). It lives exactly as long as the Python call: it exits
+  `:normal` when the call returns and `{:python, exception_name, message}`
+  when it raises (the traceback is logged at error level). When it is told to
+  exit (its supervisor shuts it down, a linked process crashes, it is
+  killed) the Python call is cancelled, and the process waits for the call
+  to stop before it exits, so a restarted consumer never runs beside the old
+  one. Options: `:kwargs` (a map or keyword list).
+  """
+  @spec start_link(atom() | binary(), atom() | binary(), list(), keyword()) :: {:ok, pid()}
+  def start_link(module, function, args, options \\ []) do
+    options = Keyword.validate!(options, kwargs: %{})
+    :py.start_link(module, function, args, %{kwargs: Map.new(options[:kwargs])})
+  end
+
+  @doc """
+  A child spec running a Python call under a supervisor:
+  `{Py, module: ..., function: ..., args: [...]}`, with the options of
+  `start_link/1` and, for the supervisor, `:id` (default `Py`), `:restart`
+  (default `:transient`: restarted when it crashes or is killed, not when
+  the Python call returns) and `:shutdown` (default 5000 ms: the time the
+  Python code has to stop once cancelled).
+
+  A channel consumer under a supervisor: the Python code, in a module on
+  `sys.path`,
+
+      # consumers.py
+      from erlang.channel import Channel, reply
+
+      def forward(channel, collector):
+          for term in Channel(channel):
+              reply(collector, term)
+
+  and the supervisor, which restarts a consumer that crashes or is killed;
+  the terms it had not taken stay queued for the next one:
+
+      {:ok, channel} = PyChannel.new(max_size: 65_536)
+
+      children = [
+        {Py, module: :consumers, function: :forward, args: [channel, self()]}
+      ]
+
+      Supervisor.start_link(children, strategy: :one_for_one)
+
+  A term is taken when the reader returns it: a consumer stopped between
+  taking a term and handling it has lost that term (`reply` itself is
+  native, so `for ...: reply(...)` has no such gap).
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(options) do
+    {spec, options} = Keyword.split(options, [:id, :restart, :shutdown])
+
+    %{
+      id: Keyword.get(spec, :id, Py),
+      start: {Py, :start_link, [options]},
+      restart: Keyword.get(spec, :restart, :transient),
+      shutdown: Keyword.get(spec, :shutdown, 5_000),
+      type: :worker
+    }
+  end
+
   @doc "Calls without waiting for the result; a failure is logged."
   @spec cast(atom() | binary(), atom() | binary(), list()) :: :ok
   def cast(module, function, args \\ []), do: :py.cast(module, function, args)

@@ -122,6 +122,84 @@ defmodule PyChannelTest do
     assert output == "seen by capture_io\n"
   end
 
+  describe "supervising Python" do
+    # Crashes here are on purpose: keep their reports out of the test output.
+    @describetag :capture_log
+
+    setup do
+      # The consumers of test/python/py_supervised.py.
+      dir = Path.expand("python", __DIR__)
+
+      {:ok, _} =
+        Py.eval("d in __import__('sys').path or __import__('sys').path.insert(0, d)", %{d: dir})
+
+      :ok
+    end
+
+    test "a consumer killed mid-stream is restarted and finishes the stream, nothing lost" do
+      count = 10_000
+      {:ok, channel} = PyChannel.new(max_size: 4_096)
+
+      # 50 us of work after each term handled: the producer runs ahead of the consumer.
+      children = [
+        {Py,
+         id: :consumer,
+         module: :py_supervised,
+         function: :forward,
+         args: [channel, self(), 0.00005]}
+      ]
+
+      {:ok, supervisor} = Supervisor.start_link(children, strategy: :one_for_one)
+      producer = Task.async(fn -> for n <- 1..count, do: send_retrying(channel, n) end)
+
+      first = receive_integers(div(count, 3))
+      [{:consumer, consumer, :worker, [Py]}] = Supervisor.which_children(supervisor)
+      Process.exit(consumer, :kill)
+      rest = receive_integers(count - div(count, 3))
+      Task.await(producer, 30_000)
+
+      assert Enum.sort(first ++ rest) == Enum.to_list(1..count)
+      [{:consumer, restarted, :worker, [Py]}] = Supervisor.which_children(supervisor)
+      assert is_pid(restarted) and restarted != consumer
+
+      # Closed and drained, the consumer's call returns: it exits :normal (transient, so
+      # not restarted), and nothing more arrives.
+      ref = Process.monitor(restarted)
+      :ok = PyChannel.close(channel)
+      assert_receive {:DOWN, ^ref, :process, ^restarted, :normal}, 10_000
+      refute_receive _, 100
+      Supervisor.stop(supervisor)
+    end
+
+    test "start_link: exit reasons, and a shutdown that stops the Python" do
+      Process.flag(:trap_exit, true)
+      {:ok, pid} = Py.start_link(:py_supervised, :answer, [])
+      assert_receive {:EXIT, ^pid, :normal}, 5_000
+
+      {:ok, pid} = Py.start_link(module: :py_supervised, function: :fail, kwargs: [message: "kw"])
+      assert_receive {:EXIT, ^pid, {:python, :ValueError, "kw"}}, 5_000
+      assert Py.last_traceback() == nil
+
+      {:ok, pid} = Py.start_link(:py_supervised, :spin, [self()])
+      assert_receive :spinning, 5_000
+      Process.exit(pid, :shutdown)
+      assert_receive {:EXIT, ^pid, :shutdown}, 5_000
+      assert_receive :stopped
+
+      assert_raise ArgumentError, fn -> Py.start_link(module: :m, function: :f, bogus: 1) end
+    end
+  end
+
+  defp receive_integers(0), do: []
+
+  defp receive_integers(n) do
+    receive do
+      term when is_integer(term) -> [term | receive_integers(n - 1)]
+    after
+      30_000 -> flunk("#{n} terms missing")
+    end
+  end
+
   defp drain(channel, acc) do
     case PyChannel.recv(channel, 10_000) do
       {:ok, item} -> drain(channel, [item | acc])
