@@ -1,2 +1,4 @@
+# Elixir's :logger, for ExUnit's capture_log (py_channel itself logs through OTP's logger).
+{:ok, _} = Application.ensure_all_started(:logger)
 {:ok, _} = Application.ensure_all_started(:py_channel)
 ExUnit.start()
