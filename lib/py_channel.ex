@@ -60,7 +60,10 @@ defmodule PyChannel do
   @typedoc """
   `:size` (bytes queued, as `term_size/1` counts them), `:max_size` (0 is
   unlimited), `:closed`, `:length` (terms queued) and `:waiting_readers`
-  (readers parked right now): the keys of `:py_channel.info/1`.
+  (readers parked right now); and running totals since the channel was made:
+  `:sent` (terms accepted), `:received` (terms taken), `:busy` (sends refused
+  with `:busy`), `:sent_bytes` and `:received_bytes`. The keys of
+  `:py_channel.info/1`.
   """
   @type info :: :py_channel.info()
 
@@ -100,13 +103,14 @@ defmodule PyChannel do
   defdelegate close(channel), to: :py_channel
 
   @doc """
-  `:size` (bytes queued), `:max_size`, `:closed`, `:length` (terms queued) and
-  `:waiting_readers` (readers parked right now).
+  The channel's state and running totals (see `t:info/0`).
 
       iex> {:ok, channel} = PyChannel.new(max_size: 100)
       iex> :ok = PyChannel.send(channel, :one)
+      iex> :busy = PyChannel.send(channel, :binary.copy("x", 80))
       iex> PyChannel.info(channel)
-      %{size: 8, max_size: 100, closed: false, length: 1, waiting_readers: 0}
+      %{size: 8, max_size: 100, closed: false, length: 1, waiting_readers: 0,
+        sent: 1, received: 0, busy: 1, sent_bytes: 8, received_bytes: 0}
   """
   @spec info(t()) :: info()
   defdelegate info(channel), to: :py_channel
@@ -148,7 +152,17 @@ defmodule PyChannel do
   @spec register_callbacks() :: :ok
   defdelegate register_callbacks(), to: :py_channel
 
-  @doc "Node-wide counters: `:live_channels` (channels not yet freed), `:python_threads`."
-  @spec stats() :: %{live_channels: non_neg_integer(), python_threads: non_neg_integer()}
+  @doc """
+  Node-wide counters: `:live_channels` (channels not yet freed),
+  `:python_threads` (threads Python runs on, busy or idle),
+  `:python_jobs_running` and `:python_jobs_queued` (Python calls running, and
+  waiting for a thread on its way). See `:py_channel.stats/0`.
+  """
+  @spec stats() :: %{
+          live_channels: non_neg_integer(),
+          python_threads: non_neg_integer(),
+          python_jobs_running: non_neg_integer(),
+          python_jobs_queued: non_neg_integer()
+        }
   defdelegate stats(), to: :py_channel
 end

@@ -69,6 +69,11 @@ class ChannelInfo(TypedDict):
     closed: bool
     length: int
     waiting_readers: int
+    sent: int
+    received: int
+    busy: int
+    sent_bytes: int
+    received_bytes: int
 
 @disjoint_base
 class _ChannelReader:

@@ -36,14 +36,23 @@
                   max_size := non_neg_integer(),
                   closed := boolean(),
                   length := non_neg_integer(),
-                  waiting_readers := non_neg_integer()}.
+                  waiting_readers := non_neg_integer(),
+                  sent := non_neg_integer(),
+                  received := non_neg_integer(),
+                  busy := non_neg_integer(),
+                  sent_bytes := non_neg_integer(),
+                  received_bytes := non_neg_integer()}.
 %% `size': bytes queued (as `term_size/1' counts them); `max_size': the
 %% limit, 0 for unlimited; `closed': true once `close/1' ran or the owner
 %% exited (queued terms may still be there); `length': terms queued;
 %% `waiting_readers': readers (Python threads and coroutines, Erlang
-%% processes in `recv/2') parked on the channel right now. The same five
-%% keys in Elixir (`PyChannel.info/1'), Gleam (`channel.Info') and Python
-%% (`Channel.info()').
+%% processes in `recv/2') parked on the channel right now.
+%%
+%% Running totals since the channel was made, for an operator to graph (they
+%% only grow): `sent' terms accepted, `received' terms taken by readers,
+%% `busy' sends refused with `busy', and `sent_bytes', `received_bytes' in
+%% `term_size/1' bytes. The same ten keys in Elixir (`PyChannel.info/1'),
+%% Gleam (`channel.Info') and Python (`Channel.info()').
 
 %% Bytes must fit the native counter (47 bits: 128 TiB).
 -define(MAX_BYTES, (1 bsl 47 - 1)).
@@ -100,8 +109,9 @@ send(Channel, Term) ->
 close(Channel) ->
     py_channel_nif:close(Channel).
 
-%% @doc `size' (bytes queued), `max_size', `closed', `length' (terms
-%% queued) and `waiting_readers' (readers parked right now); see `info()'.
+%% @doc The channel's state (`size', `max_size', `closed', `length',
+%% `waiting_readers') and running totals (`sent', `received', `busy',
+%% `sent_bytes', `received_bytes'); see `info()'.
 -spec info(channel()) -> info().
 info(Channel) ->
     py_channel_nif:info(Channel).
@@ -220,9 +230,18 @@ callback_wait([Ch, Timeout]) ->
 
 %% @doc Counters for the whole node: `live_channels' is the number of
 %% channels whose memory is not yet freed, `python_threads' the number of
-%% threads Python runs on (busy or idle).
+%% threads Python runs on (busy or idle), `python_jobs_running' the Python
+%% calls running now (`py' calls, casts, `start_link' processes) and
+%% `python_jobs_queued' those waiting for a thread (a thread is always on
+%% its way: a job never waits for another to finish). docs/channel.md shows a
+%% poller forwarding these and `info/1' to `telemetry'.
 -spec stats() -> #{live_channels := non_neg_integer(),
-                   python_threads := non_neg_integer()}.
+                   python_threads := non_neg_integer(),
+                   python_jobs_running := non_neg_integer(),
+                   python_jobs_queued := non_neg_integer()}.
 stats() ->
+    {Threads, Running, Queued} = py_channel_nif:py_pool_counts(),
     #{live_channels => py_channel_nif:live_channels(),
-      python_threads => py_channel_nif:py_thread_count()}.
+      python_threads => Threads,
+      python_jobs_running => Running,
+      python_jobs_queued => Queued}.

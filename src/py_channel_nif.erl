@@ -7,13 +7,13 @@
          wait/2, cancel_wait/2, term_size/1, live_channels/0,
          py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
          py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
-         py_set_none_atom/1, py_thread_count/0]).
+         py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, cancel_wait/2, term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
        py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
-       py_set_none_atom/1, py_thread_count/0]).
+       py_set_none_atom/1, py_pool_counts/0]).
 
 -on_load(load/0).
 
@@ -55,4 +55,4 @@ py_namespace_new() -> ?NOT_LOADED.
 py_callback_reply(_Handle, _Result) -> ?NOT_LOADED.
 py_set_runtime(_Pid) -> ?NOT_LOADED.
 py_set_none_atom(_Name) -> ?NOT_LOADED.
-py_thread_count() -> ?NOT_LOADED.
+py_pool_counts() -> ?NOT_LOADED.

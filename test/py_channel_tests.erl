@@ -41,7 +41,10 @@ py_channel_test_() ->
       {timeout, 120,
        {"8 producers x 10,000 sends, one reader: every value exactly once",
         fun eight_producers_one_reader/0}},
-      {"term_size/1 of what a send counts", fun term_size_matches_send/0}]}.
+      {"term_size/1 of what a send counts", fun term_size_matches_send/0},
+      {"info/1 totals: sent, received, busy and their bytes, the same in Python",
+       fun info_totals/0},
+      {"stats/0 counts Python jobs running and queued", fun stats_jobs/0}]}.
 
 term_size_matches_send() ->
     {ok, Ch} = py_channel:new(),
@@ -396,3 +399,49 @@ live_channels() ->
 settled_live_channels() ->
     [erlang:garbage_collect(P) || P <- processes()],
     live_channels().
+
+info_totals() ->
+    {ok, Ch} = py_channel:new(#{max_size => 100}),
+    ?assertMatch(#{sent := 0, received := 0, busy := 0, sent_bytes := 0, received_bytes := 0},
+                 py_channel:info(Ch)),
+    Sizes = [py_channel:term_size(T) || T <- [one, {two, 2}, <<"three">>]],
+    [ok = py_channel:send(Ch, T) || T <- [one, {two, 2}, <<"three">>]],
+    busy = py_channel:send(Ch, binary:copy(<<"x">>, 80)),
+    busy = py_channel:send(Ch, binary:copy(<<"x">>, 80)),
+    {error, too_large} = py_channel:send(Ch, binary:copy(<<"x">>, 200)),
+    {ok, one} = py_channel:try_receive(Ch),
+    %% Python takes the next term, and sees the same totals, key for key.
+    {ok, {PyInfo, two}} =
+        py:eval(<<"(lambda c: (c.info(), c.receive(0)[0]))(Channel(ch))">>, #{ch => Ch}),
+    Info = py_channel:info(Ch),
+    ?assertEqual(lists:sort(maps:keys(Info)),
+                 lists:sort([binary_to_atom(K) || K <- maps:keys(PyInfo)])),
+    [First, Second, _] = Sizes,
+    ?assertMatch(#{<<"sent">> := 3, <<"received">> := 1, <<"busy">> := 2}, PyInfo),
+    Expected = #{sent => 3, received => 2, busy => 2, sent_bytes => lists:sum(Sizes),
+                 received_bytes => First + Second},
+    ?assertEqual(Expected, maps:with(maps:keys(Expected), Info)),
+    %% Closing changes no total; a send refused as closed is not busy.
+    ok = py_channel:close(Ch),
+    {error, closed} = py_channel:send(Ch, one),
+    {ok, <<"three">>} = py_channel:try_receive(Ch),
+    ?assertEqual(Expected#{received := 3, received_bytes := lists:sum(Sizes)},
+                 maps:with(maps:keys(Expected), py_channel:info(Ch))).
+
+stats_jobs() ->
+    Keys = [live_channels, python_threads, python_jobs_running, python_jobs_queued],
+    ?assertEqual(lists:sort(Keys), lists:sort(maps:keys(py_channel:stats()))),
+    #{python_jobs_running := Before} = py_channel:stats(),
+    {ok, Ch} = py_channel:new(),
+    ok = py:exec(<<"def drain(ch):\n    return list(Channel(ch))\n">>),
+    Readers = [py:spawn_call('__main__', drain, [Ch]) || _ <- lists:seq(1, 3)],
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 3 end),
+    #{python_jobs_running := During, python_jobs_queued := Queued, python_threads := Threads} =
+        py_channel:stats(),
+    ?assertEqual(Before + 3, During),
+    ?assertEqual(0, Queued),
+    ?assert(Threads >= During),
+    ok = py_channel:close(Ch),
+    [{ok, []} = py:await(Reader) || Reader <- Readers],
+    wait_until(fun() -> maps:get(python_jobs_running, py_channel:stats()) =:= Before end).
+

@@ -5,7 +5,8 @@
 -module(py_channel_ffi).
 
 -export([new/0, new_with_max_size/1, send/2, close/1, info/1,
-         exec/1, eval/1, eval_with_channel/3, to_int/1, to_string/1]).
+         exec/1, eval/1, exec_with_timeout/2, eval_with_timeout/2, eval_with_channel/3,
+         to_int/1, to_string/1]).
 
 -spec new() -> py_channel:channel().
 new() ->
@@ -34,11 +35,14 @@ close(Channel) ->
 
 -spec info(py_channel:channel()) ->
           {info, non_neg_integer(), non_neg_integer(), boolean(), non_neg_integer(),
-           non_neg_integer()}.
+           non_neg_integer(), non_neg_integer(), non_neg_integer(), non_neg_integer(),
+           non_neg_integer(), non_neg_integer()}.
 info(Channel) ->
     #{size := Size, max_size := MaxSize, closed := Closed, length := Length,
-      waiting_readers := WaitingReaders} = py_channel:info(Channel),
-    {info, Size, MaxSize, Closed, Length, WaitingReaders}.
+      waiting_readers := WaitingReaders, sent := Sent, received := Received, busy := Busy,
+      sent_bytes := SentBytes, received_bytes := ReceivedBytes} = py_channel:info(Channel),
+    {info, Size, MaxSize, Closed, Length, WaitingReaders, Sent, Received, Busy, SentBytes,
+     ReceivedBytes}.
 
 -spec exec(binary()) -> {ok, nil} | {error, term()}.
 exec(Code) ->
@@ -50,6 +54,20 @@ exec(Code) ->
 -spec eval(binary()) -> {ok, term()} | {error, term()}.
 eval(Code) ->
     result(py:eval(Code)).
+
+%% A negative timeout is 0 (Gleam has no badarg to raise).
+-spec exec_with_timeout(binary(), integer()) -> {ok, nil} | {error, term()}.
+exec_with_timeout(Code, TimeoutMs) ->
+    case py:exec(Code, #{timeout => timeout(TimeoutMs)}) of
+        ok -> {ok, nil};
+        Error -> python_error(Error)
+    end.
+
+-spec eval_with_timeout(binary(), integer()) -> {ok, term()} | {error, term()}.
+eval_with_timeout(Code, TimeoutMs) ->
+    result(py:eval(Code, #{}, timeout(TimeoutMs))).
+
+timeout(Ms) -> min(max(Ms, 0), 16#FFFFFFFF).
 
 -spec eval_with_channel(binary(), binary(), py_channel:channel()) -> {ok, term()} | {error, term()}.
 eval_with_channel(Code, Name, Channel) ->
@@ -68,12 +86,14 @@ result(Error) -> python_error(Error).
 
 %% Every case of py:py_error(), as Gleam's PythonError.
 -spec python_error(py:py_error()) ->
-          {error, {python_exception, binary(), binary()} | timeout
+          {error, {python_exception, binary(), binary()} | timeout | cancelled
                 | {python_not_started, binary()}}.
 python_error({error, {python_not_started, Reason}}) ->
     {error, {python_not_started, Reason}};
 python_error({error, timeout}) ->
     {error, timeout};
+python_error({error, cancelled}) ->
+    {error, cancelled};
 python_error({error, {Name, Message}}) when is_atom(Name) ->
     {error, {python_exception, atom_to_binary(Name, utf8), Message}};
 python_error({error, {Name, Message}}) when is_binary(Name) ->

@@ -1,5 +1,5 @@
 import py_channel/channel.{Busy, Closed, Info, TooLarge}
-import py_channel/python.{PythonException}
+import py_channel/python.{PythonException, Timeout}
 
 pub fn send_and_info_test() {
   let ch = channel.new()
@@ -10,8 +10,14 @@ pub fn send_and_info_test() {
     closed: False,
     length: 1,
     waiting_readers: 0,
+    sent: 1,
+    received: 0,
+    busy: 0,
+    sent_bytes: sent_bytes,
+    received_bytes: 0,
   ) = channel.info(ch)
   let assert True = size > 0
+  let assert True = sent_bytes == size
 }
 
 pub fn backpressure_test() {
@@ -26,6 +32,8 @@ pub fn backpressure_test() {
       "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789",
     )
   let assert Error(Nil) = channel.new_with_max_size(-1)
+  // Refused sends count as `busy` (too large ones do not), accepted ones as `sent`.
+  let assert Info(sent: 2, busy: 1, sent_bytes: 112, ..) = channel.info(ch)
 }
 
 pub fn close_test() {
@@ -73,4 +81,15 @@ pub fn channel_names_need_no_import_test() {
   channel.close(ch)
   let assert Ok(total) = python.eval_with_channel("sum(Channel(ch))", "ch", ch)
   let assert Ok(42) = python.to_int(total)
+}
+
+// A timeout stops the Python code; the interpreter answers the next call.
+pub fn timeouts_stop_python_test() {
+  let assert Error(Timeout) =
+    python.exec_with_timeout("while True:\n    pass", 100)
+  let assert Error(Timeout) =
+    python.eval_with_timeout("[0 for _ in iter(int, 1)]", 100)
+  let assert Error(Timeout) = python.exec_with_timeout("while True: pass", -5)
+  let assert Ok(answer) = python.eval_with_timeout("6 * 7", 5000)
+  let assert Ok(42) = python.to_int(answer)
 }

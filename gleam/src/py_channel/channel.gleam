@@ -16,11 +16,13 @@
 /// A channel. It can be sent in messages and passed to Python.
 pub type Channel
 
-/// The state of a channel, the same five fields as Erlang's
+/// The state of a channel, the same ten fields as Erlang's
 /// `py_channel:info/1`: bytes queued (`size`), the limit in bytes
 /// (`max_size`, 0 is unlimited), whether it is closed (queued messages may
 /// still be there), messages queued (`length`) and readers parked on it right
-/// now (`waiting_readers`).
+/// now (`waiting_readers`); then running totals since the channel was made,
+/// for graphs: messages accepted (`sent`) and taken (`received`), sends
+/// refused with `Busy` (`busy`), and the bytes sent and received.
 pub type Info {
   Info(
     size: Int,
@@ -28,6 +30,11 @@ pub type Info {
     closed: Bool,
     length: Int,
     waiting_readers: Int,
+    sent: Int,
+    received: Int,
+    busy: Int,
+    sent_bytes: Int,
+    received_bytes: Int,
   )
 }
 

@@ -17,8 +17,10 @@ pub type Term
 pub type PythonError {
   /// The Python code raised: the exception's class name and message.
   PythonException(name: String, message: String)
-  /// No answer in time.
+  /// No answer in time: the Python code was stopped.
   Timeout
+  /// The call was cancelled before it gave a result.
+  Cancelled
   /// The interpreter could not be started, so no Python code ran: why.
   PythonNotStarted(reason: String)
 }
@@ -30,6 +32,16 @@ pub fn exec(code: String) -> Result(Nil, PythonError)
 /// Evaluates a Python expression in the calling process's namespace.
 @external(erlang, "py_channel_ffi", "eval")
 pub fn eval(code: String) -> Result(Term, PythonError)
+
+/// Runs Python statements, stopping them after `timeout_ms` milliseconds
+/// (`Error(Timeout)`; a negative timeout is 0). The plain `exec` waits 30 s.
+@external(erlang, "py_channel_ffi", "exec_with_timeout")
+pub fn exec_with_timeout(code: String, timeout_ms: Int) -> Result(Nil, PythonError)
+
+/// Evaluates a Python expression, stopping it after `timeout_ms`
+/// milliseconds (`Error(Timeout)`; a negative timeout is 0).
+@external(erlang, "py_channel_ffi", "eval_with_timeout")
+pub fn eval_with_timeout(code: String, timeout_ms: Int) -> Result(Term, PythonError)
 
 /// Evaluates a Python expression with `channel` bound to the local `name`.
 @external(erlang, "py_channel_ffi", "eval_with_channel")

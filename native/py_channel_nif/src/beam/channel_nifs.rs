@@ -61,6 +61,7 @@ fn close(env: Env<'_>, channel: &ChannelResource) -> rustler::Atom {
 #[rustler::nif]
 fn info<'a>(env: Env<'a>, channel: &ChannelResource) -> NifResult<Term<'a>> {
     let core = &channel.channel;
+    let totals = core.totals();
     Term::map_from_pairs(
         env,
         &[
@@ -71,6 +72,17 @@ fn info<'a>(env: Env<'a>, channel: &ChannelResource) -> NifResult<Term<'a>> {
             (
                 atoms::waiting_readers().encode(env),
                 core.waiting_readers().encode(env),
+            ),
+            (atoms::sent().encode(env), totals.sent.encode(env)),
+            (atoms::received().encode(env), totals.received.encode(env)),
+            (atoms::busy().encode(env), totals.busy.encode(env)),
+            (
+                atoms::sent_bytes().encode(env),
+                totals.sent_bytes.encode(env),
+            ),
+            (
+                atoms::received_bytes().encode(env),
+                totals.received_bytes.encode(env),
             ),
         ],
     )

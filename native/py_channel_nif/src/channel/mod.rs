@@ -148,6 +148,21 @@ pub struct Channel<T, W> {
 struct SenderLine {
     word: AtomicU64,
     received_seen: AtomicU64,
+    /// Sends refused with `Busy`: only the refused path writes it.
+    busy: AtomicU64,
+}
+
+/// Running totals since the channel was made, for an operator to graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Frames accepted by `send`.
+    pub sent: u64,
+    /// Frames taken by readers.
+    pub received: u64,
+    /// Sends refused because the frame did not fit (`Busy`).
+    pub busy: u64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
 }
 
 /// Bytes queued: sent minus received, both modulo 2^48.
@@ -202,6 +217,7 @@ impl<T: Weighed, W> Channel<T, W> {
                     .received_seen
                     .fetch_max(received, Ordering::Relaxed);
                 if queued(word, received) + bytes > limit {
+                    self.sender.busy.fetch_add(1, Ordering::Relaxed);
                     return Err(TrySendError::Busy(frame));
                 }
             }
@@ -390,6 +406,25 @@ impl<T: Weighed, W> Channel<T, W> {
         // Received first: every frame it counts is already in the sent total read after it.
         let received = self.received.load(Ordering::Acquire);
         queued(self.sender.word.load(Ordering::Acquire), received)
+    }
+
+    /// The running totals. Taken while others send and receive, they are each a moment's
+    /// value, never ahead of one another in a way that says more was received than sent.
+    /// They cost the send path nothing: the queue's positions and the byte totals are already
+    /// kept for other reasons, and only a refused send counts itself.
+    pub fn totals(&self) -> Totals {
+        // Receivers' figures first: every frame they count is in the senders' figures read
+        // after.
+        let received = self.queue.popped();
+        let received_bytes = self.received.load(Ordering::Acquire);
+        let word = self.sender.word.load(Ordering::Acquire);
+        Totals {
+            sent: self.queue.pushed().max(received),
+            received,
+            busy: self.sender.busy.load(Ordering::Relaxed),
+            sent_bytes: received_bytes + queued(word, received_bytes),
+            received_bytes,
+        }
     }
 
     pub fn max_size(&self) -> u64 {

@@ -355,6 +355,16 @@ impl<T> Queue<T> {
         slots_before(head >> SHIFT) >= slots_before(tail >> SHIFT)
     }
 
+    /// Frames ever pushed (a push in progress included).
+    pub fn pushed(&self) -> u64 {
+        slots_before(self.tail.index.load(Ordering::Acquire) >> SHIFT) as u64
+    }
+
+    /// Frames ever popped (a pop in progress included).
+    pub fn popped(&self) -> u64 {
+        slots_before(self.head.index.load(Ordering::Acquire) >> SHIFT) as u64
+    }
+
     /// Frames queued: exact when nobody is pushing or popping.
     pub fn len(&self) -> usize {
         loop {

@@ -95,6 +95,89 @@ fn too_large_when_the_frame_alone_exceeds_max_size() {
 }
 
 #[test]
+fn totals_count_frames_and_bytes_sent_received_and_refused() {
+    let channel = TestChannel::new(1000);
+    assert_eq!(channel.totals(), Totals::default());
+    // Across several of the queue's blocks.
+    for value in 0..200 {
+        channel.send(item(value, 5)).unwrap();
+    }
+    assert!(matches!(
+        channel.send(item(200, 1)),
+        Err(TrySendError::Busy(_))
+    ));
+    assert!(matches!(
+        channel.send(item(201, 7)),
+        Err(TrySendError::Busy(_))
+    ));
+    // Refused for other reasons: not `busy`, and not sent.
+    assert!(matches!(
+        channel.send(item(202, 1001)),
+        Err(TrySendError::TooLarge(_))
+    ));
+    for _ in 0..150 {
+        channel.try_recv().unwrap();
+    }
+    let expected = Totals {
+        sent: 200,
+        received: 150,
+        busy: 2,
+        sent_bytes: 1000,
+        received_bytes: 750,
+    };
+    assert_eq!(channel.totals(), expected);
+    channel.close();
+    assert!(matches!(
+        channel.send(item(203, 1)),
+        Err(TrySendError::Closed(_))
+    ));
+    assert_eq!(channel.totals(), expected);
+}
+
+#[test]
+fn totals_taken_while_streaming_never_show_more_received_than_sent() {
+    const PER_SENDER: u64 = 50_000;
+    let channel = Arc::new(TestChannel::new(4096));
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            let channel = Arc::clone(&channel);
+            thread::spawn(move || {
+                for value in 0..PER_SENDER {
+                    while channel.send(item(value, 8)).is_err() {
+                        thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let channel = Arc::clone(&channel);
+        thread::spawn(
+            move || {
+                while channel.recv_timeout(None, no_pass_on).is_ok() {}
+            },
+        )
+    };
+    while senders.iter().any(|sender| !sender.is_finished()) {
+        let totals = channel.totals();
+        assert!(totals.received <= totals.sent, "{totals:?}");
+        assert!(totals.received_bytes <= totals.sent_bytes, "{totals:?}");
+    }
+    senders
+        .into_iter()
+        .for_each(|sender| sender.join().unwrap());
+    channel.close();
+    reader.join().unwrap();
+    let totals = channel.totals();
+    assert_eq!(
+        (totals.sent, totals.received),
+        (3 * PER_SENDER, 3 * PER_SENDER)
+    );
+    assert_eq!(totals.sent_bytes, 8 * 3 * PER_SENDER);
+    assert_eq!(totals.received_bytes, totals.sent_bytes);
+}
+
+#[test]
 fn refused_frames_come_back_to_the_sender() {
     let channel = TestChannel::new(10);
     channel.close();

@@ -283,16 +283,23 @@ impl ChannelReader {
         py.detach(|| channel.close(None));
     }
 
-    /// `{'size': bytes queued, 'max_size': ..., 'closed': ..., 'length': messages queued,
-    /// 'waiting_readers': readers parked}`: the fields of `py_channel:info/1`.
+    /// The fields of `py_channel:info/1`: `size` (bytes queued), `max_size`, `closed`,
+    /// `length` (messages queued), `waiting_readers` (readers parked), and the running
+    /// totals `sent`, `received`, `busy`, `sent_bytes`, `received_bytes`.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let core = &self.channel.channel;
+        let totals = core.totals();
         let info = PyDict::new(py);
         info.set_item("size", core.size())?;
         info.set_item("max_size", core.max_size())?;
         info.set_item("closed", core.is_closed())?;
         info.set_item("length", core.len())?;
         info.set_item("waiting_readers", core.waiting_readers())?;
+        info.set_item("sent", totals.sent)?;
+        info.set_item("received", totals.received)?;
+        info.set_item("busy", totals.busy)?;
+        info.set_item("sent_bytes", totals.sent_bytes)?;
+        info.set_item("received_bytes", totals.received_bytes)?;
         Ok(info)
     }
 

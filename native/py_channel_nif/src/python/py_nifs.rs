@@ -169,9 +169,11 @@ fn py_set_none_atom(name: Term<'_>) -> NifResult<Atom> {
     }
 }
 
+/// `{Threads, JobsRunning, JobsQueued}` of the worker pool, for `py_channel:stats/0`.
 #[rustler::nif]
-fn py_thread_count() -> usize {
-    worker_pool::thread_count()
+fn py_pool_counts() -> (usize, usize, usize) {
+    let (running, queued) = worker_pool::job_counts();
+    (worker_pool::thread_count(), running, queued)
 }
 
 /// Set once, when the NIF loads: where the `erlang` Python package is.

@@ -126,6 +126,12 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
         self.threads
     }
 
+    /// Jobs being run: every thread is running one, spinning, woken on its way to the queue,
+    /// or asleep (a thread being started runs the job it was started for).
+    pub fn running_jobs(&self) -> usize {
+        self.threads - self.spinning - self.woken - self.sleepers.len()
+    }
+
     pub fn queued_jobs(&self) -> usize {
         self.jobs.len()
     }

@@ -102,6 +102,12 @@ impl WorkerPool {
     pub fn thread_count(&self) -> usize {
         self.shared.lock_books().threads()
     }
+
+    /// Jobs running and jobs waiting for a worker (only ever for a worker on its way).
+    pub fn job_counts(&self) -> (usize, usize) {
+        let books = self.shared.lock_books();
+        (books.running_jobs(), books.queued_jobs())
+    }
 }
 
 impl Shared {
@@ -178,6 +184,11 @@ pub fn submit(job: Job) -> Result<(), String> {
 /// Number of threads of the VM's worker pool.
 pub fn thread_count() -> usize {
     pool().thread_count()
+}
+
+/// Jobs running and queued in the VM's worker pool (see [`WorkerPool::job_counts`]).
+pub fn job_counts() -> (usize, usize) {
+    pool().job_counts()
 }
 
 #[cfg(test)]

@@ -481,6 +481,17 @@ impl Model for Pool {
                 books.spinning()
             ));
         }
+        let running = self
+            .workers
+            .iter()
+            .filter(|worker| matches!(worker.at, WorkerAt::Running(_) | WorkerAt::FinishingJob))
+            .count();
+        if books.running_jobs() != running + starting {
+            return Err(format!(
+                "{} running jobs counted, {running} running and {starting} starting",
+                books.running_jobs()
+            ));
+        }
         let mut listed = vec![0; self.workers.len()];
         for &sleeper in books.sleepers() {
             listed[sleeper as usize] += 1;

@@ -143,7 +143,9 @@ fn idle_workers_beyond_the_resident_ones_exit_and_the_count_follows() {
     }
     assert!(burst.wait_started(START_BOUND).iter().all(Option::is_some));
     assert_eq!(pool.thread_count(), 5);
+    assert_eq!(pool.job_counts(), (5, 0));
     burst.release();
+    assert!(eventually(|| pool.job_counts() == (0, 0)));
     assert!(
         eventually(|| pool.thread_count() == 2),
         "{} threads",
