@@ -18,7 +18,7 @@
 %% for it runs unchanged.
 -module(py_channel).
 
--export([new/0, new/1, send/2, close/1, info/1, try_receive/1,
+-export([new/0, new/1, send/2, send/3, send_many/2, close/1, info/1, try_receive/1,
          recv/1, recv/2, term_size/1, register_callbacks/0, stats/0]).
 -export([is_timeout/1]).
 
@@ -37,6 +37,7 @@
                   closed := boolean(),
                   length := non_neg_integer(),
                   waiting_readers := non_neg_integer(),
+                  waiting_senders := non_neg_integer(),
                   sent := non_neg_integer(),
                   received := non_neg_integer(),
                   busy := non_neg_integer(),
@@ -46,12 +47,14 @@
 %% limit, 0 for unlimited; `closed': true once `close/1' ran or the owner
 %% exited (queued terms may still be there); `length': terms queued;
 %% `waiting_readers': readers (Python threads and coroutines, Erlang
-%% processes in `recv/2') parked on the channel right now.
+%% processes in `recv/2') parked on the channel right now; `waiting_senders':
+%% senders (`send/3', Python's `Channel.send' and `async_send') waiting for
+%% room right now.
 %%
 %% Running totals since the channel was made, for an operator to graph (they
 %% only grow): `sent' terms accepted, `received' terms taken by readers,
 %% `busy' sends refused with `busy', and `sent_bytes', `received_bytes' in
-%% `term_size/1' bytes. The same ten keys in Elixir (`PyChannel.info/1'),
+%% `term_size/1' bytes. The same eleven keys in Elixir (`PyChannel.info/1'),
 %% Gleam (`channel.Info') and Python (`Channel.info()').
 
 %% Bytes must fit the native counter (47 bits: 128 TiB).
@@ -102,6 +105,69 @@ check_options([{Key, _} | _]) ->
 -spec send(channel(), term()) -> ok | busy | {error, closed | too_large}.
 send(Channel, Term) ->
     py_channel_nif:send(Channel, Term).
+
+%% @doc Queues `Term', waiting up to `Timeout' milliseconds for room: `ok',
+%% `{error, timeout}' (no room in time; nothing queued), `{error, closed}'
+%% (closed before or while waiting) or `{error, too_large}' (the term alone
+%% exceeds `max_size'). The wait is an ordinary `receive': no scheduler waits,
+%% nothing polls. A reader that frees room wakes the waiting senders in the
+%% order they began to wait. With `Timeout' 0 it is `send/2' that answers
+%% `{error, timeout}' instead of `busy'. `Timeout' is `infinity' or 0 to
+%% 4294967295; anything else is a `badarg' error, raised before the channel is
+%% touched.
+-spec send(channel(), term(), timeout()) -> ok | {error, timeout | closed | too_large}.
+send(Channel, Term, Timeout) ->
+    is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Term, Timeout]),
+    case py_channel_nif:send(Channel, Term) of
+        busy -> send_when_room(Channel, Term, deadline(Timeout), false);
+        Sent -> Sent
+    end.
+
+send_when_room(Channel, Term, Deadline, Woken) ->
+    Tag = erlang:unique_integer([positive]),
+    case py_channel_nif:send_or_wait(Channel, Term, Tag, Woken) of
+        {waiting, WaiterId} ->
+            receive
+                {py_channel_ready, Tag} -> send_when_room(Channel, Term, Deadline, true)
+            after remaining(Deadline) ->
+                    give_up_sending(Channel, Term, WaiterId, Tag)
+            end;
+        Sent ->
+            Sent
+    end.
+
+%% Withdraw from the waiting senders; a wake-up that raced with the timeout is
+%% collected (and passed on to the next sender by the NIF), and the room it
+%% announced tried once more rather than left unused.
+give_up_sending(Channel, Term, WaiterId, Tag) ->
+    case py_channel_nif:cancel_send_wait(Channel, WaiterId) of
+        cancelled ->
+            {error, timeout};
+        woken ->
+            receive {py_channel_ready, Tag} -> ok after ?WAKE_IN_FLIGHT_MS -> ok end,
+            case py_channel_nif:send(Channel, Term) of
+                busy -> {error, timeout};
+                Sent -> Sent
+            end
+    end.
+
+%% @doc Queues the terms of `Terms' in order while they fit, without
+%% waiting: `{ok, Accepted}' says how many (the first `Accepted' terms) were
+%% queued; the rest were not (`send/3' one of them to wait for room).
+%% `{error, closed}' if the channel was closed before the first. Cheaper
+%% than one `send/2' per term. Not a list: `badarg'.
+-spec send_many(channel(), [term()]) -> {ok, non_neg_integer()} | {error, closed}.
+send_many(Channel, Terms) ->
+    %% A proper list, checked before anything is queued.
+    _ = length(Terms),
+    send_many(Channel, Terms, 0).
+
+send_many(Channel, Terms, Accepted) ->
+    case py_channel_nif:send_many(Channel, Terms) of
+        {0, closed, _} when Accepted =:= 0 -> {error, closed};
+        {Sent, more, Rest} -> send_many(Channel, Rest, Accepted + Sent);
+        {Sent, _Stop, _Rest} -> {ok, Accepted + Sent}
+    end.
 
 %% @doc Closes the channel: sends fail from now on, queued terms can still be
 %% received, and every blocked reader (Python or Erlang) wakes. Idempotent.

@@ -4,13 +4,15 @@
 -module(py_channel_nif).
 
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
-         wait/2, cancel_wait/2, term_size/1, live_channels/0,
+         wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
+         term_size/1, live_channels/0,
          py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
          py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
-       wait/2, cancel_wait/2, term_size/1, live_channels/0,
+       wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
+         term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
        py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_pool_counts/0]).
@@ -45,6 +47,9 @@ wait(_Channel, _Tag) -> ?NOT_LOADED.
 cancel_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
 term_size(_Term) -> ?NOT_LOADED.
 live_channels() -> ?NOT_LOADED.
+send_or_wait(_Channel, _Term, _Tag, _Woken) -> ?NOT_LOADED.
+cancel_send_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
+send_many(_Channel, _Terms) -> ?NOT_LOADED.
 py_start(_Ref) -> ?NOT_LOADED.
 py_exec(_Ref, _Namespace, _Output, _Code) -> ?NOT_LOADED.
 py_eval(_Ref, _Namespace, _Output, _Code, _Locals) -> ?NOT_LOADED.

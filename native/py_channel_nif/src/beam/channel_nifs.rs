@@ -6,9 +6,9 @@
 use crate::beam::atoms;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::frame::Frame;
-use crate::beam::reader_wake::ReaderWake;
+use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::beam::term_scan;
-use crate::channel::{Cancelled, Parked, TryRecvError, TrySendError, Weighed};
+use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 
 /// Bytes of term per percent of a timeslice reported to the scheduler, so a very
@@ -25,13 +25,19 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
     resource
 }
 
-#[rustler::nif]
-fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a> {
+/// Copies `term` into a frame for `channel`, telling the scheduler what a large copy cost.
+fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Frame {
     let frame = Frame::encode(term, channel);
     let percent = frame.weight() / BYTES_PER_TIMESLICE_PERCENT;
     if percent > 0 {
         rustler::schedule::consume_timeslice(env, percent.min(100) as i32);
     }
+    frame
+}
+
+#[rustler::nif]
+fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a> {
+    let frame = encode_frame(env, term, channel);
     match channel.channel.send(frame) {
         Ok(wakes) => {
             channel.wake(wakes, Some(env));
@@ -45,7 +51,7 @@ fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a>
 
 #[rustler::nif]
 fn try_receive<'a>(env: Env<'a>, channel: &ChannelResource) -> Term<'a> {
-    match channel.channel.try_recv() {
+    match channel.take(Some(env)) {
         Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
         Err(TryRecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
         Err(TryRecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
@@ -73,6 +79,10 @@ fn info<'a>(env: Env<'a>, channel: &ChannelResource) -> NifResult<Term<'a>> {
                 atoms::waiting_readers().encode(env),
                 core.waiting_readers().encode(env),
             ),
+            (
+                atoms::waiting_senders().encode(env),
+                core.waiting_senders().encode(env),
+            ),
             (atoms::sent().encode(env), totals.sent.encode(env)),
             (atoms::received().encode(env), totals.received.encode(env)),
             (atoms::busy().encode(env), totals.busy.encode(env)),
@@ -92,9 +102,10 @@ fn info<'a>(env: Env<'a>, channel: &ChannelResource) -> NifResult<Term<'a>> {
 /// there, else `{waiting, WaiterId}` and a `{py_channel_ready, Tag}` message later.
 #[rustler::nif]
 fn wait<'a>(env: Env<'a>, channel: &ChannelResource, tag: u64) -> Term<'a> {
-    let wake = ReaderWake::Process {
+    let wake = TaskWake::Process {
         pid: env.pid(),
         tag,
+        awaits: Awaits::Frame,
     };
     match channel.channel.park_task(wake) {
         Parked::Ready(_) => atoms::ready().encode(env),
@@ -111,6 +122,92 @@ fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustl
             channel.wake(pass_on, Some(env));
             atoms::woken()
         }
+    }
+}
+
+/// `send/3`'s step: queues `term` if it fits, else parks the calling process among the
+/// senders waiting for room: `{waiting, WaiterId}`, and a `{py_channel_ready, Tag}` message
+/// when a reader frees room (or the channel closes), after which the process calls again
+/// with `woken` true (it keeps its turn). `ok`, `{error, closed}`, `{error, too_large}`.
+#[rustler::nif]
+fn send_or_wait<'a>(
+    env: Env<'a>,
+    channel: &ChannelResource,
+    term: Term<'a>,
+    tag: u64,
+    woken: bool,
+) -> Term<'a> {
+    let frame = encode_frame(env, term, channel);
+    let waker = TaskWake::Process {
+        pid: env.pid(),
+        tag,
+        awaits: Awaits::Room,
+    };
+    match channel.channel.send_or_park(frame, waker, woken) {
+        SendOrPark::Sent(wakes) => {
+            channel.wake(wakes, Some(env));
+            atoms::ok().encode(env)
+        }
+        SendOrPark::Parked(id, _frame) => (atoms::waiting(), id).encode(env),
+        SendOrPark::Refused(refused) => (atoms::error(), refused_reason(&refused)).encode(env),
+    }
+}
+
+/// Withdraws a process waiting for room. `woken` means its wake message is already sent (or
+/// on its way); the wake passes to the next waiting sender.
+#[rustler::nif]
+fn cancel_send_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustler::Atom {
+    match channel.channel.cancel_send(waiter_id) {
+        Cancelled::Withdrawn => atoms::cancelled(),
+        Cancelled::AlreadyWoken(pass_on) => {
+            channel.wake(pass_on, Some(env));
+            atoms::woken()
+        }
+    }
+}
+
+/// Terms `send_many` queues in one call at most, so a long list does not hold the scheduler:
+/// the Erlang side calls again with the rest (`more`).
+const SEND_MANY_BATCH: usize = 1000;
+
+/// `send_many/2`'s step: queues the terms of `terms` in order while they fit, up to
+/// `SEND_MANY_BATCH`. `{Accepted, Stop, Rest}`: `Stop` is `done` (the list is empty), `more`
+/// (the batch is full), or why the first term of `Rest` was not queued (`busy`, `closed`,
+/// `too_large`). Not a proper list: badarg, with nothing queued.
+#[rustler::nif]
+fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> NifResult<Term<'a>> {
+    if !terms.is_list() {
+        return Err(rustler::Error::BadArg);
+    }
+    let mut accepted = 0usize;
+    let mut rest = terms;
+    let stop = loop {
+        if accepted == SEND_MANY_BATCH {
+            break atoms::more();
+        }
+        let Ok((head, tail)) = rest.list_get_cell() else {
+            if rest.is_empty_list() {
+                break atoms::done();
+            }
+            // An improper tail: what was queued stays; the caller sees badarg only if nothing
+            // was (checked in Erlang before any call, see py_channel:send_many/2).
+            return Err(rustler::Error::BadArg);
+        };
+        match channel.channel.send(encode_frame(env, head, channel)) {
+            Ok(wakes) => channel.wake(wakes, Some(env)),
+            Err(refused) => break refused_reason(&refused),
+        }
+        accepted += 1;
+        rest = tail;
+    };
+    Ok((accepted, stop, rest).encode(env))
+}
+
+fn refused_reason<T>(refused: &TrySendError<T>) -> rustler::Atom {
+    match refused {
+        TrySendError::Busy(_) => atoms::busy(),
+        TrySendError::Closed(_) => atoms::closed(),
+        TrySendError::TooLarge(_) => atoms::too_large(),
     }
 }
 

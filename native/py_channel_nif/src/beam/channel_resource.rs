@@ -6,8 +6,8 @@
 //! counted reference (what `ResourceArc` would be).
 
 use crate::beam::frame::{ArenaSlot, Frame};
-use crate::beam::reader_wake::ReaderWake;
-use crate::channel::{Channel, Signal};
+use crate::beam::task_wake::{Awaits, TaskWake};
+use crate::channel::{Channel, Signal, TryRecvError};
 use rustler::sys::{
     c_void, enif_alloc_resource, enif_get_resource, enif_keep_resource, enif_make_resource,
     enif_monitor_process, enif_release_resource, ErlNifEnv, ErlNifMonitor, ErlNifPid,
@@ -34,7 +34,7 @@ static QUEUE_ALLOCATOR: EnifAllocator = EnifAllocator;
 static CHANNEL_TYPE: AtomicPtr<ErlNifResourceType> = AtomicPtr::new(ptr::null_mut());
 
 pub struct ChannelResource {
-    pub channel: Channel<Frame, ReaderWake>,
+    pub channel: Channel<Frame, TaskWake>,
     /// Where the terms sent to this channel are held (see `frame::TermArena`).
     pub arena: Mutex<ArenaSlot>,
 }
@@ -48,20 +48,30 @@ impl ChannelResource {
         }
     }
 
-    /// Closes the channel and wakes every parked reader. `env` is the caller's, when there is one.
+    /// Closes the channel and wakes every parked reader and sender. `env` is the caller's,
+    /// when there is one.
     pub fn close(&self, env: Option<Env<'_>>) {
         self.wake(self.channel.close(), env);
     }
 
-    /// Fires task wakers the core handed back. One whose reader is gone cannot be delivered:
-    /// the wake goes to the next parked reader instead, so no frame waits while a live reader
-    /// sleeps.
-    pub fn wake(&self, wakes: impl IntoIterator<Item = ReaderWake>, env: Option<Env<'_>>) {
+    /// Takes the oldest frame without waiting, waking a sender waiting for the room it frees.
+    pub fn take(&self, env: Option<Env<'_>>) -> Result<Frame, TryRecvError> {
+        self.channel.try_recv(|sender| self.wake([sender], env))
+    }
+
+    /// Fires task wakers the core handed back. One whose task is gone cannot be delivered:
+    /// the wake goes to the next task waiting for the same thing, so no frame waits while a
+    /// live reader sleeps, and no room goes unused while a live sender sleeps.
+    pub fn wake(&self, wakes: impl IntoIterator<Item = TaskWake>, env: Option<Env<'_>>) {
         for wake in wakes {
             let mut next = Some(wake);
             while let Some(wake) = next.take() {
+                let awaits = wake.awaits();
                 if !wake.fire(env) {
-                    next = self.channel.pass_on_wake();
+                    next = match awaits {
+                        Awaits::Frame => self.channel.pass_on_wake(),
+                        Awaits::Room => self.channel.pass_on_send_wake(),
+                    };
                 }
             }
         }

@@ -5,5 +5,5 @@ pub mod atoms;
 mod channel_nifs;
 pub mod channel_resource;
 pub mod frame;
-pub mod reader_wake;
+pub mod task_wake;
 mod term_scan;

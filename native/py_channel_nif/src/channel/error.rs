@@ -91,3 +91,47 @@ impl fmt::Display for RecvTimeoutError {
 }
 
 impl error::Error for RecvTimeoutError {}
+
+/// A [`Channel::send_timeout`](super::Channel::send_timeout) that did not queue its frame; the
+/// frame comes back to the caller.
+#[derive(PartialEq, Eq)]
+pub enum SendTimeoutError<T> {
+    /// No room came within the timeout; the channel is still open.
+    Timeout(T),
+    /// The frame alone is larger than `max_size`: it can never fit.
+    TooLarge(T),
+    /// The channel is closed: no send will ever succeed again.
+    Closed(T),
+}
+
+impl<T> SendTimeoutError<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            SendTimeoutError::Timeout(frame)
+            | SendTimeoutError::Closed(frame)
+            | SendTimeoutError::TooLarge(frame) => frame,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendTimeoutError::Timeout(_) => "timeout",
+            SendTimeoutError::TooLarge(_) => "too_large",
+            SendTimeoutError::Closed(_) => "closed",
+        })
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendTimeoutError::Timeout(_) => "no room in the channel within the timeout",
+            SendTimeoutError::TooLarge(_) => "the frame is larger than the channel's max_size",
+            SendTimeoutError::Closed(_) => "the channel is closed",
+        })
+    }
+}
+
+impl<T> error::Error for SendTimeoutError<T> {}

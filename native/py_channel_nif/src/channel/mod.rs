@@ -44,10 +44,12 @@
 
 mod error;
 mod queue;
+mod senders;
 mod signal;
 
-pub use error::{RecvTimeoutError, TryRecvError, TrySendError};
+pub use error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use queue::BlockAllocator;
+pub use senders::SendOrPark;
 pub use signal::{Signal, ThreadSignal};
 
 use queue::Queue;
@@ -74,6 +76,11 @@ const IN_FLIGHT_MASK: u64 = ((1 << 14) - 1) << 48;
 const SENT_MASK: u64 = IN_FLIGHT_ONE - 1;
 /// At most 128 TiB queued, so the queued bytes, a difference of totals modulo 2^48, are exact.
 pub const MAX_BYTES: u64 = (1 << 47) - 1;
+
+/// The top bit of the readers' word (the rest is the total of bytes received): senders are
+/// parked waiting for room. A reader learns it from the value its `fetch_add` returns, so
+/// the receive path pays nothing for it (`senders.rs`).
+const SENDERS_PARKED: u64 = 1 << 63;
 
 /// How long a thread reader looks for a frame before it parks.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
@@ -134,13 +141,15 @@ pub struct Channel<T, W> {
     /// Senders' line: `CLOSED` | `PARKED` | sends in flight | bytes sent, and the readers'
     /// total as last seen.
     sender: CachePadded<SenderLine>,
-    /// Readers' line: bytes of every frame ever received.
+    /// Readers' line: bytes of every frame ever received, and `SENDERS_PARKED`.
     received: CachePadded<AtomicU64>,
     /// 0 means unlimited.
     max_size: u64,
     /// Set once, after `CLOSED` (see the module doc).
     closed: AtomicBool,
     sleepers: Mutex<VecDeque<Sleeper<W>>>,
+    /// Senders waiting for room, first come first woken (`senders.rs`).
+    parked_senders: Mutex<VecDeque<Sleeper<W>>>,
     next_waiter_id: AtomicU64,
 }
 
@@ -185,6 +194,7 @@ impl<T: Weighed, W> Channel<T, W> {
             max_size: max_size.min(MAX_BYTES),
             closed: AtomicBool::new(false),
             sleepers: Mutex::new(VecDeque::new()),
+            parked_senders: Mutex::new(VecDeque::new()),
             next_waiter_id: AtomicU64::new(1),
         }
     }
@@ -212,7 +222,7 @@ impl<T: Weighed, W> Channel<T, W> {
             // so this can only overstate what is queued; look at their line when it says no.
             let mut received = self.sender.received_seen.load(Ordering::Relaxed);
             if queued(word, received) + bytes > limit {
-                received = self.received.load(Ordering::Acquire);
+                received = self.received_bytes();
                 self.sender
                     .received_seen
                     .fetch_max(received, Ordering::Relaxed);
@@ -259,11 +269,18 @@ impl<T: Weighed, W> Channel<T, W> {
         self.wake_one().into_iter().collect()
     }
 
-    /// Takes the oldest frame, if any, without blocking.
-    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+    /// Takes the oldest frame, if any, without blocking. The bytes it frees wake the first
+    /// sender waiting for room, if any: a thread in place, a task through `wake` (the caller
+    /// fires it).
+    pub fn try_recv(&self, wake: impl FnOnce(W)) -> Result<T, TryRecvError> {
         match self.queue.pop() {
             Some(frame) => {
-                self.received.fetch_add(weight_of(&frame), Ordering::AcqRel);
+                let before = self.received.fetch_add(weight_of(&frame), Ordering::AcqRel);
+                if before & SENDERS_PARKED != 0 {
+                    if let Some(sender) = self.wake_first_sender() {
+                        wake(sender);
+                    }
+                }
                 Ok(frame)
             }
             None if self.is_drained_after_close() => Err(TryRecvError::Closed),
@@ -275,15 +292,16 @@ impl<T: Weighed, W> Channel<T, W> {
     /// closed and drained (`Closed`), or `timeout` passes (`Timeout`). `None` waits forever, and
     /// so does a timeout too long for the clock to represent its end.
     ///
-    /// If this thread was woken for a frame that another reader had to be woken for instead,
-    /// `pass_on` receives that reader's task waker to fire.
+    /// `wake` receives the task wakers to fire: another reader's, if this thread was woken
+    /// for a frame that reader had to be woken for instead, and a waiting sender's, for the
+    /// room the frame taken frees.
     pub fn recv_timeout(
         &self,
         timeout: Option<Duration>,
-        pass_on: impl FnOnce(W),
+        wake: impl FnMut(W),
     ) -> Result<T, RecvTimeoutError> {
         // Nothing stops this wait, so it always has an outcome.
-        self.recv_until(timeout, pass_on, &|| false)
+        self.recv_until(timeout, wake, &|| false)
             .unwrap_or(Err(RecvTimeoutError::Timeout))
     }
 
@@ -293,7 +311,7 @@ impl<T: Weighed, W> Channel<T, W> {
     pub fn recv_until(
         &self,
         timeout: Option<Duration>,
-        pass_on: impl FnOnce(W),
+        mut wake: impl FnMut(W),
         stop: &dyn Fn() -> bool,
     ) -> Option<Result<T, RecvTimeoutError>> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
@@ -301,7 +319,7 @@ impl<T: Weighed, W> Channel<T, W> {
             if stop() {
                 return None;
             }
-            match self.try_recv() {
+            match self.try_recv(&mut wake) {
                 Ok(frame) => return Some(Ok(frame)),
                 Err(TryRecvError::Closed) => return Some(Err(RecvTimeoutError::Closed)),
                 Err(TryRecvError::Empty) => {}
@@ -318,13 +336,13 @@ impl<T: Weighed, W> Channel<T, W> {
                 id: self.next_id(),
                 signal,
             });
-            match self.try_recv() {
+            match self.try_recv(&mut wake) {
                 Err(TryRecvError::Empty) => {}
                 done => {
                     // The frame taken here was queued before we parked, so a wake we got
                     // meanwhile was meant for a later frame: pass it on.
                     if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
-                        pass_on(waker);
+                        wake(waker);
                     }
                     return Some(done.map_err(|_| RecvTimeoutError::Closed));
                 }
@@ -343,7 +361,7 @@ impl<T: Weighed, W> Channel<T, W> {
             }
             if stop() {
                 if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
-                    pass_on(waker);
+                    wake(waker);
                 }
                 return None;
             }
@@ -393,19 +411,41 @@ impl<T: Weighed, W> Channel<T, W> {
         self.wake_one()
     }
 
-    /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread
-    /// and returns every parked task's waker for the caller to fire. Idempotent.
+    /// Closes the channel. Queued frames stay for readers to drain. Wakes every parked thread,
+    /// readers and senders, and returns every parked task's waker for the caller to fire.
+    /// Idempotent.
     pub fn close(&self) -> Vec<W> {
         self.sender.word.fetch_or(CLOSED, Ordering::SeqCst);
         self.closed.store(true, Ordering::SeqCst);
-        self.wake_all()
+        let mut woken = self.wake_all();
+        woken.extend(self.wake_all_senders());
+        woken
     }
 
-    /// Bytes of accepted frames not yet received.
+    /// Bytes of every frame ever received.
+    fn received_bytes(&self) -> u64 {
+        self.received.load(Ordering::SeqCst) & !SENDERS_PARKED
+    }
+
+    /// Bytes of accepted frames not yet received, as they were at one moment: never more
+    /// than `max_size`.
     pub fn size(&self) -> u64 {
-        // Received first: every frame it counts is already in the sent total read after it.
-        let received = self.received.load(Ordering::Acquire);
-        queued(self.sender.word.load(Ordering::Acquire), received)
+        let (word, received) = self.byte_totals();
+        queued(word, received)
+    }
+
+    /// The senders' word and the bytes received at one moment. The received total is read on
+    /// both sides of the word: unchanged, it held when the word was read. (Read once, a
+    /// receive and a send between the two reads would add a frame that never was queued at
+    /// the same time as the one received.)
+    fn byte_totals(&self) -> (u64, u64) {
+        loop {
+            let received = self.received_bytes();
+            let word = self.sender.word.load(Ordering::SeqCst);
+            if self.received_bytes() == received {
+                return (word, received);
+            }
+        }
     }
 
     /// The running totals. Taken while others send and receive, they are each a moment's
@@ -416,8 +456,7 @@ impl<T: Weighed, W> Channel<T, W> {
         // Receivers' figures first: every frame they count is in the senders' figures read
         // after.
         let received = self.queue.popped();
-        let received_bytes = self.received.load(Ordering::Acquire);
-        let word = self.sender.word.load(Ordering::Acquire);
+        let (word, received_bytes) = self.byte_totals();
         Totals {
             sent: self.queue.pushed().max(received),
             received,

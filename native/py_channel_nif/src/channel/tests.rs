@@ -1,6 +1,6 @@
 use super::*;
 use std::collections::HashSet;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -37,9 +37,9 @@ fn frames_come_out_in_send_order() {
         channel.send(item(value, 8)).unwrap();
     }
     for value in 0..1000 {
-        assert_eq!(channel.try_recv().unwrap().value, value);
+        assert_eq!(channel.try_recv(no_pass_on).unwrap().value, value);
     }
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Empty));
 }
 
 #[test]
@@ -49,9 +49,9 @@ fn size_counts_the_bytes_queued() {
     channel.send(item(2, 32)).unwrap();
     assert_eq!(channel.size(), 42);
     assert_eq!(channel.len(), 2);
-    channel.try_recv().unwrap();
+    channel.try_recv(no_pass_on).unwrap();
     assert_eq!(channel.size(), 32);
-    channel.try_recv().unwrap();
+    channel.try_recv(no_pass_on).unwrap();
     assert_eq!(channel.size(), 0);
     assert!(channel.is_empty());
 }
@@ -63,8 +63,8 @@ fn a_weightless_frame_still_counts_one_byte() {
     assert_eq!(channel.size(), 1);
     channel.close();
     // Not "closed" while the frame is queued.
-    assert_eq!(channel.try_recv().unwrap().value, 1);
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 1);
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Closed));
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn busy_when_the_frame_would_overflow_max_size() {
         Err(TrySendError::Busy(_))
     ));
     assert_eq!(channel.size(), 100);
-    channel.try_recv().unwrap();
+    channel.try_recv(no_pass_on).unwrap();
     assert!(channel.send(item(3, 60)).is_ok());
     assert_eq!(channel.size(), 100);
 }
@@ -116,7 +116,7 @@ fn totals_count_frames_and_bytes_sent_received_and_refused() {
         Err(TrySendError::TooLarge(_))
     ));
     for _ in 0..150 {
-        channel.try_recv().unwrap();
+        channel.try_recv(no_pass_on).unwrap();
     }
     let expected = Totals {
         sent: 200,
@@ -212,7 +212,7 @@ fn the_end_is_seen_while_another_reader_still_holds_the_last_frame() {
     channel.close();
     let _mid_receive = channel.queue.pop().expect("the frame");
     assert_eq!(channel.size(), 8);
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Closed));
     let (wake, _woken) = mpsc::channel();
     assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
 }
@@ -226,7 +226,7 @@ fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
         .word
         .fetch_add(8 + IN_FLIGHT_ONE, Ordering::SeqCst);
     channel.close();
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Empty));
     let mut woken = Vec::new();
     for _ in 0..3 {
         let (wake, receiver) = mpsc::channel();
@@ -235,8 +235,8 @@ fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
     }
     let wakes = channel.land(item(1, 8));
     assert_eq!(wakes.len(), 3, "every parked reader must look again");
-    assert_eq!(channel.try_recv().unwrap().value, 1);
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 1);
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Closed));
 }
 
 #[test]
@@ -285,9 +285,9 @@ fn close_keeps_queued_frames_for_readers_to_drain() {
         Err(TrySendError::Closed(_))
     ));
     for value in 0..3 {
-        assert_eq!(channel.try_recv().unwrap().value, value);
+        assert_eq!(channel.try_recv(no_pass_on).unwrap().value, value);
     }
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Closed));
     assert_eq!(
         channel.recv_timeout(None, no_pass_on),
         Err(RecvTimeoutError::Closed)
@@ -300,7 +300,7 @@ fn close_is_idempotent() {
     channel.close();
     channel.close();
     assert!(channel.is_closed());
-    assert_eq!(channel.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(channel.try_recv(no_pass_on), Err(TryRecvError::Closed));
 }
 
 #[test]
@@ -372,7 +372,7 @@ fn a_task_is_ready_at_once_when_a_frame_or_the_close_is_there() {
     channel.send(item(1, 8)).unwrap();
     let (wake, _woken) = mpsc::channel();
     assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
-    channel.try_recv().unwrap();
+    channel.try_recv(no_pass_on).unwrap();
     channel.close();
     let (wake, _woken) = mpsc::channel();
     assert!(matches!(channel.park_task(wake), Parked::Ready(_)));
@@ -433,7 +433,7 @@ fn a_wake_that_cannot_be_delivered_goes_to_the_next_reader() {
     let next = channel.pass_on_wake().expect("the frame is still queued");
     next.send(()).unwrap();
     assert!(live_woken.try_recv().is_ok());
-    channel.try_recv().unwrap();
+    channel.try_recv(no_pass_on).unwrap();
     assert!(
         channel.pass_on_wake().is_none(),
         "nothing queued, no one to wake"
@@ -482,7 +482,7 @@ fn the_parked_flag_follows_the_waiter_list() {
     assert!(!parked_flag(&channel));
     // With nobody parked a send wakes nobody; parked again, the next send finds the reader.
     assert!(channel.send(item(1, 8)).unwrap().is_empty());
-    channel.try_recv().unwrap();
+    channel.try_recv(no_pass_on).unwrap();
     let (third, third_woken) = mpsc::channel();
     channel.park_task(third);
     channel.send(item(2, 8)).unwrap()[0].send(()).unwrap();
@@ -552,7 +552,7 @@ fn queued_frames_are_dropped_with_the_channel() {
 /// up, cancel and fire whatever wake is handed on.
 fn task_reader(channel: &TestChannel, taken: &mut Vec<u64>) {
     loop {
-        match channel.try_recv() {
+        match channel.try_recv(no_pass_on) {
             Ok(frame) => {
                 taken.push(frame.value);
                 continue;
@@ -716,5 +716,242 @@ fn a_stopped_wait_ends_and_leaves_no_waiter() {
     assert_eq!(channel.waiting_readers(), 0);
     // A frame sent now is still there for the next reader.
     channel.send(item(5, 8)).unwrap();
-    assert_eq!(channel.try_recv().unwrap().value, 5);
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 5);
+}
+
+// ---- Senders waiting for room (senders.rs) ----
+
+fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met in 10 s"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_thread_sender_waits_for_room_and_a_receive_wakes_it() {
+    let channel = Arc::new(TestChannel::new(16));
+    channel.send(item(1, 16)).unwrap();
+    let sender = {
+        let channel = Arc::clone(&channel);
+        thread::spawn(move || channel.send_timeout(item(2, 8), None, no_pass_on))
+    };
+    wait_until(|| channel.waiting_senders() == 1);
+    assert_eq!(channel.len(), 1);
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 1);
+    assert!(sender.join().unwrap().is_ok());
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 2);
+    assert_eq!(channel.waiting_senders(), 0);
+}
+
+#[test]
+fn send_timeout_times_out_gives_the_frame_back_and_leaves_no_parked_sender() {
+    let channel = TestChannel::new(16);
+    channel.send(item(1, 16)).unwrap();
+    match channel.send_timeout(item(2, 8), Some(Duration::from_millis(20)), no_pass_on) {
+        Err(SendTimeoutError::Timeout(frame)) => assert_eq!(frame.value, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(channel.waiting_senders(), 0);
+    // A zero timeout is a send that answers Timeout instead of Busy.
+    assert!(matches!(
+        channel.send_timeout(item(3, 8), Some(Duration::ZERO), no_pass_on),
+        Err(SendTimeoutError::Timeout(_))
+    ));
+    assert!(matches!(
+        channel.send_timeout(item(4, 17), None, no_pass_on),
+        Err(SendTimeoutError::TooLarge(_))
+    ));
+    channel.try_recv(no_pass_on).unwrap();
+    assert!(channel
+        .send_timeout(item(5, 8), Some(Duration::ZERO), no_pass_on)
+        .is_ok());
+}
+
+#[test]
+fn close_wakes_every_waiting_sender_with_closed() {
+    let channel = Arc::new(TestChannel::new(8));
+    channel.send(item(0, 8)).unwrap();
+    let senders: Vec<_> = (1..=3)
+        .map(|value| {
+            let channel = Arc::clone(&channel);
+            thread::spawn(move || channel.send_timeout(item(value, 8), None, no_pass_on))
+        })
+        .collect();
+    wait_until(|| channel.waiting_senders() == 3);
+    channel.close();
+    for sender in senders {
+        assert!(matches!(
+            sender.join().unwrap(),
+            Err(SendTimeoutError::Closed(_))
+        ));
+    }
+    assert_eq!(channel.waiting_senders(), 0);
+    // The queued frame still drains.
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 0);
+}
+
+/// Task senders (an Erlang process in `send/3`): parked with a waker, woken by receives.
+#[test]
+fn waiting_senders_are_woken_in_the_order_they_began_to_wait() {
+    let channel = TestChannel::new(8);
+    channel.send(item(0, 8)).unwrap();
+    let mut woken = Vec::new();
+    let mut parked = Vec::new();
+    for value in 1..=3u64 {
+        let (waker, wake) = mpsc::channel();
+        match channel.send_or_park(item(value, 8), waker, false) {
+            SendOrPark::Parked(_, frame) => parked.push((frame, wake)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(channel.waiting_senders(), 3);
+    // Each receive frees room for one frame and wakes the first sender in line.
+    for expected in 0..=3u64 {
+        let mut fired = Vec::new();
+        assert_eq!(
+            channel.try_recv(|waker| fired.push(waker)).unwrap().value,
+            expected
+        );
+        if expected == 3 {
+            assert!(fired.is_empty());
+            break;
+        }
+        assert_eq!(fired.len(), 1);
+        fired.pop().unwrap().send(()).unwrap();
+        // Whoever got the wake sends again; a sender passed over keeps its turn.
+        let index = parked
+            .iter()
+            .position(|(_, wake)| wake.try_recv().is_ok())
+            .expect("a sender was woken");
+        let (frame, _) = parked.remove(index);
+        woken.push(frame.value);
+        let (waker, _unused) = mpsc::channel();
+        match channel.send_or_park(frame, waker, true) {
+            // Sent; the pass-on wake for the next one in line finds no room: it parks again
+            // at the front.
+            SendOrPark::Sent(pass_on) => {
+                for waker in pass_on {
+                    let _ = waker.send(());
+                }
+                for (frame, wake) in parked.iter_mut() {
+                    if wake.try_recv().is_ok() {
+                        let (waker, new_wake) = mpsc::channel();
+                        let value = frame.value;
+                        let retry = std::mem::replace(frame, item(value, 8));
+                        match channel.send_or_park(retry, waker, true) {
+                            SendOrPark::Parked(_, back) => *frame = back,
+                            other => panic!("{other:?}"),
+                        }
+                        *wake = new_wake;
+                    }
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(woken, vec![1, 2, 3]);
+    assert_eq!(channel.waiting_senders(), 0);
+}
+
+#[test]
+fn a_sender_woken_then_cancelled_passes_the_wake_on() {
+    let channel = TestChannel::new(8);
+    channel.send(item(0, 8)).unwrap();
+    let (first_waker, _first) = mpsc::channel();
+    let (second_waker, second) = mpsc::channel();
+    let SendOrPark::Parked(first_id, _) = channel.send_or_park(item(1, 8), first_waker, false)
+    else {
+        panic!("not parked")
+    };
+    let SendOrPark::Parked(_, _) = channel.send_or_park(item(2, 8), second_waker, false) else {
+        panic!("not parked")
+    };
+    let mut fired = Vec::new();
+    channel.try_recv(|waker| fired.push(waker)).unwrap();
+    assert_eq!(fired.len(), 1);
+    // The first gives up after its wake was fired: the wake goes to the second.
+    match channel.cancel_send(first_id) {
+        Cancelled::AlreadyWoken(Some(next)) => next.send(()).unwrap(),
+        other => panic!("{other:?}"),
+    }
+    assert!(second.try_recv().is_ok());
+    assert_eq!(channel.waiting_senders(), 0);
+    // A parked sender withdrawn before any wake: nothing to pass on.
+    let (waker, _) = mpsc::channel();
+    channel.send(item(3, 8)).unwrap();
+    let SendOrPark::Parked(id, _) = channel.send_or_park(item(4, 8), waker, false) else {
+        panic!("not parked")
+    };
+    assert!(matches!(channel.cancel_send(id), Cancelled::Withdrawn));
+    assert_eq!(channel.waiting_senders(), 0);
+}
+
+#[test]
+fn a_stopped_sender_ends_and_leaves_no_parked_sender() {
+    let channel = Arc::new(TestChannel::new(8));
+    channel.send(item(0, 8)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (channel, stop) = (Arc::clone(&channel), Arc::clone(&stop));
+        thread::spawn(move || {
+            channel
+                .send_until(item(1, 8), None, no_pass_on, &|| {
+                    stop.load(Ordering::Acquire)
+                })
+                .is_none()
+        })
+    };
+    wait_until(|| channel.waiting_senders() == 1);
+    stop.store(true, Ordering::Release);
+    sender.thread().unpark();
+    assert!(sender.join().unwrap());
+    assert_eq!(channel.waiting_senders(), 0);
+    assert_eq!(channel.len(), 1);
+}
+
+#[test]
+fn waiting_senders_and_readers_move_every_frame_once_and_never_overfill() {
+    const PER_SENDER: u64 = 20_000;
+    const SENDERS: u64 = 4;
+    let channel = Arc::new(TestChannel::new(64));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let channel = Arc::clone(&channel);
+            thread::spawn(move || {
+                for n in 0..PER_SENDER {
+                    let value = sender * PER_SENDER + n;
+                    channel
+                        .send_timeout(item(value, 1 + (value % 16) as usize), None, no_pass_on)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let channel = Arc::clone(&channel);
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                while let Ok(frame) = channel.recv_timeout(None, no_pass_on) {
+                    assert!(channel.size() <= 64);
+                    seen.push(frame.value);
+                }
+                seen
+            })
+        })
+        .collect();
+    senders.into_iter().for_each(|s| s.join().unwrap());
+    channel.close();
+    let mut all: Vec<u64> = readers
+        .into_iter()
+        .flat_map(|r| r.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..SENDERS * PER_SENDER).collect::<Vec<_>>());
+    assert_eq!(channel.waiting_senders(), 0);
 }

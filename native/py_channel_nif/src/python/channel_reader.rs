@@ -7,7 +7,7 @@
 
 use crate::beam::channel_resource::ChannelHandle;
 use crate::beam::frame::Frame;
-use crate::beam::reader_wake::ReaderWake;
+use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::channel::{Cancelled, Parked, RecvTimeoutError, TryRecvError};
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
@@ -119,7 +119,7 @@ impl ChannelReader {
 
     /// Blocks (GIL released) for the next frame.
     fn wait_for_frame(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Frame> {
-        match self.channel.channel.try_recv() {
+        match self.channel.take(None) {
             Err(TryRecvError::Empty) => self.wait_for_next_frame(py, timeout),
             Ok(frame) => Ok(frame),
             Err(TryRecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
@@ -133,11 +133,9 @@ impl ChannelReader {
         let this_thread = std::thread::current();
         let received = py.detach(|| {
             cancel::interruptible(Box::new(move || this_thread.unpark()), |cancelled| {
-                channel.channel.recv_until(
-                    timeout,
-                    |other_reader| channel.wake([other_reader], None),
-                    cancelled,
-                )
+                channel
+                    .channel
+                    .recv_until(timeout, |task| channel.wake([task], None), cancelled)
             })
         });
         match received {
@@ -211,7 +209,7 @@ impl ChannelReader {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.raise_deferred()?;
-        match self.channel.channel.try_recv() {
+        match self.channel.take(None) {
             Ok(frame) => self.convert(py, frame),
             Err(TryRecvError::Empty) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
             Err(TryRecvError::Closed) => Err(ChannelClosed::new_err("the channel is closed")),
@@ -243,7 +241,7 @@ impl ChannelReader {
         };
         batch.append(self.convert(py, first)?)?;
         while batch.len() < max_items {
-            match self.channel.channel.try_recv() {
+            match self.channel.take(None) {
                 Ok(frame) => match self.convert(py, frame) {
                     Ok(message) => batch.append(message)?,
                     Err(error) => {
@@ -264,7 +262,7 @@ impl ChannelReader {
     /// Iteration ends (StopIteration) when the channel is closed and drained.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.raise_deferred()?;
-        let frame = match self.channel.channel.try_recv() {
+        let frame = match self.channel.take(None) {
             Ok(frame) => frame,
             Err(TryRecvError::Closed) => return Ok(None),
             Err(TryRecvError::Empty) => match self.wait_for_next_frame(py, None) {
@@ -323,11 +321,11 @@ impl ChannelReader {
         let owned: OwnedFd = unsafe { BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
             .map_err(PyErr::from)?;
-        match self
-            .channel
-            .channel
-            .park_task(ReaderWake::Descriptor { fd: owned, eventfd })
-        {
+        match self.channel.channel.park_task(TaskWake::Descriptor {
+            fd: owned,
+            eventfd,
+            awaits: Awaits::Frame,
+        }) {
             Parked::Ready(_) => Ok(None),
             Parked::Waiting(id) => Ok(Some(id)),
         }

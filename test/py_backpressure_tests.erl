@@ -1,0 +1,160 @@
+%% Backpressure both ways (issue 12): Erlang senders that wait for room
+%% (send/3), send_many/2, and Python writers (Channel.send, try_send,
+%% async_send) read by Erlang.
+-module(py_backpressure_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+setup() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    ok.
+
+backpressure_test_() ->
+    {setup, fun setup/0,
+     [{"send/3 waits for room; a receive wakes it", fun send3_waits_for_room/0},
+      {"send/3 times out with nothing queued and nothing left behind", fun send3_timeout/0},
+      {"send/3 with timeout 0 is send/2 minus busy", fun send3_zero_timeout/0},
+      {"send/3: bad timeouts are badarg before anything happens", fun send3_badarg/0},
+      {"waiting senders are woken in the order they began to wait", fun senders_in_order/0},
+      {"close wakes every waiting sender with {error, closed}", fun close_wakes_senders/0},
+      {"a waiting sender that died passes its wake to the next", fun dead_sender_passes_on/0},
+      {timeout, 60, {"Python reading slowly paces an Erlang send/3 stream: every term once, in order",
+                     fun python_paces_erlang/0}},
+      {"send_many/2 queues in order while terms fit", fun send_many_fits/0},
+      {"send_many/2 of long lists, closed channels and bad input", fun send_many_edges/0}]}.
+
+send3_waits_for_room() ->
+    {ok, Ch} = py_channel:new(#{max_size => 64}),
+    Big = binary:copy(<<"x">>, 40),
+    ok = py_channel:send(Ch, Big),
+    Self = self(),
+    Sender = spawn_link(fun() -> Self ! {sent, py_channel:send(Ch, Big, infinity)} end),
+    wait_for_senders(Ch, 1),
+    ?assertMatch(#{length := 1, waiting_senders := 1}, py_channel:info(Ch)),
+    {ok, Big} = py_channel:try_receive(Ch),
+    ?assertEqual(ok, receive {sent, R} -> R after 5000 -> no_answer end),
+    ?assertMatch(#{length := 1, waiting_senders := 0}, py_channel:info(Ch)),
+    ?assertNot(is_process_alive(Sender)).
+
+send3_timeout() ->
+    {ok, Ch} = py_channel:new(#{max_size => 16}),
+    ok = py_channel:send(Ch, 1),
+    ok = py_channel:send(Ch, 2),
+    ?assertEqual({error, timeout}, py_channel:send(Ch, 3, 50)),
+    ?assertMatch(#{length := 2, waiting_senders := 0}, py_channel:info(Ch)),
+    %% Room after the timeout sends no late wake-up to the mailbox.
+    {ok, 1} = py_channel:try_receive(Ch),
+    receive Stray -> ?assertEqual(no_stray_message, Stray) after 100 -> ok end.
+
+send3_zero_timeout() ->
+    {ok, Ch} = py_channel:new(#{max_size => 16}),
+    ?assertEqual(ok, py_channel:send(Ch, 1, 0)),
+    ?assertEqual(ok, py_channel:send(Ch, 2, 0)),
+    ?assertEqual(busy, py_channel:send(Ch, 3)),
+    ?assertEqual({error, timeout}, py_channel:send(Ch, 3, 0)),
+    ?assertEqual({error, too_large}, py_channel:send(Ch, binary:copy(<<"x">>, 100), 0)),
+    ?assertEqual({error, too_large}, py_channel:send(Ch, binary:copy(<<"x">>, 100), infinity)),
+    ok = py_channel:close(Ch),
+    ?assertEqual({error, closed}, py_channel:send(Ch, 3, 0)),
+    ?assertEqual({error, closed}, py_channel:send(Ch, 3, infinity)),
+    ?assertMatch(#{length := 2, waiting_senders := 0}, py_channel:info(Ch)).
+
+send3_badarg() ->
+    {ok, Ch} = py_channel:new(#{max_size => 16}),
+    [?assertError(badarg, py_channel:send(Ch, x, T)) || T <- [-1, 1.5, forever, 1 bsl 32]],
+    ?assertError(badarg, py_channel:send(make_ref(), x, 10)),
+    ?assertMatch(#{length := 0, sent := 0}, py_channel:info(Ch)).
+
+senders_in_order() ->
+    {ok, Ch} = py_channel:new(#{max_size => 8}),
+    ok = py_channel:send(Ch, first),
+    Self = self(),
+    %% Each starts waiting once the one before it waits.
+    [begin
+         spawn_link(fun() -> Self ! {sent, Name, py_channel:send(Ch, Name, infinity)} end),
+         wait_for_senders(Ch, N)
+     end || {N, Name} <- [{1, a}, {2, b}, {3, c}]],
+    %% Each receive frees room for one term: the senders get it in turn.
+    Order = [begin
+                 {ok, _} = py_channel:try_receive(Ch),
+                 receive {sent, Name, ok} -> Name after 5000 -> error(no_sender_woken) end
+             end || _ <- [a, b, c]],
+    ?assertEqual([a, b, c], Order),
+    ?assertEqual({ok, c}, py_channel:try_receive(Ch)).
+
+close_wakes_senders() ->
+    {ok, Ch} = py_channel:new(#{max_size => 8}),
+    ok = py_channel:send(Ch, full),
+    Self = self(),
+    [spawn_link(fun() -> Self ! {sent, py_channel:send(Ch, N, infinity)} end) || N <- [1, 2, 3]],
+    wait_for_senders(Ch, 3),
+    ok = py_channel:close(Ch),
+    ?assertEqual([{error, closed}, {error, closed}, {error, closed}],
+                 [receive {sent, R} -> R after 5000 -> no_answer end || _ <- [1, 2, 3]]),
+    ?assertMatch(#{waiting_senders := 0, length := 1}, py_channel:info(Ch)).
+
+dead_sender_passes_on() ->
+    {ok, Ch} = py_channel:new(#{max_size => 8}),
+    ok = py_channel:send(Ch, full),
+    Self = self(),
+    {Doomed, Monitor} = spawn_monitor(fun() -> py_channel:send(Ch, doomed, infinity) end),
+    wait_for_senders(Ch, 1),
+    spawn_link(fun() -> Self ! {sent, py_channel:send(Ch, survivor, infinity)} end),
+    wait_for_senders(Ch, 2),
+    exit(Doomed, kill),
+    receive {'DOWN', Monitor, process, Doomed, killed} -> ok end,
+    %% The wake for the room this frees goes to the dead sender first, then on.
+    {ok, full} = py_channel:try_receive(Ch),
+    ?assertEqual(ok, receive {sent, R} -> R after 5000 -> no_answer end),
+    ?assertEqual({ok, survivor}, py_channel:try_receive(Ch)),
+    ?assertMatch(#{waiting_senders := 0}, py_channel:info(Ch)).
+
+python_paces_erlang() ->
+    Count = 20000,
+    {ok, Ch} = py_channel:new(#{max_size => 1024}),
+    ok = py:exec(<<"
+import time
+def read_slowly(ref):
+    seen = []
+    for n in Channel(ref):
+        seen.append(n)
+        if n % 1000 == 0:
+            time.sleep(0.01)
+    return seen
+">>),
+    Reader = py:spawn_call('__main__', read_slowly, [Ch]),
+    [ok = py_channel:send(Ch, N, infinity) || N <- lists:seq(1, Count)],
+    ok = py_channel:close(Ch),
+    ?assertEqual({ok, lists:seq(1, Count)}, py:await(Reader, 60000)),
+    #{busy := Busy} = py_channel:info(Ch),
+    %% The sender did wait: the channel was full at times.
+    ?assert(Busy > 0).
+
+send_many_fits() ->
+    {ok, Ch} = py_channel:new(#{max_size => 40}),
+    %% Small integers count 8 bytes: five fit.
+    ?assertEqual({ok, 5}, py_channel:send_many(Ch, lists:seq(1, 8))),
+    ?assertEqual({ok, 0}, py_channel:send_many(Ch, [6])),
+    ?assertEqual([1, 2, 3, 4, 5], [begin {ok, N} = py_channel:try_receive(Ch), N end || _ <- lists:seq(1, 5)]),
+    ?assertEqual({ok, 0}, py_channel:send_many(Ch, [])),
+    %% Stops at a term that can never fit, before the terms after it.
+    ?assertEqual({ok, 1}, py_channel:send_many(Ch, [a, binary:copy(<<"x">>, 100), b])),
+    ?assertMatch(#{length := 1, sent := 6}, py_channel:info(Ch)).
+
+send_many_edges() ->
+    {ok, Ch} = py_channel:new(),
+    Terms = [{item, N, <<"data">>} || N <- lists:seq(1, 5500)],
+    %% More than one native batch.
+    ?assertEqual({ok, 5500}, py_channel:send_many(Ch, Terms)),
+    ok = py_channel:close(Ch),
+    ?assertEqual(Terms, py_test_support:recv_all(Ch)),
+    ?assertEqual({error, closed}, py_channel:send_many(Ch, [1])),
+    {ok, Open} = py_channel:new(),
+    ?assertError(badarg, py_channel:send_many(Open, not_a_list)),
+    ?assertError(badarg, py_channel:send_many(Open, [1, 2 | 3])),
+    ?assertError(badarg, py_channel:send_many(make_ref(), [1])),
+    %% Nothing was queued by the refused calls.
+    ?assertMatch(#{length := 0}, py_channel:info(Open)).
+
+wait_for_senders(Ch, N) ->
+    py_test_support:wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) >= N end).
