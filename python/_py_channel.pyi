@@ -17,7 +17,7 @@ __all__ = [
     "Ref",
     "Term",
     "ChannelRef",
-    "_ChannelReader",
+    "_NativeChannel",
     "ChannelClosed",
     "ProcessError",
     "CallError",
@@ -69,6 +69,7 @@ class ChannelInfo(TypedDict):
     closed: bool
     length: int
     waiting_readers: int
+    waiting_senders: int
     sent: int
     received: int
     busy: int
@@ -76,8 +77,8 @@ class ChannelInfo(TypedDict):
     received_bytes: int
 
 @disjoint_base
-class _ChannelReader:
-    def __new__(cls, channel: ChannelRef | _ChannelReader, binary: Literal["auto", "bytes"] = "auto") -> Self: ...
+class _NativeChannel:
+    def __new__(cls, channel: ChannelRef | _NativeChannel, binary: Literal["auto", "bytes"] = "auto") -> Self: ...
     # `timeout` in seconds; `timeout_ms` for code written against erlang_python.
     def receive(self, timeout: float | None = None, *, timeout_ms: int | None = None) -> Any: ...
     # `default` when the channel is empty, so a received None can be told apart.
@@ -85,6 +86,9 @@ class _ChannelReader:
     def receive_many(
         self, max_items: int, timeout: float | None = None, *, timeout_ms: int | None = None
     ) -> list[Any]: ...
+    # Waits for room (GIL released); `timeout` in seconds, `timeout_ms` in milliseconds.
+    def send(self, term: object, timeout: float | None = None, *, timeout_ms: int | None = None) -> None: ...
+    def try_send(self, term: object) -> bool: ...
     def close(self) -> None: ...
     def info(self) -> ChannelInfo: ...
     @property
@@ -93,3 +97,5 @@ class _ChannelReader:
     def __next__(self) -> Any: ...
     def _park_fd(self, fd: int, eventfd: bool) -> int | None: ...
     def _cancel_wait(self, waiter_id: int) -> None: ...
+    def _park_sender(self, term: object, fd: int, eventfd: bool, woken: bool) -> int | None: ...
+    def _cancel_send(self, waiter_id: int) -> None: ...

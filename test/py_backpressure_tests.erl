@@ -21,7 +21,77 @@ backpressure_test_() ->
       {timeout, 60, {"Python reading slowly paces an Erlang send/3 stream: every term once, in order",
                      fun python_paces_erlang/0}},
       {"send_many/2 queues in order while terms fit", fun send_many_fits/0},
-      {"send_many/2 of long lists, closed channels and bad input", fun send_many_edges/0}]}.
+      {"send_many/2 of long lists, closed channels and bad input", fun send_many_edges/0},
+      {"Python writes; Erlang reads with recv/2 and try_receive/1", fun python_writes/0},
+      {"Channel.send: TimeoutError, ChannelClosed, ValueError, TypeError; try_send",
+       fun python_send_errors/0},
+      {timeout, 120, {"a Python producer of 1,000,000 terms into a 64 KiB channel, read slowly: "
+                      "nothing lost, never over max_size", fun python_million/0}},
+      {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
+       fun python_send_cancelled/0},
+      {timeout, 60, {"async_send waits for room through the asyncio loop", fun async_send_asyncio/0}},
+      {"a cancelled async_send queues nothing and leaves no waiter", fun async_send_cancelled/0}]
+     ++ uvloop_tests()}.
+
+-define(PRODUCERS, <<"
+import asyncio
+import erlang
+
+def produce(ref, count, close=True):
+    ch = Channel(ref)
+    for n in range(count):
+        ch.send(n)
+    if close:
+        ch.close()
+    return count
+
+class CountingChannel(Channel):
+    '''Counts the native calls async_send makes: one try_send per message, and a park
+    only when it must wait, never a poll.'''
+    def __init__(self, ref):
+        self.tries = 0
+        self.parks = 0
+    def try_send(self, term):
+        self.tries += 1
+        return super().try_send(term)
+    def _park_sender(self, *args):
+        self.parks += 1
+        return super()._park_sender(*args)
+
+async def produce_async(ref, count):
+    ch = CountingChannel(ref)
+    ticks = 0
+    done = False
+    async def ticker():
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0.001)
+    ticking = asyncio.ensure_future(ticker())
+    for n in range(count):
+        await ch.async_send(n)
+    done = True
+    await ticking
+    ch.close()
+    return (type(asyncio.get_running_loop()).__module__, ch.tries, ch.parks, ticks)
+
+def run_asyncio(count, ref):
+    return asyncio.run(produce_async(ref, count))
+
+async def send_then_cancel(ref):
+    ch = Channel(ref)
+    sending = asyncio.ensure_future(ch.async_send(3))
+    while ch.info()['waiting_senders'] == 0:
+        await asyncio.sleep(0.001)
+    sending.cancel()
+    try:
+        await sending
+    except asyncio.CancelledError:
+        return (ch.info()['waiting_senders'], ch.info()['length'])
+">>).
+
+helpers() ->
+    ok = py:exec(?PRODUCERS).
 
 send3_waits_for_room() ->
     {ok, Ch} = py_channel:new(#{max_size => 64}),
@@ -158,3 +228,131 @@ send_many_edges() ->
 
 wait_for_senders(Ch, N) ->
     py_test_support:wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) >= N end).
+
+python_writes() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(#{max_size => 256}),
+    Producer = py:spawn_call('__main__', produce, [Ch, 10000]),
+    ?assertEqual(lists:seq(0, 9999), py_test_support:recv_all(Ch)),
+    ?assertEqual({ok, 10000}, py:await(Producer, 30000)),
+    %% try_receive reads what Python wrote as well.
+    {ok, Ch2} = py_channel:new(),
+    {ok, 3} = py:call('__main__', produce, [Ch2, 3, false]),
+    ?assertEqual([{ok, 0}, {ok, 1}, {ok, 2}, {error, empty}],
+                 [py_channel:try_receive(Ch2) || _ <- lists:seq(1, 4)]).
+
+python_send_errors() ->
+    {ok, Ch} = py_channel:new(#{max_size => 16}),
+    Eval = fun(Code) -> py:eval(Code, #{ch => Ch}) end,
+    ?assertEqual({ok, [true, true, false]},
+                 Eval(<<"(lambda c: [c.try_send(n) for n in (1, 2, 3)])(Channel(ch))">>)),
+    ?assertMatch({error, {'TimeoutError', <<"no room in the channel within the timeout">>}},
+                 Eval(<<"Channel(ch).send(3, timeout=0.05)">>)),
+    ?assertMatch({error, {'TimeoutError', _}}, Eval(<<"Channel(ch).send(3, timeout_ms=20)">>)),
+    ?assertMatch({error, {'ValueError', <<"the message alone is larger", _/binary>>}},
+                 Eval(<<"Channel(ch).send('x' * 100)">>)),
+    ?assertMatch({error, {'ValueError', _}}, Eval(<<"Channel(ch).try_send('x' * 100)">>)),
+    ?assertMatch({error, {'TypeError', _}}, Eval(<<"Channel(ch).try_send(object())">>)),
+    ?assertMatch({error, {'ValueError', _}}, Eval(<<"Channel(ch).send(1, timeout=-1)">>)),
+    ?assertMatch(#{length := 2, waiting_senders := 0}, py_channel:info(Ch)),
+    ok = py_channel:close(Ch),
+    ?assertMatch({error, {'ChannelClosed', _}}, Eval(<<"Channel(ch).send(3)">>)),
+    ?assertMatch({error, {'ChannelClosed', _}}, Eval(<<"Channel(ch).try_send(3)">>)),
+    ?assertEqual([{ok, 1}, {ok, 2}, {error, closed}],
+                 [py_channel:try_receive(Ch) || _ <- lists:seq(1, 3)]).
+
+%% The reader is slow: it takes a term, and every 50,000 it pauses and checks the
+%% channel never holds more than max_size (a snapshot: the producer keeps sending).
+python_million() ->
+    helpers(),
+    Count = 1000000,
+    MaxSize = 65536,
+    {ok, Ch} = py_channel:new(#{max_size => MaxSize}),
+    Producer = py:spawn_call('__main__', produce, [Ch, Count]),
+    {Received, MaxSeen} = read_slowly(Ch, 0, 0),
+    ?assertEqual({ok, Count}, py:await(Producer, 60000)),
+    ?assertEqual(Count, Received),
+    ?assert(MaxSeen =< MaxSize),
+    ?assert(MaxSeen > MaxSize div 2),
+    ?assertMatch(#{sent := Count, received := Count, waiting_senders := 0}, py_channel:info(Ch)).
+
+read_slowly(Ch, Expected, MaxSeen) ->
+    case py_channel:recv(Ch, 30000) of
+        {ok, Expected} when Expected rem 50000 =:= 0 ->
+            timer:sleep(5),
+            #{size := Size} = py_channel:info(Ch),
+            read_slowly(Ch, Expected + 1, max(MaxSeen, Size));
+        {ok, Expected} ->
+            read_slowly(Ch, Expected + 1, MaxSeen);
+        {error, closed} ->
+            {Expected, MaxSeen}
+    end.
+
+python_send_cancelled() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(#{max_size => 8}),
+    ok = py_channel:send(Ch, full),
+    Pending = py:spawn_call('__main__', produce, [Ch, 5]),
+    wait_for_senders(Ch, 1),
+    ok = py:cancel(Pending),
+    ?assertEqual({error, cancelled}, py:await(Pending, 5000)),
+    ?assertMatch(#{length := 1, waiting_senders := 0}, py_channel:info(Ch)),
+    ?assertEqual({ok, full}, py_channel:try_receive(Ch)).
+
+async_send_asyncio() ->
+    helpers(),
+    async_send_on(run_asyncio, <<"asyncio">>).
+
+async_send_on(Runner, LoopModule) ->
+    Count = 3000,
+    {ok, Ch} = py_channel:new(#{max_size => 64}),
+    Producer = py:spawn_call('__main__', Runner, [Count, Ch]),
+    %% A slow reader: a pause every 100 terms keeps the producer waiting for room.
+    Received = read_pausing(Ch, 0),
+    ?assertEqual(lists:seq(0, Count - 1), Received),
+    {ok, {Loop, Tries, Parks, Ticks}} = py:await(Producer, 30000),
+    ?assertMatch({match, _}, re:run(Loop, LoopModule)),
+    %% One try_send per message; parks only for real waits (a poll would call again and
+    %% again); and the loop kept running other coroutines meanwhile.
+    ?assertEqual(Count, Tries),
+    ?assert(Parks > 0),
+    ?assert(Parks =< 2 * Count),
+    ?assert(Ticks > 0).
+
+read_pausing(Ch, N) ->
+    case py_channel:recv(Ch, 30000) of
+        {ok, Term} ->
+            N rem 100 =:= 0 andalso timer:sleep(2),
+            [Term | read_pausing(Ch, N + 1)];
+        {error, closed} ->
+            []
+    end.
+
+async_send_cancelled() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(#{max_size => 16}),
+    {ok, 2} = py_channel:send_many(Ch, [1, 2]),
+    ?assertEqual({ok, {0, 2}}, py:eval(<<"asyncio.run(send_then_cancel(ch))">>, #{ch => Ch})),
+    ?assertEqual([{ok, 1}, {ok, 2}, {error, empty}],
+                 [py_channel:try_receive(Ch) || _ <- [1, 2, 3]]).
+
+uvloop_tests() ->
+    case py_test_support:uvloop_available() of
+        true ->
+            [{timeout, 60, {"async_send waits for room on uvloop", fun async_send_uvloop/0}}];
+        {false, Venv} ->
+            [{"async_send on uvloop: SKIPPED, uvloop is not importable and " ++ Venv ++
+                  " has none", fun() -> ok end}]
+    end.
+
+async_send_uvloop() ->
+    helpers(),
+    ok = py:exec(<<"import uvloop\n"
+                   "def run_uvloop(count, ref):\n"
+                   "    loop = uvloop.new_event_loop()\n"
+                   "    try:\n"
+                   "        return loop.run_until_complete(produce_async(ref, count))\n"
+                   "    finally:\n"
+                   "        loop.close()\n">>),
+    async_send_on(run_uvloop, <<"uvloop">>).
+

@@ -350,23 +350,12 @@ callbacks() ->
 %% the directory the tests run from) that `make test' prepares; the test never
 %% installs anything. Without uvloop it is skipped, saying so.
 uvloop_tests() ->
-    case uvloop_available() of
+    case py_test_support:uvloop_available() of
         true ->
             [{timeout, 60, {"async_receive on uvloop", fun uvloop_loop/0}}];
         {false, Venv} ->
             [{"async_receive on uvloop: SKIPPED, uvloop is not importable and " ++ Venv ++
                   " has none", fun() -> ok end}]
-    end.
-
-uvloop_available() ->
-    {ok, _} = application:ensure_all_started(py_channel),
-    {ok, Version} = py:eval(<<"'%d.%d' % __import__('sys').version_info[:2]">>),
-    Venv = filename:absname(filename:join(["_build", "test-venv", binary_to_list(Version)])),
-    Importable = fun() -> py:eval(<<"__import__('uvloop').__name__">>) =:= {ok, <<"uvloop">>} end,
-    case Importable() orelse
-        (filelib:is_dir(Venv) andalso py:activate_venv(Venv) =:= ok andalso Importable()) of
-        true -> true;
-        false -> {false, Venv}
     end.
 
 uvloop_loop() ->

@@ -3,7 +3,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([send_retrying/2, recv_all/1, wait_until/1]).
+-export([send_retrying/2, recv_all/1, wait_until/1, uvloop_available/0]).
 
 %% Sends, retrying while the channel answers busy.
 -spec send_retrying(py_channel:channel(), term()) -> ok.
@@ -33,4 +33,20 @@ wait_until(Condition, Tries) ->
     case Condition() of
         true -> ok;
         false -> timer:sleep(10), wait_until(Condition, Tries - 1)
+    end.
+
+%% uvloop is not in the standard library: it is used when the embedded Python
+%% can import it, or from the virtualenv `_build/test-venv/<major.minor>' (under
+%% the directory the tests run from) that `make test' prepares; the tests never
+%% install anything. `{false, Venv}' when neither has it.
+-spec uvloop_available() -> true | {false, string()}.
+uvloop_available() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    {ok, Version} = py:eval(<<"'%d.%d' % __import__('sys').version_info[:2]">>),
+    Venv = filename:absname(filename:join(["_build", "test-venv", binary_to_list(Version)])),
+    Importable = fun() -> py:eval(<<"__import__('uvloop').__name__">>) =:= {ok, <<"uvloop">>} end,
+    case Importable() orelse
+        (filelib:is_dir(Venv) andalso py:activate_venv(Venv) =:= ok andalso Importable()) of
+        true -> true;
+        false -> {false, Venv}
     end.

@@ -1,4 +1,4 @@
-"""Reading a py_channel channel from Python.
+"""Reading and writing a py_channel channel from Python.
 
 An Erlang process creates the channel (``py_channel:new/1``) and passes it to Python, as an
 argument of ``py:call``/``py:spawn_call`` or in ``py:eval`` locals. Python reads it::
@@ -14,6 +14,18 @@ has been received. Any number of readers, threads and coroutines alike, may read
 channel: each message goes to exactly one of them. Every wait releases the GIL, and a
 coroutine waiting in ``async_receive`` is woken through its event loop (``add_reader`` on a
 file descriptor the sender writes to): no polling, no sleeping loop, on any asyncio loop.
+
+Python writes to a channel as well, for Erlang (``py_channel:recv/2``, ``subscribe/2``) or
+another Python reader to read, with backpressure::
+
+    def produce(channel_ref, rows):
+        ch = Channel(channel_ref)
+        for row in rows:
+            ch.send(row)          # waits (GIL released) while the channel is full
+        ch.close()
+
+``try_send`` does not wait (False when full) and ``await ch.async_send(row)`` waits through
+the event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 # Straight from the native module, not through this package's __init__ (which imports us).
 # reply is native: a consumer's `for pid, term in ch: reply(pid, term)` runs no bytecode of
 # its own between taking a term and sending it, so a cancel never falls in between.
-from _py_channel import ChannelClosed, _ChannelReader, reply
+from _py_channel import ChannelClosed, _NativeChannel, reply
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,8 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["Channel", "ChannelClosed", "reply"]
 
 
-class Channel(_ChannelReader):
-    """A reader of an Erlang channel.
+class Channel(_NativeChannel):
+    """An end of an Erlang channel, to read from (``receive``, ``for``, ``async for``) and to
+    write to (``send``, ``try_send``, ``async_send``).
 
     ``Channel(ref, binary='bytes')`` delivers every binary as ``bytes`` (by default a binary
     that is valid UTF-8 arrives as ``str``).
@@ -67,6 +80,40 @@ class Channel(_ChannelReader):
         except ChannelClosed:
             raise StopAsyncIteration from None
 
+    async def async_send(self, term: object) -> None:
+        """Queues ``term``, waiting for room without blocking the event loop's thread (the
+        loop is woken through a file descriptor when a reader frees room: no polling).
+        Raises ChannelClosed if the channel is closed, ValueError if the message alone is
+        larger than ``max_size``. Cancelling the coroutine queues nothing."""
+        if self.try_send(term):
+            return
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd, is_eventfd = _wake_descriptors()
+        try:
+            woken = False
+            while True:
+                waiter = self._park_sender(term, write_fd, is_eventfd, woken)
+                if waiter is None:
+                    return
+                room = loop.create_future()
+                loop.add_reader(read_fd, _resolve, room)
+                try:
+                    await room
+                except BaseException:
+                    # Cancelled: a wake we were given goes to the next waiting sender.
+                    self._cancel_send(waiter)
+                    raise
+                finally:
+                    loop.remove_reader(read_fd)
+                _drain(read_fd)
+                woken = True
+        finally:
+            os.close(read_fd)
+            if write_fd != read_fd:
+                os.close(write_fd)
+
     async def _wait_readable(self) -> None:
         """Returns once a message or the close has arrived (another reader may take it)."""
         import asyncio
@@ -96,6 +143,15 @@ class Channel(_ChannelReader):
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _drain(read_fd: int) -> None:
+    """Empties a wake descriptor, so the next wait does not end at once."""
+    try:
+        while os.read(read_fd, 8):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _wake_descriptors() -> tuple[int, int, bool]:

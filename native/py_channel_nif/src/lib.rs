@@ -5,7 +5,7 @@
 //! 1. send: `py_channel:send/2` -> `beam/channel_nifs.rs` (`send`) -> `beam/term_scan.rs` (size,
 //!    channels inside) -> `beam/frame.rs` (the term copied into an arena env) -> `channel/`
 //!    (admitted against `max_size`, queued) -> `beam/task_wake.rs` (a parked reader woken).
-//! 2. read from Python: `python/channel_reader.rs` (`Channel.receive`, `for msg in ch`; waits
+//! 2. read from Python: `python/native_channel.rs` (`Channel.receive`, `for msg in ch`; waits
 //!    with the GIL released) -> `channel/` -> `conversion/to_python.rs` (the frame read where it
 //!    is stored).
 //! 3. read from Erlang: `py_channel:recv/2` -> `beam/channel_nifs.rs` (`try_receive`, `wait`:

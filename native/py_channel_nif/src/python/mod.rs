@@ -4,9 +4,9 @@
 
 pub mod callbacks;
 mod cancel;
-mod channel_reader;
 pub mod interpreter;
 mod jobs;
+mod native_channel;
 mod native_module;
 mod output;
 pub mod py_nifs;

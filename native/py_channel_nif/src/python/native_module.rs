@@ -7,7 +7,7 @@ use crate::conversion::term_classes::{PyChannelRef, PyPid, PyRef, PyTerm};
 use crate::conversion::{to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
 use crate::python::cancel::{self, Cancelled};
-use crate::python::channel_reader::{ChannelClosed, ChannelReader};
+use crate::python::native_channel::{ChannelClosed, NativeChannel};
 use crate::python::output;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
@@ -149,7 +149,7 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyRef>()?;
     module.add_class::<PyTerm>()?;
     module.add_class::<PyChannelRef>()?;
-    module.add_class::<ChannelReader>()?;
+    module.add_class::<NativeChannel>()?;
     module.add("ChannelClosed", module.py().get_type::<ChannelClosed>())?;
     module.add("ProcessError", module.py().get_type::<ProcessError>())?;
     module.add("CallError", module.py().get_type::<CallError>())?;

@@ -8,8 +8,11 @@
 use crate::beam::channel_resource::ChannelHandle;
 use crate::beam::frame::Frame;
 use crate::beam::task_wake::{Awaits, TaskWake};
-use crate::channel::{Cancelled, Parked, RecvTimeoutError, TryRecvError};
+use crate::channel::{
+    Cancelled, Parked, RecvTimeoutError, SendOrPark, SendTimeoutError, TryRecvError, TrySendError,
+};
 use crate::conversion::term_classes::PyChannelRef;
+use crate::conversion::to_erlang;
 use crate::conversion::type_name;
 use crate::conversion::{to_python, BinaryMode};
 use crate::python::cancel;
@@ -31,6 +34,8 @@ pyo3::create_exception!(
 );
 
 thread_local! {
+    /// The env a thread builds the terms it sends in, before they are copied into a frame.
+    static WRITING: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
     /// The env a thread presents frames in while converting them. Most frames are read where
     /// they are stored and put nothing in it; an encoded frame is decoded into it, and it is
     /// cleared right after, so nothing received stays held once Python drops it.
@@ -54,6 +59,32 @@ fn frame_to_python<'py>(
         // Re-entered from inside a conversion: use an env of its own.
         Err(_) => OwnedEnv::new().run(|env| to_python(py, frame.read(env), mode)),
     })
+}
+
+/// Converts a Python object to a frame for `channel`: TypeError or ValueError, naming the
+/// problem, if it has no term.
+fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
+    let encode = |env: &mut OwnedEnv| {
+        let frame = env.run(|env| to_erlang(env, object).map(|term| Frame::encode(term, channel)));
+        env.clear();
+        frame
+    };
+    WRITING.with(|writing| match writing.try_borrow_mut() {
+        Ok(mut env) => encode(&mut env),
+        // Re-entered from inside a conversion: use an env of its own.
+        Err(_) => encode(&mut OwnedEnv::new()),
+    })
+}
+
+/// A refused send as the exception Python code sees.
+fn send_refused<T>(refused: TrySendError<T>) -> PyErr {
+    match refused {
+        TrySendError::Closed(_) => ChannelClosed::new_err("the channel is closed"),
+        TrySendError::TooLarge(_) => {
+            PyValueError::new_err("the message alone is larger than the channel's max_size")
+        }
+        TrySendError::Busy(_) => PyTimeoutError::new_err("no room in the channel"),
+    }
 }
 
 /// A Python timeout as a duration: `timeout` in seconds, or `timeout_ms` in milliseconds (the
@@ -80,8 +111,8 @@ fn timeout_duration(timeout: Option<f64>, timeout_ms: Option<f64>) -> PyResult<O
     }
 }
 
-#[pyclass(frozen, subclass, module = "erlang.channel", name = "_ChannelReader")]
-pub struct ChannelReader {
+#[pyclass(frozen, subclass, module = "erlang.channel", name = "_NativeChannel")]
+pub struct NativeChannel {
     channel: ChannelHandle,
     mode: BinaryMode,
     /// An error met by `receive_many` after it had taken other messages: those are returned
@@ -90,7 +121,7 @@ pub struct ChannelReader {
     has_deferred_error: AtomicBool,
 }
 
-impl ChannelReader {
+impl NativeChannel {
     /// Raises the error `receive_many` put off, if any.
     fn raise_deferred(&self) -> PyResult<()> {
         if !self.has_deferred_error.load(Ordering::Acquire) {
@@ -152,13 +183,13 @@ impl ChannelReader {
 }
 
 #[pymethods]
-impl ChannelReader {
+impl NativeChannel {
     #[new]
     #[pyo3(signature = (channel, binary = "auto"))]
     fn new(channel: &Bound<'_, PyAny>, binary: &str) -> PyResult<Self> {
         let channel = if let Ok(handle) = channel.cast::<PyChannelRef>() {
             handle.get().channel.clone()
-        } else if let Ok(reader) = channel.cast::<ChannelReader>() {
+        } else if let Ok(reader) = channel.cast::<NativeChannel>() {
             reader.get().channel.clone()
         } else {
             return Err(PyTypeError::new_err(format!(
@@ -175,7 +206,7 @@ impl ChannelReader {
                 )))
             }
         };
-        Ok(ChannelReader {
+        Ok(NativeChannel {
             channel,
             mode,
             deferred_error: Mutex::new(None),
@@ -274,6 +305,118 @@ impl ChannelReader {
         self.convert(py, frame).map(Some)
     }
 
+    /// Queues `term`, waiting (GIL released) while the channel is full: up to `timeout`
+    /// seconds (`timeout_ms` milliseconds; for ever if neither). TimeoutError if no room came
+    /// in time (nothing is queued), ChannelClosed if the channel is closed, ValueError if the
+    /// message alone is larger than `max_size`.
+    #[pyo3(signature = (term, timeout = None, *, timeout_ms = None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        term: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        timeout_ms: Option<f64>,
+    ) -> PyResult<()> {
+        let timeout = timeout_duration(timeout, timeout_ms)?;
+        let frame = match self
+            .channel
+            .channel
+            .send(python_to_frame(&self.channel, term)?)
+        {
+            Ok(wakes) => {
+                self.channel.wake(wakes, None);
+                return Ok(());
+            }
+            Err(TrySendError::Busy(frame)) => frame,
+            Err(refused) => return Err(send_refused(refused)),
+        };
+        let channel = &self.channel;
+        let this_thread = std::thread::current();
+        let sent = py.detach(|| {
+            cancel::interruptible(Box::new(move || this_thread.unpark()), |cancelled| {
+                channel.channel.send_until(
+                    frame,
+                    timeout,
+                    |task| channel.wake([task], None),
+                    cancelled,
+                )
+            })
+        });
+        match sent {
+            Some(Ok(())) => Ok(()),
+            Some(Err(SendTimeoutError::Timeout(_))) => Err(PyTimeoutError::new_err(
+                "no room in the channel within the timeout",
+            )),
+            Some(Err(SendTimeoutError::Closed(frame))) => {
+                Err(send_refused(TrySendError::Closed(frame)))
+            }
+            Some(Err(SendTimeoutError::TooLarge(frame))) => {
+                Err(send_refused(TrySendError::TooLarge(frame)))
+            }
+            None => Err(cancel::cancelled()),
+        }
+    }
+
+    /// Queues `term` if it fits now: True, or False when the channel is full. ChannelClosed
+    /// if closed, ValueError if the message alone is larger than `max_size`.
+    fn try_send(&self, term: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match self
+            .channel
+            .channel
+            .send(python_to_frame(&self.channel, term)?)
+        {
+            Ok(wakes) => {
+                self.channel.wake(wakes, None);
+                Ok(true)
+            }
+            Err(TrySendError::Busy(_)) => Ok(false),
+            Err(refused) => Err(send_refused(refused)),
+        }
+    }
+
+    /// `async_send`'s step: queues `term` if it fits (None), else parks a coroutine among the
+    /// senders waiting for room: `fd` is written once when room comes or the channel closes,
+    /// and the coroutine calls again with `woken` True (it keeps its turn). Returns an id for
+    /// `_cancel_send`.
+    fn _park_sender(
+        &self,
+        term: &Bound<'_, PyAny>,
+        fd: i32,
+        eventfd: bool,
+        woken: bool,
+    ) -> PyResult<Option<u64>> {
+        let frame = python_to_frame(&self.channel, term)?;
+        // SAFETY: the caller keeps the descriptor open for the duration of this call; we keep
+        // our own duplicate.
+        let owned: OwnedFd = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(PyErr::from)?;
+        let waker = TaskWake::Descriptor {
+            fd: owned,
+            eventfd,
+            awaits: Awaits::Room,
+        };
+        match self.channel.channel.send_or_park(frame, waker, woken) {
+            SendOrPark::Sent(wakes) => {
+                self.channel.wake(wakes, None);
+                Ok(None)
+            }
+            SendOrPark::Parked(id, _frame) => Ok(Some(id)),
+            SendOrPark::Refused(refused) => Err(send_refused(refused)),
+        }
+    }
+
+    /// Withdraws a coroutine waiting for room that stopped waiting; a wake it had already been
+    /// given is passed on to the next waiting sender.
+    fn _cancel_send(&self, py: Python<'_>, waiter_id: u64) {
+        let channel = &self.channel;
+        py.detach(|| {
+            if let Cancelled::AlreadyWoken(pass_on) = channel.channel.cancel_send(waiter_id) {
+                channel.wake(pass_on, None);
+            }
+        });
+    }
+
     /// Closes the channel for every sender and wakes every reader; queued messages can still
     /// be received. Idempotent.
     fn close(&self, py: Python<'_>) {
@@ -293,6 +436,7 @@ impl ChannelReader {
         info.set_item("closed", core.is_closed())?;
         info.set_item("length", core.len())?;
         info.set_item("waiting_readers", core.waiting_readers())?;
+        info.set_item("waiting_senders", core.waiting_senders())?;
         info.set_item("sent", totals.sent)?;
         info.set_item("received", totals.received)?;
         info.set_item("busy", totals.busy)?;
