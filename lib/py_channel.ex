@@ -60,7 +60,8 @@ defmodule PyChannel do
   @typedoc """
   `:size` (bytes queued, as `term_size/1` counts them), `:max_size` (0 is
   unlimited), `:closed`, `:length` (terms queued) and `:waiting_readers`
-  (readers parked right now); and running totals since the channel was made:
+  (readers parked right now), `:waiting_senders` (senders waiting for room
+  right now); and running totals since the channel was made:
   `:sent` (terms accepted), `:received` (terms taken), `:busy` (sends refused
   with `:busy`), `:sent_bytes` and `:received_bytes`. The keys of
   `:py_channel.info/1`.
@@ -98,6 +99,57 @@ defmodule PyChannel do
   @spec send(t(), term()) :: :ok | :busy | {:error, :closed | :too_large}
   defdelegate send(channel, term), to: :py_channel
 
+  @doc """
+  Queues `term`, waiting up to `timeout` ms (or `:infinity`) for room:
+  `{:error, :timeout}` if none came (nothing is queued). The wait is an
+  ordinary `receive`; readers that free room wake waiting senders in the
+  order they began to wait. With a timeout of 0 it is `send/2` answering
+  `{:error, :timeout}` instead of `:busy`.
+
+      iex> {:ok, channel} = PyChannel.new(max_size: 16)
+      iex> :ok = PyChannel.send(channel, 1, 0)
+      iex> :ok = PyChannel.send(channel, 2, 0)
+      iex> PyChannel.send(channel, 3, 10)
+      {:error, :timeout}
+  """
+  @spec send(t(), term(), timeout()) :: :ok | {:error, :timeout | :closed | :too_large}
+  defdelegate send(channel, term, timeout), to: :py_channel
+
+  @doc """
+  Queues the terms in order while they fit, without waiting, and says how
+  many were accepted; `{:error, :closed}` if the channel was closed before the
+  first.
+
+      iex> {:ok, channel} = PyChannel.new(max_size: 16)
+      iex> PyChannel.send_many(channel, [1, 2, 3])
+      {:ok, 2}
+  """
+  @spec send_many(t(), [term()]) :: {:ok, non_neg_integer()} | {:error, :closed}
+  defdelegate send_many(channel, terms), to: :py_channel
+
+  @doc """
+  A `Collectable` that fills `channel`, waiting for room (`send/3`) for each
+  term: `Enum.into(rows, PyChannel.into(channel))`. `timeout` bounds each
+  wait (`:infinity` by default); a term that cannot be sent (closed, too
+  large, timed out) raises `PyChannel.SendError`, the terms before it being
+  queued.
+
+      iex> {:ok, channel} = PyChannel.new(max_size: 64)
+      iex> reader = Task.async(fn -> Py.eval("list(Channel(ch))", %{ch: channel}) end)
+      iex> _ = Enum.into(1..100, PyChannel.into(channel))
+      iex> :ok = PyChannel.close(channel)
+      iex> Task.await(reader)
+      {:ok, Enum.to_list(1..100)}
+  """
+  @spec into(t(), timeout()) :: PyChannel.Into.t()
+  def into(channel, timeout \\ :infinity) do
+    if :py_channel.is_timeout(timeout) do
+      %PyChannel.Into{channel: channel, timeout: timeout}
+    else
+      raise ArgumentError, "PyChannel.into/2: not a timeout: #{inspect(timeout)}"
+    end
+  end
+
   @doc "Closes the channel: sends fail from now on, queued terms can still be received. Idempotent."
   @spec close(t()) :: :ok
   defdelegate close(channel), to: :py_channel
@@ -110,7 +162,7 @@ defmodule PyChannel do
       iex> :busy = PyChannel.send(channel, :binary.copy("x", 80))
       iex> PyChannel.info(channel)
       %{size: 8, max_size: 100, closed: false, length: 1, waiting_readers: 0,
-        sent: 1, received: 0, busy: 1, sent_bytes: 8, received_bytes: 0}
+        waiting_senders: 0, sent: 1, received: 0, busy: 1, sent_bytes: 8, received_bytes: 0}
   """
   @spec info(t()) :: info()
   defdelegate info(channel), to: :py_channel

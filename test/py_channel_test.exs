@@ -122,6 +122,29 @@ defmodule PyChannelTest do
     assert output == "seen by capture_io\n"
   end
 
+  test "Enum.into fills a channel, waiting for room: 100,000 terms round trip" do
+    {:ok, channel} = PyChannel.new(max_size: 4_096)
+    reader = Task.async(fn -> drain(channel, []) end)
+    terms = for n <- 1..100_000, do: {:row, n, "payload"}
+    assert %PyChannel.Into{} = Enum.into(terms, PyChannel.into(channel))
+    :ok = PyChannel.close(channel)
+    assert Enum.reverse(Task.await(reader, 60_000)) == terms
+    assert %{busy: busy, sent: 100_000} = PyChannel.info(channel)
+    assert busy > 0
+
+    # A term that cannot be sent raises, after the terms before it were queued.
+    {:ok, small} = PyChannel.new(max_size: 16)
+
+    error =
+      assert_raise PyChannel.SendError, fn -> Enum.into([1, 2, 3], PyChannel.into(small, 10)) end
+
+    assert error.reason == :timeout and error.term == 3
+    assert PyChannel.info(small).length == 2
+    :ok = PyChannel.close(small)
+    assert_raise PyChannel.SendError, ~r/closed/, fn -> Enum.into([4], PyChannel.into(small)) end
+    assert_raise ArgumentError, fn -> PyChannel.into(small, -1) end
+  end
+
   describe "supervising Python" do
     # Crashes here are on purpose: keep their reports out of the test output.
     @describetag :capture_log

@@ -36,12 +36,12 @@ close(Channel) ->
 -spec info(py_channel:channel()) ->
           {info, non_neg_integer(), non_neg_integer(), boolean(), non_neg_integer(),
            non_neg_integer(), non_neg_integer(), non_neg_integer(), non_neg_integer(),
-           non_neg_integer(), non_neg_integer()}.
+           non_neg_integer(), non_neg_integer(), non_neg_integer()}.
 info(Channel) ->
     #{size := Size, max_size := MaxSize, closed := Closed, length := Length,
-      waiting_readers := WaitingReaders, sent := Sent, received := Received, busy := Busy,
+      waiting_readers := WaitingReaders, waiting_senders := WaitingSenders, sent := Sent, received := Received, busy := Busy,
       sent_bytes := SentBytes, received_bytes := ReceivedBytes} = py_channel:info(Channel),
-    {info, Size, MaxSize, Closed, Length, WaitingReaders, Sent, Received, Busy, SentBytes,
+    {info, Size, MaxSize, Closed, Length, WaitingReaders, WaitingSenders, Sent, Received, Busy, SentBytes,
      ReceivedBytes}.
 
 -spec exec(binary()) -> {ok, nil} | {error, term()}.

@@ -10,6 +10,7 @@ pub fn send_and_info_test() {
     closed: False,
     length: 1,
     waiting_readers: 0,
+    waiting_senders: 0,
     sent: 1,
     received: 0,
     busy: 0,

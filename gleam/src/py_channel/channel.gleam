@@ -16,11 +16,12 @@
 /// A channel. It can be sent in messages and passed to Python.
 pub type Channel
 
-/// The state of a channel, the same ten fields as Erlang's
+/// The state of a channel, the same eleven fields as Erlang's
 /// `py_channel:info/1`: bytes queued (`size`), the limit in bytes
 /// (`max_size`, 0 is unlimited), whether it is closed (queued messages may
-/// still be there), messages queued (`length`) and readers parked on it right
-/// now (`waiting_readers`); then running totals since the channel was made,
+/// still be there), messages queued (`length`), readers parked on it right
+/// now (`waiting_readers`) and senders waiting for room (`waiting_senders`);
+/// then running totals since the channel was made,
 /// for graphs: messages accepted (`sent`) and taken (`received`), sends
 /// refused with `Busy` (`busy`), and the bytes sent and received.
 pub type Info {
@@ -30,6 +31,7 @@ pub type Info {
     closed: Bool,
     length: Int,
     waiting_readers: Int,
+    waiting_senders: Int,
     sent: Int,
     received: Int,
     busy: Int,
