@@ -6,7 +6,8 @@ defmodule PyChannel do
   A channel is a FIFO of terms held in native memory. Any process may `send/2`
   to it; Python reads it (`for msg in Channel(ref)`, or `await ch.async_receive()`)
   and answers with `reply(pid, term)`. Elixir processes may read it too, with
-  `try_receive/1` and `recv/2`.
+  `try_receive/1`, `recv/2` and `stream/1`, or receive its terms as messages
+  after `subscribe/2`.
 
   Sending never blocks and never waits for Python. It returns `:ok` (queued),
   `:busy` (the queued bytes plus this term's would exceed `:max_size`: retry
@@ -186,6 +187,76 @@ defmodule PyChannel do
   @doc "Takes the oldest queued term, waiting as long as it takes (or until the close)."
   @spec recv(t()) :: {:ok, term()} | {:error, :closed}
   defdelegate recv(channel), to: :py_channel
+
+  @doc """
+  Subscribes the calling process to the channel: it receives the terms as
+  messages, like a socket in `active: n` mode, instead of calling `recv/2` in
+  a loop of its own. The messages, each carrying `channel` as passed:
+
+    * `{:py_channel, channel, term}`: a term taken from the channel, one per
+      unit of credit;
+    * `{:py_channel_passive, channel}`: the credit ran out (sent once, after
+      the last term it paid for); call `subscribe/2` again for more;
+    * `{:py_channel_closed, channel}`: the channel is closed and drained (seen
+      while credit is left); the subscription has ended.
+
+  `credit` is added to what is left. `subscribe(channel, 0)` stops the
+  subscription and returns once no further `{:py_channel, channel, _}` message
+  can arrive: terms already delivered stay in the mailbox, the rest stay
+  queued. Each term goes to exactly one reader of the channel (subscribers,
+  `recv/2` callers, Python). A credit that is not a non-negative integer, or
+  something that is not a channel, raises `ArgumentError`.
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> :ok = PyChannel.send(channel, :hello)
+      iex> PyChannel.subscribe(channel, 2)
+      :ok
+      iex> receive do
+      ...>   {:py_channel, ^channel, term} -> term
+      ...> end
+      :hello
+      iex> PyChannel.close(channel)
+      :ok
+      iex> receive do
+      ...>   {:py_channel_closed, ^channel} -> :closed
+      ...> end
+      :closed
+
+  A GenServer asks for more in `handle_info/2`:
+
+      def handle_info({:py_channel, _channel, term}, state), do: {:noreply, handle(term, state)}
+      def handle_info({:py_channel_passive, channel}, state) do
+        :ok = PyChannel.subscribe(channel, 100)
+        {:noreply, state}
+      end
+      def handle_info({:py_channel_closed, _channel}, state), do: {:stop, :normal, state}
+  """
+  @spec subscribe(t(), non_neg_integer()) :: :ok
+  defdelegate subscribe(channel, credit), to: :py_channel
+
+  @doc """
+  The channel's terms as a lazy `Stream`, read with `recv/1` until the channel
+  is closed and drained. A term is taken only when the consumer asks for the
+  next element, so a stream halted early (`Enum.take/2`) leaves the rest
+  queued for the next reader.
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> for n <- 1..5, do: :ok = PyChannel.send(channel, n)
+      iex> :ok = PyChannel.close(channel)
+      iex> channel |> PyChannel.stream() |> Enum.take(2)
+      [1, 2]
+      iex> channel |> PyChannel.stream() |> Enum.to_list()
+      [3, 4, 5]
+  """
+  @spec stream(t()) :: Enumerable.t()
+  def stream(channel) do
+    Stream.unfold(channel, fn channel ->
+      case :py_channel.recv(channel) do
+        {:ok, term} -> {term, channel}
+        {:error, :closed} -> nil
+      end
+    end)
+  end
 
   @doc """
   The bytes `term` counts against `:max_size`: about the memory it takes

@@ -21,6 +21,7 @@
 -export([new/0, new/1, send/2, send/3, send_many/2, close/1, info/1, try_receive/1,
          recv/1, recv/2, term_size/1, register_callbacks/0, stats/0]).
 -export([is_timeout/1]).
+-export([subscribe/2]).
 
 -export_type([channel/0, options/0, info/0]).
 
@@ -246,6 +247,34 @@ deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
 
 remaining(infinity) -> infinity;
 remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+
+%% @doc Subscribes the calling process to the channel: it receives the terms
+%% as messages, like a socket in `{active, N}' mode, instead of calling
+%% `recv/2' in a loop of its own. Messages, each with `Channel' as passed:
+%% <ul>
+%% <li>`{py_channel, Channel, Term}': a term taken from the channel, one per
+%% unit of credit;</li>
+%% <li>`{py_channel_passive, Channel}': the credit ran out (sent once, after
+%% the last term it paid for); call `subscribe/2' again for more;</li>
+%% <li>`{py_channel_closed, Channel}': the channel is closed and drained (seen
+%% while the credit is above 0); the subscription has ended.</li>
+%% </ul>
+%% `Credit' is added to what is left, as `{active, N}' adds. `subscribe(Channel,
+%% 0)' stops the subscription, and returns only once no further
+%% `{py_channel, Channel, _}' message can arrive: terms already delivered stay
+%% in the mailbox, the rest stay queued. Subscribing again after
+%% `{py_channel_closed, Channel}' starts a new subscription.
+%%
+%% A subscription is one more reader of the channel, beside Python readers,
+%% `recv/2' callers and other subscribers: each term goes to exactly one of
+%% them. It holds terms for the process only as far as its credit goes; the
+%% subscriber's exit ends it, and what it had not taken stays queued. A
+%% small process reads for the subscriber, waiting in `receive' like
+%% `recv/2'. A `Credit' that is not a non-negative integer, or a `Channel'
+%% that is not a channel, is a `badarg' error.
+-spec subscribe(channel(), non_neg_integer()) -> ok.
+subscribe(Channel, Credit) ->
+    py_channel_subscription:subscribe(Channel, Credit).
 
 %% @doc The bytes `Term' counts against `max_size' and in `size': about the
 %% memory it takes, as the BEAM lays it out (8 bytes a word; a binary counts
