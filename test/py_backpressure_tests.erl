@@ -25,7 +25,7 @@ backpressure_test_() ->
       {"Python writes; Erlang reads with recv/2 and try_receive/1", fun python_writes/0},
       {"Channel.send: TimeoutError, ChannelClosed, ValueError, TypeError; try_send",
        fun python_send_errors/0},
-      {timeout, 120, {"a Python producer of 1,000,000 terms into a 64 KiB channel, read slowly: "
+      {timeout, 120, {"a Python producer of 1,000,000 terms into a 64 KiB channel, a slow subscriber: "
                       "nothing lost, never over max_size", fun python_million/0}},
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
        fun python_send_cancelled/0},
@@ -261,31 +261,37 @@ python_send_errors() ->
     ?assertEqual([{ok, 1}, {ok, 2}, {error, closed}],
                  [py_channel:try_receive(Ch) || _ <- lists:seq(1, 3)]).
 
-%% The reader is slow: it takes a term, and every 50,000 it pauses and checks the
-%% channel never holds more than max_size (a snapshot: the producer keeps sending).
+%% The reader is a subscriber that takes 1,000 terms at a time as messages. At
+%% each `passive' its helper reads nothing, so the size it then sees is exact
+%% while the producer keeps sending: never more than max_size. Every 100,000 it
+%% pauses, so the producer waits for room.
 python_million() ->
     helpers(),
     Count = 1000000,
     MaxSize = 65536,
     {ok, Ch} = py_channel:new(#{max_size => MaxSize}),
     Producer = py:spawn_call('__main__', produce, [Ch, Count]),
-    {Received, MaxSeen} = read_slowly(Ch, 0, 0),
+    ok = py_channel:subscribe(Ch, 1000),
+    {Received, MaxSeen} = subscribed(Ch, 0, 0),
     ?assertEqual({ok, Count}, py:await(Producer, 60000)),
     ?assertEqual(Count, Received),
     ?assert(MaxSeen =< MaxSize),
     ?assert(MaxSeen > MaxSize div 2),
     ?assertMatch(#{sent := Count, received := Count, waiting_senders := 0}, py_channel:info(Ch)).
 
-read_slowly(Ch, Expected, MaxSeen) ->
-    case py_channel:recv(Ch, 30000) of
-        {ok, Expected} when Expected rem 50000 =:= 0 ->
-            timer:sleep(5),
+subscribed(Ch, Expected, MaxSeen) ->
+    receive
+        {py_channel, Ch, Expected} ->
+            Expected rem 100000 =:= 0 andalso timer:sleep(20),
+            subscribed(Ch, Expected + 1, MaxSeen);
+        {py_channel_passive, Ch} ->
             #{size := Size} = py_channel:info(Ch),
-            read_slowly(Ch, Expected + 1, max(MaxSeen, Size));
-        {ok, Expected} ->
-            read_slowly(Ch, Expected + 1, MaxSeen);
-        {error, closed} ->
+            ok = py_channel:subscribe(Ch, 1000),
+            subscribed(Ch, Expected, max(MaxSeen, Size));
+        {py_channel_closed, Ch} ->
             {Expected, MaxSeen}
+    after 30000 ->
+            error({stalled_at, Expected})
     end.
 
 python_send_cancelled() ->
