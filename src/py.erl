@@ -57,11 +57,12 @@
          spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2, cancel/1,
          context/0, context/1, start_contexts/0, start_contexts/1,
          register_function/2, register_function/3, unregister_function/1,
-         version/0, activate_venv/1, last_traceback/0, start_link/3, start_link/4]).
+         version/0, activate_venv/1, last_traceback/0, start_link/3, start_link/4,
+         stream/3, stream/4]).
 -export([init_linked/6]).
 
 -export_type([context/0, pending/0, py_error/0, python_exception/0, exec_options/0,
-              start_options/0]).
+              start_options/0, stream_options/0]).
 
 -record(py_context, {id :: non_neg_integer()}).
 -record(py_pending, {ref :: reference(), handle :: reference()}).
@@ -81,6 +82,9 @@
 %% Options of `exec/2,3'.
 -type start_options() :: #{kwargs => map(), context => context()}.
 %% Options of `start_link/4'.
+-type stream_options() :: #{kwargs => map(), context => context(),
+                            max_size => non_neg_integer()}.
+%% Options of `stream/4'.
 -type python_exception() :: {Name :: atom() | binary(), Message :: binary()}.
 %% A Python exception: its class name (an atom when that atom exists, else a
 %% binary) and `str()' of the exception.
@@ -88,6 +92,7 @@
 -define(DEFAULT_TIMEOUT, 30000).
 -define(LAST_TRACEBACK, {?MODULE, last_traceback}).
 -define(DEFAULT_CONTEXTS, 4).
+-define(DEFAULT_STREAM_MAX_SIZE, 65536).
 
 %% @doc Runs Python statements in the caller's namespace.
 -spec exec(iodata()) -> ok | py_error().
@@ -187,6 +192,60 @@ cast(Module, Function, Args, Kwargs) ->
     check_call(Module, Function, Args, Kwargs),
     _ = submit_call(make_ref(), context(), Module, Function, Args, Kwargs, false),
     ok.
+
+%% @doc Runs the Python generator `Module.Function(*Args)' on its own thread
+%% and streams what it yields into a new channel.
+%% @equiv stream(Module, Function, Args, #{})
+-spec stream(atom() | binary(), atom() | binary(), list()) ->
+          {ok, py_channel:channel(), pending()}.
+stream(Module, Function, Args) ->
+    stream(Module, Function, Args, #{}).
+
+%% @doc Calls `Module.Function(*Args, **Kwargs)', which returns a generator
+%% (or an async generator, or any iterable), on its own thread and sends each
+%% item it yields into a new channel, owned by the caller, with backpressure:
+%% the generator is paused while the channel is full. The channel is closed
+%% when the generator ends, however it ends. Read it with `py_channel:recv/2',
+%% `subscribe/2', or from Python; `await(Pending)' then gives `{ok, none}' or
+%% the error the generator (or the call) raised, and `cancel(Pending)' stops
+%% the generator (its `finally' blocks run).
+%%
+%% ```
+%% {ok, Ch, Pending} = py:stream(builtins, range, [3]),
+%% {ok, 0} = py_channel:recv(Ch, 5000),
+%% {ok, 1} = py_channel:recv(Ch, 5000),
+%% {ok, 2} = py_channel:recv(Ch, 5000),
+%% {error, closed} = py_channel:recv(Ch, 5000),
+%% {ok, none} = py:await(Pending).
+%% '''
+%%
+%% Options: `kwargs', `context', and `max_size' (the channel's, 65536 bytes
+%% by default).
+-spec stream(atom() | binary(), atom() | binary(), list(), stream_options()) ->
+          {ok, py_channel:channel(), pending()}.
+stream(Module, Function, Args, Options) when is_map(Options) ->
+    {Context, Kwargs, MaxSize} = stream_options(Options),
+    check_call(Module, Function, Args, Kwargs),
+    case py_channel:new(#{max_size => MaxSize}) of
+        {ok, Channel} ->
+            Ref = make_ref(),
+            Handle = py_channel_nif:py_stream(Ref, namespace(Context), group_leader(), Module,
+                                              Function, Args, Kwargs, Channel),
+            {ok, Channel, #py_pending{ref = Ref, handle = Handle}};
+        {error, {badarg, max_size}} ->
+            error(badarg, [Module, Function, Args, Options])
+    end.
+
+stream_options(Options) ->
+    maps:fold(fun(kwargs, Kwargs, {Context, _, MaxSize}) when is_map(Kwargs) ->
+                      {Context, Kwargs, MaxSize};
+                 (context, #py_context{} = Context, {_, Kwargs, MaxSize}) ->
+                      {Context, Kwargs, MaxSize};
+                 (max_size, MaxSize, {Context, Kwargs, _}) when is_integer(MaxSize), MaxSize >= 0 ->
+                      {Context, Kwargs, MaxSize};
+                 (_, _, _) ->
+                      error(badarg, [Options])
+              end, {context(), #{}, ?DEFAULT_STREAM_MAX_SIZE}, Options).
 
 %% @doc Starts a call and returns at once; collect the result with `await'.
 -spec spawn_call(atom() | binary(), atom() | binary(), list()) -> pending().

@@ -6,14 +6,14 @@
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
          wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
          term_size/1, live_channels/0,
-         py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
+         py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
          py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
          term_size/1, live_channels/0,
-       py_start/1, py_exec/4, py_eval/5, py_call/8, py_abandon/1, py_cancel/1,
+       py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
        py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_pool_counts/0]).
 
@@ -54,6 +54,7 @@ py_start(_Ref) -> ?NOT_LOADED.
 py_exec(_Ref, _Namespace, _Output, _Code) -> ?NOT_LOADED.
 py_eval(_Ref, _Namespace, _Output, _Code, _Locals) -> ?NOT_LOADED.
 py_call(_Ref, _Namespace, _Output, _Module, _Function, _Args, _Kwargs, _Reply) -> ?NOT_LOADED.
+py_stream(_Ref, _Namespace, _Output, _Module, _Function, _Args, _Kwargs, _Channel) -> ?NOT_LOADED.
 py_abandon(_Handle) -> ?NOT_LOADED.
 py_cancel(_Handle) -> ?NOT_LOADED.
 py_namespace_new() -> ?NOT_LOADED.

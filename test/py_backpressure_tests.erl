@@ -30,7 +30,14 @@ backpressure_test_() ->
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
        fun python_send_cancelled/0},
       {timeout, 60, {"async_send waits for room through the asyncio loop", fun async_send_asyncio/0}},
-      {"a cancelled async_send queues nothing and leaves no waiter", fun async_send_cancelled/0}]
+      {"a cancelled async_send queues nothing and leaves no waiter", fun async_send_cancelled/0},
+      {"py:stream: a generator's items in order, then {ok, none}", fun stream_generator/0},
+      {"py:stream pauses the generator while the channel is full", fun stream_backpressure/0},
+      {"py:stream of an async generator", fun stream_async_generator/0},
+      {"py:stream: an exception ends the stream; await gives it; the channel closes",
+       fun stream_raises/0},
+      {"py:stream: cancel stops the generator, its finally runs", fun stream_cancelled/0},
+      {"py:stream: bad arguments are badarg", fun stream_badarg/0}]
      ++ uvloop_tests()}.
 
 -define(PRODUCERS, <<"
@@ -74,6 +81,35 @@ async def produce_async(ref, count):
     await ticking
     ch.close()
     return (type(asyncio.get_running_loop()).__module__, ch.tries, ch.parks, ticks)
+
+def numbers(count, scale=1):
+    for n in range(count):
+        yield n * scale
+
+produced = []
+def counted(count):
+    for n in range(count):
+        produced.append(n)
+        yield n
+
+async def numbers_async(count):
+    for n in range(count):
+        await asyncio.sleep(0)
+        yield n
+
+def fails_after(count):
+    yield from range(count)
+    raise ValueError('generator failed')
+
+cleaned_up = []
+def forever():
+    try:
+        n = 0
+        while True:
+            yield n
+            n += 1
+    finally:
+        cleaned_up.append(True)
 
 def run_asyncio(count, ref):
     return asyncio.run(produce_async(ref, count))
@@ -361,4 +397,64 @@ async_send_uvloop() ->
                    "    finally:\n"
                    "        loop.close()\n">>),
     async_send_on(run_uvloop, <<"uvloop">>).
+
+stream_generator() ->
+    helpers(),
+    {ok, Ch, Pending} = py:stream('__main__', numbers, [1000], #{kwargs => #{scale => 2}}),
+    ?assertEqual([2 * N || N <- lists:seq(0, 999)], py_test_support:recv_all(Ch)),
+    ?assertEqual({ok, none}, py:await(Pending, 5000)),
+    %% Any iterable streams, from any module.
+    {ok, Ch2, Pending2} = py:stream(builtins, range, [5]),
+    ?assertEqual([0, 1, 2, 3, 4], py_test_support:recv_all(Ch2)),
+    ?assertEqual({ok, none}, py:await(Pending2, 5000)).
+
+stream_backpressure() ->
+    helpers(),
+    ok = py:exec(<<"produced.clear()">>),
+    %% 10 small integers fit in 80 bytes.
+    {ok, Ch, Pending} = py:stream('__main__', counted, [1000], #{max_size => 80}),
+    py_test_support:wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) =:= 1 end),
+    %% Paused: the generator produced what fits, and the one item it waits to send.
+    ?assertEqual({ok, 11}, py:eval(<<"len(produced)">>)),
+    ?assertEqual(lists:seq(0, 999), py_test_support:recv_all(Ch)),
+    ?assertEqual({ok, none}, py:await(Pending, 5000)).
+
+stream_async_generator() ->
+    helpers(),
+    {ok, Ch, Pending} = py:stream('__main__', numbers_async, [500], #{max_size => 64}),
+    ?assertEqual(lists:seq(0, 499), py_test_support:recv_all(Ch)),
+    ?assertEqual({ok, none}, py:await(Pending, 5000)).
+
+stream_raises() ->
+    helpers(),
+    {ok, Ch, Pending} = py:stream('__main__', fails_after, [3]),
+    ?assertEqual([0, 1, 2], py_test_support:recv_all(Ch)),
+    ?assertEqual({error, {'ValueError', <<"generator failed">>}}, py:await(Pending, 5000)),
+    %% A function that is not there, or returns no iterable: the channel closes all the same.
+    {ok, Ch2, Pending2} = py:stream('__main__', no_such_function, []),
+    ?assertEqual({error, closed}, py_channel:recv(Ch2, 5000)),
+    ?assertMatch({error, {'NameError', _}}, py:await(Pending2, 5000)),
+    {ok, Ch3, Pending3} = py:stream(math, sqrt, [4]),
+    ?assertEqual({error, closed}, py_channel:recv(Ch3, 5000)),
+    ?assertMatch({error, {'TypeError', <<"py:stream needs a function that returns a generator", _/binary>>}},
+                 py:await(Pending3, 5000)).
+
+stream_cancelled() ->
+    helpers(),
+    ok = py:exec(<<"cleaned_up.clear()">>),
+    {ok, Ch, Pending} = py:stream('__main__', forever, [], #{max_size => 64}),
+    {ok, 0} = py_channel:recv(Ch, 5000),
+    py_test_support:wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) =:= 1 end),
+    ok = py:cancel(Pending),
+    ?assertEqual({error, cancelled}, py:await(Pending, 5000)),
+    ?assertEqual({ok, [true]}, py:eval(<<"cleaned_up">>)),
+    %% Closed: a reader drains what was queued, then sees the end.
+    Rest = py_test_support:recv_all(Ch),
+    ?assertEqual(lists:seq(1, length(Rest)), Rest).
+
+stream_badarg() ->
+    [?assertError(badarg, py:stream(M, F, A, O))
+     || {M, F, A, O} <- [{1, f, [], #{}}, {m, f, x, #{}}, {m, f, [], #{max_size => -1}},
+                         {m, f, [], #{kwargs => []}}, {m, f, [], #{bogus => 1}}]],
+    receive Stray -> ?assertEqual(no_stray_message, Stray) after 100 -> ok end.
 

@@ -40,6 +40,67 @@ defmodule PyChannelStreamTest do
     assert %{length: 0, received: 100_000} = PyChannel.info(channel)
   end
 
+  test "Enum.into and PyChannel.stream round trip 100,000 terms, with backpressure" do
+    {:ok, channel} = PyChannel.new(max_size: 4_096)
+    terms = for n <- 1..100_000, do: {:item, n}
+
+    producer =
+      Task.async(fn ->
+        Enum.into(terms, PyChannel.into(channel))
+        PyChannel.close(channel)
+      end)
+
+    assert Enum.to_list(PyChannel.stream(channel)) == terms
+    assert :ok = Task.await(producer, 60_000)
+    assert %{busy: busy, waiting_senders: 0} = PyChannel.info(channel)
+    assert busy > 0
+  end
+
+  test "Py.stream: a generator's items, then Py.Error with the traceback if it raises" do
+    :ok =
+      Py.exec("""
+      def rows(count, fail_at=None):
+          for n in range(count):
+              if n == fail_at:
+                  raise KeyError(n)
+              yield {'n': n}
+      """)
+
+    assert Enum.to_list(Py.stream(:__main__, :rows, [3])) == [
+             %{"n" => 0},
+             %{"n" => 1},
+             %{"n" => 2}
+           ]
+
+    stream = Py.stream(:__main__, :rows, [100], kwargs: [fail_at: 2], max_size: 64)
+    error = assert_raise Py.Error, fn -> Enum.each(stream, &send(self(), {:row, &1})) end
+    assert error.type == :KeyError
+    assert error.traceback =~ ~r/line 4, in rows/
+    assert_received {:row, %{"n" => 0}}
+    assert_received {:row, %{"n" => 1}}
+    refute_received {:row, _}
+  end
+
+  test "Py.stream halted early stops the generator and leaves no message behind" do
+    :ok =
+      Py.exec("""
+      import builtins
+      builtins.py_stream_test_stopped = []
+      def endless():
+          try:
+              n = 0
+              while True:
+                  yield n
+                  n += 1
+          finally:
+              builtins.py_stream_test_stopped.append(True)
+      """)
+
+    assert Enum.take(Py.stream(:__main__, :endless, [], max_size: 64), 5) == [0, 1, 2, 3, 4]
+    assert {:ok, [true]} = Py.eval("__import__('builtins').py_stream_test_stopped")
+    refute_receive _, 100
+  end
+
   test "a stream halted early takes nothing more: the rest stays queued" do
     {:ok, channel} = PyChannel.new()
     for n <- 1..10, do: :ok = PyChannel.send(channel, n)

@@ -133,6 +133,9 @@ pub enum Work {
         function: SavedTerm,
         args: SavedTerm,
         kwargs: SavedTerm,
+        /// `py:stream`: what the call returns (a generator) is sent item by item into this
+        /// channel, which is closed at the end.
+        stream_to: Option<SavedTerm>,
     },
 }
 
@@ -214,14 +217,32 @@ impl Job {
                     function,
                     args,
                     kwargs,
+                    stream_to,
                 } => {
-                    let callable = self.callable(py, input(module), input(function))?;
                     let args = to_python(py, input(args), BinaryMode::Auto)?;
                     let args = PyTuple::new(py, args.cast_into::<PyList>()?)?;
                     let kwargs = to_python(py, input(kwargs), BinaryMode::Auto)?;
                     let kwargs = kwargs.cast_into::<PyDict>()?;
                     let kwargs = (!kwargs.is_empty()).then_some(kwargs);
-                    Ok(Some(callable.call(args, kwargs.as_ref())?.unbind()))
+                    let Some(channel) = stream_to else {
+                        let callable = self.callable(py, input(module), input(function))?;
+                        return Ok(Some(callable.call(args, kwargs.as_ref())?.unbind()));
+                    };
+                    // The channel closes whatever happens, even if the function is not found,
+                    // so a reader never waits for items that will not come.
+                    let channel = to_python(py, input(channel), BinaryMode::Auto)?;
+                    let produced = self
+                        .callable(py, input(module), input(function))
+                        .and_then(|callable| callable.call(args, kwargs.as_ref()));
+                    let stream = py.import("erlang._stream")?;
+                    match produced {
+                        Ok(produced) => stream.call_method1("pump", (channel, produced))?,
+                        Err(error) => {
+                            stream.call_method1("close", (channel,))?;
+                            return Err(error);
+                        }
+                    };
+                    Ok(Some(py.None()))
                 }
             }
         })

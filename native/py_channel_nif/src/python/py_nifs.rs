@@ -119,6 +119,40 @@ fn py_call<'a>(
             function,
             args,
             kwargs,
+            stream_to: None,
+        },
+    )
+}
+
+/// `py:stream`: calls `module.function(*args, **kwargs)` and sends what the generator it
+/// returns yields into `channel`, waiting for room, then closes the channel. The answer is
+/// `{ok, none}` or the exception.
+#[allow(clippy::too_many_arguments)]
+#[rustler::nif]
+fn py_stream<'a>(
+    env: Env<'a>,
+    reference: Term<'a>,
+    namespace: ResourceArc<Namespace>,
+    output: LocalPid,
+    module: Term<'a>,
+    function: Term<'a>,
+    arguments: Term<'a>,
+    kwargs: Term<'a>,
+    channel: Term<'a>,
+) -> Submitted {
+    submit(
+        env,
+        reference,
+        Some(namespace),
+        Some(output),
+        true,
+        [module, function, arguments, kwargs, channel],
+        |[module, function, args, kwargs, channel]| Work::Call {
+            module,
+            function,
+            args,
+            kwargs,
+            stream_to: Some(channel),
         },
     )
 }
