@@ -103,8 +103,8 @@ defmodule PyChannel do
   @doc """
   Queues `term`, waiting up to `timeout` ms (or `:infinity`) for room:
   `{:error, :timeout}` if none came (nothing is queued). The wait is an
-  ordinary `receive`; readers that free room wake waiting senders in the
-  order they began to wait. With a timeout of 0 it is `send/2` answering
+  ordinary `receive`; waiting senders are woken in the order they began to
+  wait, once readers leave the channel at most half full. With a timeout of 0 it is `send/2` answering
   `{:error, :timeout}` instead of `:busy`.
 
       iex> {:ok, channel} = PyChannel.new(max_size: 16)

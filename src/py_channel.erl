@@ -111,8 +111,9 @@ send(Channel, Term) ->
 %% `{error, timeout}' (no room in time; nothing queued), `{error, closed}'
 %% (closed before or while waiting) or `{error, too_large}' (the term alone
 %% exceeds `max_size'). The wait is an ordinary `receive': no scheduler waits,
-%% nothing polls. A reader that frees room wakes the waiting senders in the
-%% order they began to wait. With `Timeout' 0 it is `send/2' that answers
+%% nothing polls. Waiting senders are woken in the order they began to wait,
+%% by the reader whose receive leaves the channel at most half full (so a
+%% waiting producer sends many terms per wake, not one). With `Timeout' 0 it is `send/2' that answers
 %% `{error, timeout}' instead of `busy'. `Timeout' is `infinity' or 0 to
 %% 4294967295; anything else is a `badarg' error, raised before the channel is
 %% touched.

@@ -269,14 +269,15 @@ impl<T: Weighed, W> Channel<T, W> {
         self.wake_one().into_iter().collect()
     }
 
-    /// Takes the oldest frame, if any, without blocking. The bytes it frees wake the first
-    /// sender waiting for room, if any: a thread in place, a task through `wake` (the caller
-    /// fires it).
+    /// Takes the oldest frame, if any, without blocking. If senders wait for room and the
+    /// channel is now at most half full, the first is woken: a thread in place, a task
+    /// through `wake` (the caller fires it).
     pub fn try_recv(&self, wake: impl FnOnce(W)) -> Result<T, TryRecvError> {
         match self.queue.pop() {
             Some(frame) => {
-                let before = self.received.fetch_add(weight_of(&frame), Ordering::AcqRel);
-                if before & SENDERS_PARKED != 0 {
+                let bytes = weight_of(&frame);
+                let before = self.received.fetch_add(bytes, Ordering::AcqRel);
+                if before & SENDERS_PARKED != 0 && self.at_low_water(before + bytes) {
                     if let Some(sender) = self.wake_first_sender() {
                         wake(sender);
                     }

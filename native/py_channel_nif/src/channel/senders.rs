@@ -7,9 +7,13 @@
 //!   (both under the list's lock, so the bit is set exactly while the list is not empty),
 //!   then tries the send once more. The bit and the received total are one word, so the
 //!   reader's `fetch_add` and the sender's `fetch_or` are ordered: either the sender's retry
-//!   sees the bytes the reader freed, or the reader's `fetch_add` sees the bit and wakes the
-//!   first parked sender. No wake is lost, and a receive pays nothing while no sender waits.
-//! - Each receive that finds the bit wakes one sender, the first. A woken sender tries again:
+//!   sees the bytes the reader freed, or the reader's `fetch_add` sees the bit. No wake is
+//!   lost while readers keep reading, and a receive pays nothing while no sender waits.
+//! - A receive that finds the bit, and leaves the channel at most half full (the low-water
+//!   mark), wakes one sender, the first. Waking at every receive would have a waiting
+//!   producer woken for every term a reader takes, a few microseconds each; from half full
+//!   it sends many terms per wake (its next sends find room without waiting). A woken
+//!   sender tries again:
 //!   if the frame fits it passes a wake on to the next parked sender (the room may be enough
 //!   for both, and no receive may come to wake it); if not, it parks again at the front, so
 //!   it keeps its turn.
@@ -227,6 +231,13 @@ impl<T: Weighed, W> Channel<T, W> {
             }
             std::thread::yield_now();
         }
+    }
+
+    /// After a receive that brought the received total to `received` (and the bit): is the
+    /// channel at most half full?
+    pub(super) fn at_low_water(&self, received: u64) -> bool {
+        let word = self.sender.word.load(Ordering::SeqCst);
+        queued(word, received & !SENDERS_PARKED) <= self.max_size / 2
     }
 
     fn has_room(&self, bytes: u64) -> bool {

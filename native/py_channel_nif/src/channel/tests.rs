@@ -955,3 +955,26 @@ fn waiting_senders_and_readers_move_every_frame_once_and_never_overfill() {
     assert_eq!(all, (0..SENDERS * PER_SENDER).collect::<Vec<_>>());
     assert_eq!(channel.waiting_senders(), 0);
 }
+
+#[test]
+fn senders_are_woken_once_the_channel_is_half_empty() {
+    let channel = TestChannel::new(40);
+    for value in 0..5 {
+        channel.send(item(value, 8)).unwrap();
+    }
+    let (waker, _wake) = mpsc::channel();
+    let SendOrPark::Parked(..) = channel.send_or_park(item(5, 8), waker, false) else {
+        panic!("not parked")
+    };
+    // 32 and 24 bytes left: above half of 40, nobody is woken.
+    for _ in 0..2 {
+        channel
+            .try_recv(|_| panic!("woken above the low-water mark"))
+            .unwrap();
+    }
+    // 16 bytes: at most half full, the waiting sender is woken.
+    let mut fired = Vec::new();
+    channel.try_recv(|waker| fired.push(waker)).unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(channel.waiting_senders(), 0);
+}
