@@ -95,7 +95,7 @@ BENCH_VM_FLAGS = +sbwt none +sbwtdcpu none +sbwtdio none
 bench: build
 	@mkdir -p _build/bench
 	erlc -o _build/bench +debug_info bench/*.erl
-	BENCH_VM_FLAGS="$(BENCH_VM_FLAGS)" $(ERL) $(BENCH_VM_FLAGS) -pa _build/bench -eval 'py_channel_bench:main(), halt().'
+	BENCH_VM_FLAGS="$(BENCH_VM_FLAGS)" $(ERL) $(BENCH_VM_FLAGS) -pa _build/bench -eval 'py_channel_bench:main($(if $(TABLES),[$(shell echo $(TABLES) | tr " " ",")])), halt().'
 
 clean:
 	rm -rf _build priv/native native/py_channel_nif/target

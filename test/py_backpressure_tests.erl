@@ -25,6 +25,8 @@ backpressure_test_() ->
       {"Python writes; Erlang reads with recv/2 and try_receive/1", fun python_writes/0},
       {"Channel.send: TimeoutError, ChannelClosed, ValueError, TypeError; try_send",
        fun python_send_errors/0},
+      {"what Python sends comes back exact: atoms (cached per thread), channels, failed "
+       "conversions that queue nothing", fun python_sends_exact/0},
       {timeout, 120, {"a Python producer of 1,000,000 terms into a 64 KiB channel, a slow subscriber: "
                       "nothing lost, never over max_size", fun python_million/0}},
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
@@ -457,4 +459,38 @@ stream_badarg() ->
      || {M, F, A, O} <- [{1, f, [], #{}}, {m, f, x, #{}}, {m, f, [], #{max_size => -1}},
                          {m, f, [], #{kwargs => []}}, {m, f, [], #{bogus => 1}}]],
     receive Stray -> ?assertEqual(no_stray_message, Stray) after 100 -> ok end.
+
+python_sends_exact() ->
+    {ok, Ch} = py_channel:new(),
+    {ok, Other} = py_channel:new(),
+    Eval = fun(Code) -> py:eval(Code, #{ch => Ch, other => Other}) end,
+    %% 3,000 distinct atoms, more than a thread caches, each sent twice from the same object.
+    {ok, none} = Eval(<<"(lambda c, atoms: [c.send(a) for a in atoms for _ in (1, 2)] and None)"
+                        "(Channel(ch), [__import__('erlang').Atom('py_bp_atom_%d' % n) "
+                        "for n in range(3000)])">>),
+    Atoms = [binary_to_atom(<<"py_bp_atom_", (integer_to_binary(N))/binary>>)
+             || N <- lists:seq(0, 2999)],
+    ?assertEqual(lists:append([[A, A] || A <- Atoms]), take_all(Ch)),
+    %% A plain str stays a binary; an Atom subclass is an atom.
+    {ok, none} = Eval(<<"(lambda c: c.send(('text', __import__('erlang').Atom('text'))))(Channel(ch))">>),
+    ?assertEqual([{<<"text">>, text}], take_all(Ch)),
+    %% Channels inside what Python sends, the channel itself included, come back live.
+    {ok, none} = Eval(<<"(lambda c, o: c.send({'self': c.ref, 'other': o}))(Channel(ch), other)">>),
+    [#{<<"self">> := Self, <<"other">> := Other2}] = take_all(Ch),
+    ?assertEqual(ok, py_channel:send(Self, via_self)),
+    ?assertEqual([via_self], take_all(Ch)),
+    ?assertEqual(ok, py_channel:send(Other2, via_other)),
+    ?assertEqual({ok, via_other}, py_channel:try_receive(Other)),
+    %% A conversion that fails part way queues nothing; the next send is whole.
+    ?assertMatch({error, {'TypeError', _}},
+                 Eval(<<"Channel(ch).send(('built first', [1, 2, object()]))">>)),
+    ?assertEqual([], take_all(Ch)),
+    {ok, none} = Eval(<<"Channel(ch).send(('whole', [1, 2, 3]))">>),
+    ?assertEqual([{<<"whole">>, [1, 2, 3]}], take_all(Ch)).
+
+take_all(Ch) ->
+    case py_channel:try_receive(Ch) of
+        {ok, Term} -> [Term | take_all(Ch)];
+        {error, empty} -> []
+    end.
 

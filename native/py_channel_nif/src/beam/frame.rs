@@ -61,6 +61,51 @@ impl Frame {
         }
     }
 
+    /// Stores the term `build` makes for the channel `destination`, made straight in the
+    /// channel's current arena: no temporary env to fill and clear, no second copy (a
+    /// Python sender's case, where building the term is the conversion). `None` when another
+    /// sender is appending to the arena right now: the caller builds elsewhere and uses
+    /// [`encode`](Self::encode). A term that holds channels takes `encode`'s path from
+    /// where it was built.
+    pub fn build<E>(
+        destination: &ChannelResource,
+        build: impl for<'a> FnOnce(Env<'a>) -> Result<Term<'a>, E>,
+    ) -> Option<Result<Frame, E>> {
+        // Never waits: a scheduler sending meanwhile takes an arena of its own, and so does
+        // a send re-entered from inside `build` on this thread.
+        let mut slot = destination.arena.try_lock().ok()?;
+        let reserved = slot.current.get_or_insert_with(Reserved::fresh);
+        let env = reserved.env;
+        // SAFETY: appends to the arena's env are serialized by the slot's lock, held here;
+        // the env lives as long as the arena, which the slot holds.
+        let arena_env = unsafe { Env::new(&(), env.as_ptr()) };
+        let term = match build(arena_env) {
+            Ok(term) => term,
+            Err(error) => {
+                // What was built before the error stays in the env until the arena goes:
+                // retire it, so failed conversions cannot grow it without bound.
+                slot.current = None;
+                return Some(Err(error));
+            }
+        };
+        let scan = scan(term, Some(destination));
+        if scan.holds_destination || !scan.other_channels.is_empty() {
+            drop(slot);
+            return Some(Ok(Frame::encode(term, destination)));
+        }
+        let arena = reserved.take(scan.bytes);
+        if reserved.is_full() {
+            slot.current = None;
+        }
+        Some(Ok(Frame {
+            stored: Stored::Copied(ArenaTerm {
+                arena,
+                term: term.as_c_arg(),
+            }),
+            bytes: scan.bytes,
+        }))
+    }
+
     /// The term, for reading only, in `env`: not copied when it can be read where it is.
     /// Python readers use this; the term must not be kept beyond the frame.
     pub fn read<'a>(&'a self, env: Env<'a>) -> Term<'a> {

@@ -15,7 +15,22 @@ use pyo3::types::{
 use rustler::sys::{enif_make_copy, ErlNifTerm};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, NewBinary, OwnedEnv, Term};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+thread_local! {
+    /// Atoms made from `erlang.Atom` objects, by object. Making an atom takes the atom table's
+    /// lock; a sender sends the same Atom objects again and again (constants, and atoms
+    /// received from Erlang, which arrive as the same cached objects), so it looks them up
+    /// here. The entry holds the object, so its address is not reused while cached; an atom
+    /// term is the same in every env and never freed.
+    static ATOMS: RefCell<HashMap<usize, (Py<PyAny>, ErlNifTerm)>> = RefCell::new(HashMap::new());
+}
+
+/// Atom objects cached per thread at most: a program making atoms from ever new strings
+/// must not grow the cache without bound.
+const ATOM_CACHE_ENTRIES: usize = 1024;
 
 pub fn to_erlang<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Term<'a>> {
     convert(env, object, 0)
@@ -44,12 +59,14 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
             value.encode(env)
         });
     }
+    if let Ok(text) = object.cast_exact::<PyString>() {
+        return Ok(binary(env, text.to_str()?.as_bytes()));
+    }
     if let Ok(text) = object.cast::<PyString>() {
-        let text = text.to_str()?;
         if object.is_instance(atom_class(object.py())?)? {
-            return atom_from_text(env, text);
+            return cached_atom(env, object, text);
         }
-        return Ok(binary(env, text.as_bytes()));
+        return Ok(binary(env, text.to_str()?.as_bytes()));
     }
     if let Ok(bytes) = object.cast::<PyBytes>() {
         return Ok(binary(env, bytes.as_bytes()));
@@ -219,6 +236,29 @@ fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
     Atom::from_str(env, name)
         .expect("a short ASCII atom name")
         .encode(env)
+}
+
+/// The atom of an `erlang.Atom` object, from this thread's cache when it was seen before.
+fn cached_atom<'a>(
+    env: Env<'a>,
+    object: &Bound<'_, PyAny>,
+    text: &Bound<'_, PyString>,
+) -> PyResult<Term<'a>> {
+    let key = object.as_ptr() as usize;
+    let cached = ATOMS.with(|atoms| atoms.borrow().get(&key).map(|(_, atom)| *atom));
+    if let Some(atom) = cached {
+        // SAFETY: an atom term is valid in every env.
+        return Ok(unsafe { Term::new(env, atom) });
+    }
+    let atom = atom_from_text(env, text.to_str()?)?;
+    ATOMS.with(|atoms| {
+        let mut atoms = atoms.borrow_mut();
+        if atoms.len() >= ATOM_CACHE_ENTRIES {
+            atoms.clear();
+        }
+        atoms.insert(key, (object.clone().unbind(), atom.as_c_arg()));
+    });
+    Ok(atom)
 }
 
 fn atom_from_text<'a>(env: Env<'a>, text: &str) -> PyResult<Term<'a>> {

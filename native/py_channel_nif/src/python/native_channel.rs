@@ -62,8 +62,12 @@ fn frame_to_python<'py>(
 }
 
 /// Converts a Python object to a frame for `channel`: TypeError or ValueError, naming the
-/// problem, if it has no term.
+/// problem, if it has no term. Built straight in the channel's arena when it is free,
+/// else in this thread's env and copied.
 fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
+    if let Some(built) = Frame::build(channel, |env| to_erlang(env, object)) {
+        return built;
+    }
     let encode = |env: &mut OwnedEnv| {
         let frame = env.run(|env| to_erlang(env, object).map(|term| Frame::encode(term, channel)));
         env.clear();
