@@ -68,6 +68,10 @@
 %% does not linger in its mailbox. The sender fires it microseconds after.
 -define(WAKE_IN_FLIGHT_MS, 1000).
 
+%% How many more times `recv/2' looks at an empty channel before it parks (about
+%% a microsecond in all).
+-define(LOOKS_BEFORE_WAIT, 8).
+
 
 %% @doc A new unbounded channel owned by the caller.
 %% @equiv new(#{})
@@ -205,12 +209,28 @@ recv(Channel) ->
 -spec recv(channel(), timeout()) -> {ok, term()} | {error, closed | timeout}.
 recv(Channel, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Timeout]),
-    recv_until(Channel, deadline(Timeout)).
+    case try_receive(Channel) of
+        {error, empty} when Timeout =/= 0 -> look_again(Channel, deadline(Timeout), ?LOOKS_BEFORE_WAIT);
+        {error, empty} -> wait_then_recv(Channel, deadline(Timeout));
+        Done -> Done
+    end.
 
 %% @private A timeout `receive ... after' accepts.
 -spec is_timeout(term()) -> boolean().
 is_timeout(infinity) -> true;
 is_timeout(Timeout) -> is_integer(Timeout) andalso Timeout >= 0 andalso Timeout =< ?MAX_TIMEOUT.
+
+%% A reader that finds the channel empty looks a few more times, yielding in
+%% between, before it parks: a stream's next term is often a microsecond away,
+%% and a parked reader costs its sender a wake-up message per term.
+look_again(Channel, Deadline, 0) ->
+    wait_then_recv(Channel, Deadline);
+look_again(Channel, Deadline, Looks) ->
+    erlang:yield(),
+    case try_receive(Channel) of
+        {error, empty} -> look_again(Channel, Deadline, Looks - 1);
+        Done -> Done
+    end.
 
 recv_until(Channel, Deadline) ->
     case try_receive(Channel) of

@@ -3,7 +3,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([send_retrying/2, recv_all/1, wait_until/1, uvloop_available/0]).
+-export([send_retrying/2, recv_all/1, wait_until/1, wait_until/2, uvloop_available/0]).
 
 %% Sends, retrying while the channel answers busy.
 -spec send_retrying(py_channel:channel(), term()) -> ok.
@@ -27,6 +27,8 @@ recv_all(Ch) ->
 wait_until(Condition) ->
     wait_until(Condition, 500).
 
+%% Polls `Condition' every 10 ms, `Tries' times at most.
+-spec wait_until(fun(() -> boolean()), non_neg_integer()) -> ok.
 wait_until(Condition, 0) ->
     ?assert(Condition());
 wait_until(Condition, Tries) ->

@@ -9,7 +9,26 @@
 use crate::beam::atoms;
 use crate::channel::Signal;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv};
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd};
+
+thread_local! {
+    /// The env a thread of ours (a Python thread) sends wake-ups from, reused: an env costs
+    /// about a kilobyte to set up, and a Python writer may wake an Erlang reader per message.
+    static WAKE_ENV: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
+}
+
+/// `{py_channel_ready, Tag}` to `pid` from a thread that is not a scheduler.
+fn send_ready(pid: &LocalPid, tag: u64) -> bool {
+    let send = |env: &mut OwnedEnv| {
+        env.send_and_clear(pid, |env| (atoms::py_channel_ready(), tag).encode(env))
+            .is_ok()
+    };
+    WAKE_ENV.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut env) => send(&mut env),
+        Err(_) => send(&mut OwnedEnv::new()),
+    })
+}
 
 /// What a parked task waits for. A wake that cannot be delivered goes to another task
 /// waiting for the same thing.
@@ -54,9 +73,7 @@ impl Signal for TaskWake {
                 Some(env) => env
                     .send(&pid, (atoms::py_channel_ready(), tag).encode(env))
                     .is_ok(),
-                None => OwnedEnv::new()
-                    .send_and_clear(&pid, |env| (atoms::py_channel_ready(), tag).encode(env))
-                    .is_ok(),
+                None => send_ready(&pid, tag),
             },
             TaskWake::Descriptor { fd, eventfd, .. } => {
                 // An eventfd takes an 8-byte count, a pipe any byte. Non-blocking: if the pipe
