@@ -15,9 +15,12 @@
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::term_scan::scan;
 use crate::channel::Weighed;
-use rustler::sys::{enif_alloc_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm};
+use rustler::sys::{
+    enif_alloc_env, enif_clear_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm,
+};
 use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct Frame {
@@ -174,7 +177,33 @@ impl ArenaTerm {
 /// on its own and goes with its frame).
 struct TermArena {
     env: NonNull<ErlNifEnv>,
+    /// Made on a thread of ours (a Python sender) for a channel's frames: recycled rather
+    /// than freed if it stayed small, see `RecycledEnvs`.
+    recycle: bool,
+    /// Bytes of the frames put in it (as `max_size` counts them), written once, when the slot
+    /// lets the arena go: per frame, it would share the reference count's cache line.
+    bytes: AtomicUsize,
 }
+
+/// Envs of arenas made on threads of ours, given back by whoever received their last frame.
+///
+/// The BEAM's allocators give a thread that is not a scheduler one shared allocator
+/// instance, behind a mutex. An arena a Python sender fills takes its memory there, and a
+/// scheduler freeing that memory as an Erlang reader drops the arena takes the same mutex:
+/// streaming from Python, the sender and the reader met on it for a fifth of the sender's
+/// time (seen with perf). So the reader only hands the env back here, and a Python sender
+/// clears it (freeing its memory on its own thread) and fills it again.
+struct RecycledEnvs(Vec<NonNull<ErlNifEnv>>);
+
+// SAFETY: an env here belongs to nobody until taken out, under the mutex.
+unsafe impl Send for RecycledEnvs {}
+
+static RECYCLED_ENVS: Mutex<RecycledEnvs> = Mutex::new(RecycledEnvs(Vec::new()));
+
+/// Envs kept for reuse at most, and the bytes an arena may have held to be kept: an env is
+/// cleared only when reused, so what it holds (large binaries included) must stay small.
+const RECYCLED_ENVS_MAX: usize = 8;
+const RECYCLED_ARENA_MAX_BYTES: usize = 16 * 1024;
 
 const ARENA_MAX_FRAMES: u32 = 64;
 const ARENA_MAX_BYTES: usize = 64 * 1024;
@@ -185,15 +214,40 @@ unsafe impl Send for TermArena {}
 unsafe impl Sync for TermArena {}
 
 impl TermArena {
+    /// An arena for a channel's frames (`ArenaSlot`).
     fn new() -> Arc<TermArena> {
-        // SAFETY: enif_alloc_env may be called from any thread.
-        let env = NonNull::new(unsafe { enif_alloc_env() }).expect("enif_alloc_env failed");
-        Arc::new(TermArena { env })
+        Self::make(!rustler::thread::is_scheduler_thread())
+    }
+
+    fn make(recycle: bool) -> Arc<TermArena> {
+        let recycled = if recycle {
+            // Never waits: a reader giving an env back meanwhile keeps it for the next time.
+            RECYCLED_ENVS
+                .try_lock()
+                .ok()
+                .and_then(|mut recycled| recycled.0.pop())
+        } else {
+            None
+        };
+        let env = match recycled {
+            // SAFETY: the env's last arena is gone; clearing frees its terms on this thread.
+            Some(env) => unsafe {
+                enif_clear_env(env.as_ptr());
+                env
+            },
+            // SAFETY: enif_alloc_env may be called from any thread.
+            None => NonNull::new(unsafe { enif_alloc_env() }).expect("enif_alloc_env failed"),
+        };
+        Arc::new(TermArena {
+            env,
+            recycle,
+            bytes: AtomicUsize::new(0),
+        })
     }
 
     /// Copies `term` into an arena of its own.
     fn hold_alone(term: Term<'_>) -> ArenaTerm {
-        let own = TermArena::new();
+        let own = TermArena::make(false);
         let env = own.env;
         TermArena::hold(own, env, term)
     }
@@ -209,6 +263,14 @@ impl TermArena {
 
 impl Drop for TermArena {
     fn drop(&mut self) {
+        if self.recycle && *self.bytes.get_mut() <= RECYCLED_ARENA_MAX_BYTES {
+            if let Ok(mut recycled) = RECYCLED_ENVS.try_lock() {
+                if recycled.0.len() < RECYCLED_ENVS_MAX {
+                    recycled.0.push(self.env);
+                    return;
+                }
+            }
+        }
         // SAFETY: allocated by enif_alloc_env; no frame refers to it any more.
         unsafe { enif_free_env(self.env.as_ptr()) }
     }
@@ -270,6 +332,9 @@ impl Reserved {
 
 impl Drop for Reserved {
     fn drop(&mut self) {
+        // SAFETY: the arena is alive: the slot still owns references to it, or it is retired
+        // right as its last reference is taken, while that frame is not yet queued.
+        unsafe { (*self.arena).bytes.store(self.bytes, Ordering::Relaxed) };
         for _ in 0..self.references {
             // SAFETY: the references the slot still owns; the last one frees the arena.
             unsafe { Arc::decrement_strong_count(self.arena) };
