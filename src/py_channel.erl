@@ -72,6 +72,9 @@
 %% a microsecond in all).
 -define(LOOKS_BEFORE_WAIT, 8).
 
+%% The ticket of a sender that has not parked yet (tickets start at 1).
+-define(FIRST_PARK, 0).
+
 
 %% @doc A new unbounded channel owned by the caller.
 %% @equiv new(#{})
@@ -117,7 +120,9 @@ send(Channel, Term) ->
 %% exceeds `max_size'). The wait is an ordinary `receive': no scheduler waits,
 %% nothing polls. Waiting senders are woken in the order they began to wait,
 %% by the reader whose receive leaves the channel at most half full (so a
-%% waiting producer sends many terms per wake, not one). With `Timeout' 0 it is `send/2' that answers
+%% waiting producer sends many terms per wake, not one; a receive that
+%% empties it wakes them all); a sender woken when the room is already taken
+%% again keeps its place in line. With `Timeout' 0 it is `send/2' that answers
 %% `{error, timeout}' instead of `busy'. `Timeout' is `infinity' or 0 to
 %% 4294967295; anything else is a `badarg' error, raised before the channel is
 %% touched.
@@ -125,18 +130,21 @@ send(Channel, Term) ->
 send(Channel, Term, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Term, Timeout]),
     case py_channel_nif:send(Channel, Term) of
-        busy -> send_when_room(Channel, Term, deadline(Timeout), false);
+        busy when Timeout =:= 0 -> {error, timeout};
+        busy -> send_when_room(Channel, Term, deadline(Timeout), ?FIRST_PARK);
         Sent -> Sent
     end.
 
-send_when_room(Channel, Term, Deadline, Woken) ->
+%% `Ticket' is the place in the line of waiting senders this process got when
+%% it first parked: woken, it parks again in that place if the room is gone.
+send_when_room(Channel, Term, Deadline, Ticket) ->
     Tag = erlang:unique_integer([positive]),
-    case py_channel_nif:send_or_wait(Channel, Term, Tag, Woken) of
-        {waiting, WaiterId} ->
+    case py_channel_nif:send_or_wait(Channel, Term, Tag, Ticket) of
+        {waiting, Parked} ->
             receive
-                {py_channel_ready, Tag} -> send_when_room(Channel, Term, Deadline, true)
+                {py_channel_ready, Tag} -> send_when_room(Channel, Term, Deadline, Parked)
             after remaining(Deadline) ->
-                    give_up_sending(Channel, Term, WaiterId, Tag)
+                    give_up_sending(Channel, Term, Parked, Tag)
             end;
         Sent ->
             Sent

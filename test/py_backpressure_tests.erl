@@ -30,6 +30,8 @@ backpressure_test_() ->
       {timeout, 120, {"a Python producer of 1,000,000 terms into a 64 KiB channel, a slow subscriber: "
                       "nothing lost, never over max_size", fun python_million/0}},
       {"binaries Python sent are released once Erlang received them", fun python_binaries_released/0},
+      {"channels Python sends into themselves, or into each other, are still freed",
+       fun python_self_reference_freed/0},
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
        fun python_send_cancelled/0},
       {timeout, 60, {"async_send waits for room through the asyncio loop", fun async_send_asyncio/0}},
@@ -175,8 +177,10 @@ send3_badarg() ->
     ?assertMatch(#{length := 0, sent := 0}, py_channel:info(Ch)).
 
 senders_in_order() ->
-    {ok, Ch} = py_channel:new(#{max_size => 8}),
-    ok = py_channel:send(Ch, first),
+    %% Room for two terms: each receive leaves the channel half full, which wakes the first
+    %% sender in line (a receive that empties it wakes them all).
+    {ok, Ch} = py_channel:new(#{max_size => 16}),
+    {ok, 2} = py_channel:send_many(Ch, [first, second]),
     Self = self(),
     %% Each starts waiting once the one before it waits.
     [begin
@@ -189,7 +193,7 @@ senders_in_order() ->
                  receive {sent, Name, ok} -> Name after 5000 -> error(no_sender_woken) end
              end || _ <- [a, b, c]],
     ?assertEqual([a, b, c], Order),
-    ?assertEqual({ok, c}, py_channel:try_receive(Ch)).
+    ?assertEqual([{ok, b}, {ok, c}], [py_channel:try_receive(Ch) || _ <- [b, c]]).
 
 close_wakes_senders() ->
     {ok, Ch} = py_channel:new(#{max_size => 8}),
@@ -506,4 +510,27 @@ python_binaries_released() ->
     {Reader, Monitor} = spawn_monitor(fun() -> 20 = length(take_all(Ch)) end),
     receive {'DOWN', Monitor, process, Reader, Why} -> ?assertEqual(normal, Why) end,
     py_test_support:wait_until(fun() -> erlang:memory(binary) < Baseline + 2000000 end, 3000).
+
+python_self_reference_freed() ->
+    Before = settled_live_channels(),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           {ok, A} = py_channel:new(),
+                           {ok, B} = py_channel:new(),
+                           %% Plain terms first, so the channel's arena is in use.
+                           {ok, none} = py:eval(<<"(lambda a, b: [a.send(n) for n in range(3)] and "
+                                                  "a.send(a.ref) or a.send((a.ref, b.ref)) or "
+                                                  "b.send([b.ref]) or a.send('after'))"
+                                                  "(Channel(ach), Channel(bch))">>,
+                                                #{ach => A, bch => B})
+                   end),
+    receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+    {ok, _} = py:eval(<<"__import__('gc').collect()">>),
+    %% Nothing outside refers to A and B any more: both are freed, however they hold
+    %% themselves and each other.
+    py_test_support:wait_until(fun() -> settled_live_channels() =< Before end).
+
+settled_live_channels() ->
+    [erlang:garbage_collect(P) || P <- processes()],
+    maps:get(live_channels, py_channel:stats()).
 

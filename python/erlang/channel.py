@@ -92,9 +92,15 @@ class Channel(_NativeChannel):
         loop = asyncio.get_running_loop()
         read_fd, write_fd, is_eventfd = _wake_descriptors()
         try:
-            woken = False
+            ticket: int | None = None
             while True:
-                waiter = self._park_sender(term, write_fd, is_eventfd, woken)
+                try:
+                    waiter = self._park_sender(term, write_fd, is_eventfd, ticket)
+                except BaseException:
+                    # Woken, but failing to try again: the wake goes to the next sender.
+                    if ticket is not None:
+                        self._cancel_send(ticket)
+                    raise
                 if waiter is None:
                     return
                 room = loop.create_future()
@@ -108,7 +114,7 @@ class Channel(_NativeChannel):
                 finally:
                     loop.remove_reader(read_fd)
                 _drain(read_fd)
-                woken = True
+                ticket = waiter
         finally:
             os.close(read_fd)
             if write_fd != read_fd:

@@ -126,16 +126,17 @@ fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustl
 }
 
 /// `send/3`'s step: queues `term` if it fits, else parks the calling process among the
-/// senders waiting for room: `{waiting, WaiterId}`, and a `{py_channel_ready, Tag}` message
+/// senders waiting for room: `{waiting, Ticket}`, and a `{py_channel_ready, Tag}` message
 /// when a reader frees room (or the channel closes), after which the process calls again
-/// with `woken` true (it keeps its turn). `ok`, `{error, closed}`, `{error, too_large}`.
+/// with that `ticket` (0 the first time), keeping its place in line. `ok`,
+/// `{error, closed}`, `{error, too_large}`.
 #[rustler::nif]
 fn send_or_wait<'a>(
     env: Env<'a>,
     channel: &ChannelResource,
     term: Term<'a>,
     tag: u64,
-    woken: bool,
+    ticket: u64,
 ) -> Term<'a> {
     let frame = encode_frame(env, term, channel);
     let waker = TaskWake::Process {
@@ -143,7 +144,10 @@ fn send_or_wait<'a>(
         tag,
         awaits: Awaits::Room,
     };
-    match channel.channel.send_or_park(frame, waker, woken) {
+    match channel
+        .channel
+        .send_or_park(frame, waker, (ticket != 0).then_some(ticket))
+    {
         SendOrPark::Sent(wakes) => {
             channel.wake(wakes, Some(env));
             atoms::ok().encode(env)

@@ -21,7 +21,7 @@ use rustler::sys::{
 use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 pub struct Frame {
     stored: Stored,
@@ -66,36 +66,41 @@ impl Frame {
 
     /// Stores the term `build` makes for the channel `destination`, made straight in the
     /// channel's current arena: no temporary env to fill and clear, no second copy (a
-    /// Python sender's case, where building the term is the conversion). `None` when another
-    /// sender is appending to the arena right now: the caller builds elsewhere and uses
-    /// [`encode`](Self::encode). A term that holds channels takes `encode`'s path from
-    /// where it was built.
+    /// Python sender's case, where building the term is the conversion). `build` answers
+    /// `None`, before it makes anything, for a term that would hold a channel (which must
+    /// not sit among other terms, see the module doc). `None` as well when another sender is
+    /// appending to the arena right now. Either way the caller builds the term in an env of
+    /// its own and uses [`encode`](Self::encode).
     pub fn build<E>(
         destination: &ChannelResource,
-        build: impl for<'a> FnOnce(Env<'a>) -> Result<Term<'a>, E>,
+        build: impl for<'a> FnOnce(Env<'a>) -> Option<Result<Term<'a>, E>>,
     ) -> Option<Result<Frame, E>> {
         // Never waits: a scheduler sending meanwhile takes an arena of its own, and so does
-        // a send re-entered from inside `build` on this thread.
-        let mut slot = destination.arena.try_lock().ok()?;
+        // a send re-entered from inside `build` on this thread. A panic that poisoned the
+        // lock left the slot consistent (every change to it is one step).
+        let mut slot = match destination.arena.try_lock() {
+            Ok(slot) => slot,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
         let reserved = slot.current.get_or_insert_with(Reserved::fresh);
         let env = reserved.env;
         // SAFETY: appends to the arena's env are serialized by the slot's lock, held here;
         // the env lives as long as the arena, which the slot holds.
         let arena_env = unsafe { Env::new(&(), env.as_ptr()) };
-        let term = match build(arena_env) {
-            Ok(term) => term,
-            Err(error) => {
-                // What was built before the error stays in the env until the arena goes:
-                // retire it, so failed conversions cannot grow it without bound.
-                slot.current = None;
-                return Some(Err(error));
-            }
+        let built = build(arena_env);
+        let Some(Ok(term)) = built else {
+            // What was made before the error or the refusal stays in the env until the
+            // arena goes: retire it now, and never reuse it, so that cannot add up.
+            reserved.bytes = usize::MAX;
+            slot.current = None;
+            return match built {
+                Some(Err(error)) => Some(Err(error)),
+                _ => None,
+            };
         };
         let scan = scan(term, Some(destination));
-        if scan.holds_destination || !scan.other_channels.is_empty() {
-            drop(slot);
-            return Some(Ok(Frame::encode(term, destination)));
-        }
+        debug_assert!(!scan.holds_destination && scan.other_channels.is_empty());
         let arena = reserved.take(scan.bytes);
         if reserved.is_full() {
             slot.current = None;

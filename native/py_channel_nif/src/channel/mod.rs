@@ -22,7 +22,9 @@
 //!
 //! Readers do not read the senders' line while the channel is open: the close is announced
 //! to them by a flag of their own (`closed`), set after `CLOSED`. A reader polling an empty
-//! queue would otherwise take the line the sender is about to update.
+//! queue would otherwise take the line the sender is about to update. (The one exception:
+//! while senders are parked waiting for room, a receive reads it to decide whom to wake,
+//! see `senders.rs`.)
 //!
 //! "Closed and drained", the end of reading, is: closed, no send in flight, queue empty. It
 //! never depends on a receiver's bookkeeping, so a reader that finds the queue empty right
@@ -270,17 +272,15 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     /// Takes the oldest frame, if any, without blocking. If senders wait for room and the
-    /// channel is now at most half full, the first is woken: a thread in place, a task
-    /// through `wake` (the caller fires it).
-    pub fn try_recv(&self, wake: impl FnOnce(W)) -> Result<T, TryRecvError> {
+    /// channel is now at most half full, the first is woken (every one, if it is now empty):
+    /// a thread in place, a task through `wake` (the caller fires it).
+    pub fn try_recv(&self, wake: impl FnMut(W)) -> Result<T, TryRecvError> {
         match self.queue.pop() {
             Some(frame) => {
                 let bytes = weight_of(&frame);
                 let before = self.received.fetch_add(bytes, Ordering::AcqRel);
-                if before & SENDERS_PARKED != 0 && self.at_low_water(before + bytes) {
-                    if let Some(sender) = self.wake_first_sender() {
-                        wake(sender);
-                    }
+                if before & SENDERS_PARKED != 0 {
+                    self.wake_senders_after_receive(before + bytes, wake);
                 }
                 Ok(frame)
             }

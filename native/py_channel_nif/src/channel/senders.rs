@@ -4,7 +4,8 @@
 //! served first come first woken, and is woken by the reader whose receive frees bytes:
 //!
 //! - Parking puts the sender in the list and sets `SENDERS_PARKED` on the readers' word
-//!   (both under the list's lock, so the bit is set exactly while the list is not empty),
+//!   (both under the list's lock, so whenever the lock is free the bit is set exactly while
+//!   the list is not empty),
 //!   then tries the send once more. The bit and the received total are one word, so the
 //!   reader's `fetch_add` and the sender's `fetch_or` are ordered: either the sender's retry
 //!   sees the bytes the reader freed, or the reader's `fetch_add` sees the bit. No wake is
@@ -13,16 +14,18 @@
 //!   mark), wakes one sender, the first. Waking at every receive would have a waiting
 //!   producer woken for every term a reader takes, a few microseconds each; from half full
 //!   it sends many terms per wake (its next sends find room without waiting). A woken
-//!   sender tries again:
-//!   if the frame fits it passes a wake on to the next parked sender (the room may be enough
-//!   for both, and no receive may come to wake it); if not, it parks again at the front, so
-//!   it keeps its turn.
+//!   sender tries again: if the frame fits it passes a wake on to the next parked sender
+//!   (the room may be enough for both, and no receive may come to wake it); if not, it parks
+//!   again with the ticket it first parked with, so it keeps its place in the line.
 //! - A sender that gives up after it was woken (timeout, cancel), and a wake that cannot be
 //!   delivered (a process that died), pass the wake on the same way.
+//! - A receive that empties the channel wakes every parked sender: a woken task can vanish
+//!   between its wake and its retry (a process killed then, a coroutine whose loop stopped),
+//!   and with nothing queued no later receive would wake the next one.
 //! - `close` wakes every parked sender; their retries answer `Closed`.
 //!
 //! A sender that does not wait (`send`) may take room a woken sender was woken for; the
-//! woken one parks again at the front and the next receive wakes it. Waiting senders are
+//! woken one parks again in its place and the next receive wakes it. Waiting senders are
 //! woken in the order they began to wait.
 
 use super::{
@@ -47,22 +50,20 @@ pub enum SendOrPark<T, W> {
 }
 
 impl<T: Weighed, W> Channel<T, W> {
-    /// Queues `frame` if it fits; otherwise parks `waker` among the senders waiting for room.
-    /// `woken` says the caller was woken from an earlier park: it parks again at the front,
-    /// and if it now sends, it passes a wake on to the next parked sender.
-    pub fn send_or_park(&self, frame: T, waker: W, woken: bool) -> SendOrPark<T, W> {
-        let frame = match self.send_passing_on(frame, woken) {
+    /// Queues `frame` if it fits; otherwise parks `waker` among the senders waiting for room,
+    /// and returns its ticket. `ticket` is the one an earlier park of this sender returned,
+    /// if it was woken from one: it parks again in its place, and if it now sends, it passes
+    /// a wake on to the next parked sender.
+    pub fn send_or_park(&self, frame: T, waker: W, ticket: Option<WaiterId>) -> SendOrPark<T, W> {
+        let frame = match self.send_passing_on(frame, ticket.is_some()) {
             Ok(wakes) => return SendOrPark::Sent(wakes),
             Err(TrySendError::Busy(frame)) => frame,
             Err(refused) => return SendOrPark::Refused(refused),
         };
-        let id = self.park_sender(
-            Sleeper::Task {
-                id: self.next_id(),
-                waker,
-            },
-            woken,
-        );
+        let id = self.park_sender(Sleeper::Task {
+            id: ticket.unwrap_or_else(|| self.next_id()),
+            waker,
+        });
         match self.send(frame) {
             Err(TrySendError::Busy(frame)) => SendOrPark::Parked(id, frame),
             outcome => {
@@ -107,6 +108,7 @@ impl<T: Weighed, W> Channel<T, W> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         let bytes = weight_of(&frame);
         let mut frame = frame;
+        let mut ticket = None;
         let mut woken = false;
         loop {
             match self.send_passing_on(frame, woken) {
@@ -133,13 +135,8 @@ impl<T: Weighed, W> Channel<T, W> {
                 continue;
             }
             let (signal, fired) = ThreadSignal::for_current_thread();
-            let id = self.park_sender(
-                Sleeper::Thread {
-                    id: self.next_id(),
-                    signal,
-                },
-                woken,
-            );
+            let id = *ticket.get_or_insert_with(|| self.next_id());
+            self.park_sender(Sleeper::Thread { id, signal });
             match self.send(frame) {
                 Err(TrySendError::Busy(busy)) => frame = busy,
                 outcome => {
@@ -233,11 +230,19 @@ impl<T: Weighed, W> Channel<T, W> {
         }
     }
 
-    /// After a receive that brought the received total to `received` (and the bit): is the
-    /// channel at most half full?
-    pub(super) fn at_low_water(&self, received: u64) -> bool {
+    /// After a receive that found the bit and brought the received total to `received`: the
+    /// senders to wake. None while the channel is over half full; the first one at most
+    /// half full; all of them once it is empty (see the module doc).
+    pub(super) fn wake_senders_after_receive(&self, received: u64, mut wake: impl FnMut(W)) {
         let word = self.sender.word.load(Ordering::SeqCst);
-        queued(word, received & !SENDERS_PARKED) <= self.max_size / 2
+        let left = queued(word, received & !SENDERS_PARKED);
+        if left == 0 {
+            self.wake_all_senders().into_iter().for_each(wake);
+        } else if left <= self.max_size / 2 {
+            if let Some(sender) = self.wake_first_sender() {
+                wake(sender);
+            }
+        }
     }
 
     fn has_room(&self, bytes: u64) -> bool {
@@ -251,14 +256,16 @@ impl<T: Weighed, W> Channel<T, W> {
         word & CLOSED != 0 || queued(word, received) + bytes <= limit
     }
 
-    fn park_sender(&self, sleeper: Sleeper<W>, at_front: bool) -> WaiterId {
+    /// Puts a sender in the line by its ticket: a new one (the highest ticket yet) at the
+    /// end, one woken earlier back in its place.
+    fn park_sender(&self, sleeper: Sleeper<W>) -> WaiterId {
         let id = sleeper.id();
         let mut parked = self.lock_parked_senders();
-        if at_front {
-            parked.push_front(sleeper);
-        } else {
-            parked.push_back(sleeper);
-        }
+        let place = parked
+            .iter()
+            .position(|other| other.id() > id)
+            .unwrap_or(parked.len());
+        parked.insert(place, sleeper);
         // Pairs with a reader's `fetch_add` on the same word (see the module doc); the caller
         // tries its send again after this.
         self.received.fetch_or(SENDERS_PARKED, Ordering::SeqCst);

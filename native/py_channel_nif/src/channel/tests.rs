@@ -795,99 +795,130 @@ fn close_wakes_every_waiting_sender_with_closed() {
     assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 0);
 }
 
-/// Task senders (an Erlang process in `send/3`): parked with a waker, woken by receives.
+/// A task sender (an Erlang process in `send/3`) parked with a waker.
+fn park_task_sender(channel: &TestChannel, value: u64) -> (WaiterId, mpsc::Receiver<()>) {
+    let (waker, wake) = mpsc::channel();
+    match channel.send_or_park(item(value, 8), waker, None) {
+        SendOrPark::Parked(ticket, _) => (ticket, wake),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn fill(channel: &TestChannel, frames: u64) {
+    for value in 0..frames {
+        channel.send(item(100 + value, 8)).unwrap();
+    }
+}
+
+/// Receives one frame and fires the task wakers it hands back.
+fn receive_firing(channel: &TestChannel) -> usize {
+    let mut fired = 0;
+    channel
+        .try_recv(|waker: Wake| {
+            fired += 1;
+            let _ = waker.send(());
+        })
+        .unwrap();
+    fired
+}
+
 #[test]
 fn waiting_senders_are_woken_in_the_order_they_began_to_wait() {
-    let channel = TestChannel::new(8);
-    channel.send(item(0, 8)).unwrap();
-    let mut woken = Vec::new();
-    let mut parked = Vec::new();
-    for value in 1..=3u64 {
+    let channel = TestChannel::new(32);
+    fill(&channel, 4);
+    let senders: Vec<_> = (1..=3)
+        .map(|value| park_task_sender(&channel, value))
+        .collect();
+    // Over half full: nobody is woken.
+    assert_eq!(receive_firing(&channel), 0);
+    // Half full: the first in line.
+    assert_eq!(receive_firing(&channel), 1);
+    let mut order = Vec::new();
+    let mut pending: Vec<_> = senders.into_iter().enumerate().collect();
+    while let Some(index) = pending
+        .iter()
+        .position(|(_, (_, wake))| wake.try_recv().is_ok())
+    {
+        let (position, (ticket, _)) = pending.remove(index);
         let (waker, wake) = mpsc::channel();
-        match channel.send_or_park(item(value, 8), waker, false) {
-            SendOrPark::Parked(_, frame) => parked.push((frame, wake)),
-            other => panic!("{other:?}"),
-        }
-    }
-    assert_eq!(channel.waiting_senders(), 3);
-    // Each receive frees room for one frame and wakes the first sender in line.
-    for expected in 0..=3u64 {
-        let mut fired = Vec::new();
-        assert_eq!(
-            channel.try_recv(|waker| fired.push(waker)).unwrap().value,
-            expected
-        );
-        if expected == 3 {
-            assert!(fired.is_empty());
-            break;
-        }
-        assert_eq!(fired.len(), 1);
-        fired.pop().unwrap().send(()).unwrap();
-        // Whoever got the wake sends again; a sender passed over keeps its turn.
-        let index = parked
-            .iter()
-            .position(|(_, wake)| wake.try_recv().is_ok())
-            .expect("a sender was woken");
-        let (frame, _) = parked.remove(index);
-        woken.push(frame.value);
-        let (waker, _unused) = mpsc::channel();
-        match channel.send_or_park(frame, waker, true) {
-            // Sent; the pass-on wake for the next one in line finds no room: it parks again
-            // at the front.
+        match channel.send_or_park(item(position as u64, 8), waker, Some(ticket)) {
+            // Sent: its pass-on wakes the next in line.
             SendOrPark::Sent(pass_on) => {
-                for waker in pass_on {
-                    let _ = waker.send(());
-                }
-                for (frame, wake) in parked.iter_mut() {
-                    if wake.try_recv().is_ok() {
-                        let (waker, new_wake) = mpsc::channel();
-                        let value = frame.value;
-                        let retry = std::mem::replace(frame, item(value, 8));
-                        match channel.send_or_park(retry, waker, true) {
-                            SendOrPark::Parked(_, back) => *frame = back,
-                            other => panic!("{other:?}"),
-                        }
-                        *wake = new_wake;
-                    }
-                }
+                order.push(position);
+                pass_on.into_iter().for_each(|w| w.send(()).unwrap());
+            }
+            SendOrPark::Parked(again, _) => {
+                assert_eq!(again, ticket);
+                pending.push((position, (ticket, wake)));
+                // No room left: the next receive at half full wakes it again.
+                while receive_firing(&channel) == 0 {}
             }
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(woken, vec![1, 2, 3]);
+    assert_eq!(order, vec![0, 1, 2]);
+    assert_eq!(channel.waiting_senders(), 0);
+}
+
+#[test]
+fn a_woken_sender_that_finds_no_room_keeps_its_place() {
+    let channel = TestChannel::new(32);
+    fill(&channel, 4);
+    let (first_ticket, first_wake) = park_task_sender(&channel, 1);
+    let (_, second_wake) = park_task_sender(&channel, 2);
+    receive_firing(&channel);
+    assert_eq!(receive_firing(&channel), 1);
+    assert!(first_wake.try_recv().is_ok());
+    // A sender that does not wait takes the room first.
+    fill(&channel, 2);
+    let (waker, first_wake) = mpsc::channel();
+    assert!(matches!(
+        channel.send_or_park(item(1, 8), waker, Some(first_ticket)),
+        SendOrPark::Parked(ticket, _) if ticket == first_ticket
+    ));
+    // Still first: the next wake is the first sender's, not the second's.
+    receive_firing(&channel);
+    assert_eq!(receive_firing(&channel), 1);
+    assert!(first_wake.try_recv().is_ok());
+    assert!(second_wake.try_recv().is_err());
+}
+
+#[test]
+fn a_receive_that_empties_the_channel_wakes_every_waiting_sender() {
+    // A woken sender may vanish before it retries (a killed process): with nothing left to
+    // receive, the others must not be left parked in an empty channel.
+    let channel = TestChannel::new(16);
+    channel.send(item(0, 16)).unwrap();
+    let (_, first_wake) = park_task_sender(&channel, 1);
+    let (_, second_wake) = park_task_sender(&channel, 2);
+    assert_eq!(receive_firing(&channel), 2);
+    assert_eq!(channel.size(), 0);
+    drop(first_wake);
+    assert!(second_wake.try_recv().is_ok());
     assert_eq!(channel.waiting_senders(), 0);
 }
 
 #[test]
 fn a_sender_woken_then_cancelled_passes_the_wake_on() {
-    let channel = TestChannel::new(8);
-    channel.send(item(0, 8)).unwrap();
-    let (first_waker, _first) = mpsc::channel();
-    let (second_waker, second) = mpsc::channel();
-    let SendOrPark::Parked(first_id, _) = channel.send_or_park(item(1, 8), first_waker, false)
-    else {
-        panic!("not parked")
-    };
-    let SendOrPark::Parked(_, _) = channel.send_or_park(item(2, 8), second_waker, false) else {
-        panic!("not parked")
-    };
+    let channel = TestChannel::new(32);
+    fill(&channel, 4);
+    let (first_ticket, _first_wake) = park_task_sender(&channel, 1);
+    let (_, second_wake) = park_task_sender(&channel, 2);
     let mut fired = Vec::new();
+    channel.try_recv(|waker| fired.push(waker)).unwrap();
     channel.try_recv(|waker| fired.push(waker)).unwrap();
     assert_eq!(fired.len(), 1);
     // The first gives up after its wake was fired: the wake goes to the second.
-    match channel.cancel_send(first_id) {
+    match channel.cancel_send(first_ticket) {
         Cancelled::AlreadyWoken(Some(next)) => next.send(()).unwrap(),
         other => panic!("{other:?}"),
     }
-    assert!(second.try_recv().is_ok());
+    assert!(second_wake.try_recv().is_ok());
     assert_eq!(channel.waiting_senders(), 0);
     // A parked sender withdrawn before any wake: nothing to pass on.
-    let (waker, _) = mpsc::channel();
-    channel.send(item(3, 8)).unwrap();
-    let SendOrPark::Parked(id, _) = channel.send_or_park(item(4, 8), waker, false) else {
-        panic!("not parked")
-    };
-    assert!(matches!(channel.cancel_send(id), Cancelled::Withdrawn));
+    fill(&channel, 2);
+    let (ticket, _) = park_task_sender(&channel, 4);
+    assert!(matches!(channel.cancel_send(ticket), Cancelled::Withdrawn));
     assert_eq!(channel.waiting_senders(), 0);
 }
 
@@ -963,7 +994,7 @@ fn senders_are_woken_once_the_channel_is_half_empty() {
         channel.send(item(value, 8)).unwrap();
     }
     let (waker, _wake) = mpsc::channel();
-    let SendOrPark::Parked(..) = channel.send_or_park(item(5, 8), waker, false) else {
+    let SendOrPark::Parked(..) = channel.send_or_park(item(5, 8), waker, None) else {
         panic!("not parked")
     };
     // 32 and 24 bytes left: above half of 40, nobody is woken.

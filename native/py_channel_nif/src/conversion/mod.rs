@@ -11,7 +11,7 @@ mod to_python;
 
 use pyo3::prelude::*;
 
-pub use to_erlang::{set_none_atom, to_erlang};
+pub use to_erlang::{set_none_atom, to_erlang, to_erlang_plain};
 pub use to_python::{to_python, BinaryMode};
 
 /// The name of an object's type, for error messages.

@@ -15,7 +15,7 @@ use pyo3::types::{
 use rustler::sys::{enif_make_copy, ErlNifTerm};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, NewBinary, OwnedEnv, Term};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -34,6 +34,41 @@ const ATOM_CACHE_ENTRIES: usize = 1024;
 
 pub fn to_erlang<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Term<'a>> {
     convert(env, object, 0)
+}
+
+thread_local! {
+    /// Set while `to_erlang_plain` converts on this thread.
+    static PLAIN_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+pyo3::create_exception!(
+    _py_channel,
+    NotPlain,
+    pyo3::exceptions::PyException,
+    "Internal: the object holds a channel or an opaque term (never reaches Python code)."
+);
+
+/// Like [`to_erlang`], for an env other terms live in (a channel's arena, see
+/// `Frame::build`): `None`, before anything of it is made, if the object holds a channel or
+/// an opaque `erlang.Term` (which may hold one). A term holding a channel keeps it alive, so
+/// it must not sit among other terms: the caller converts it in an env of its own.
+pub fn to_erlang_plain<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> Option<PyResult<Term<'a>>> {
+    let outer = PLAIN_ONLY.with(|plain| plain.replace(true));
+    let converted = convert(env, object, 0);
+    PLAIN_ONLY.with(|plain| plain.set(outer));
+    match converted {
+        Err(error) if error.is_instance_of::<NotPlain>(object.py()) => None,
+        converted => Some(converted),
+    }
+}
+
+/// In `to_erlang_plain`, an object whose term would hold a resource is refused.
+fn refuse_if_plain_only() -> PyResult<()> {
+    if PLAIN_ONLY.with(Cell::get) {
+        Err(NotPlain::new_err("holds a channel"))
+    } else {
+        Ok(())
+    }
 }
 
 fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResult<Term<'a>> {
@@ -101,12 +136,14 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         return Ok(pid.get().pid.encode(env));
     }
     if let Ok(channel) = object.cast::<PyChannelRef>() {
+        refuse_if_plain_only()?;
         return Ok(channel.get().channel.encode(env));
     }
     if let Ok(reference) = object.cast::<PyRef>() {
         return decoded(env, reference.get().to_term(env));
     }
     if let Ok(term) = object.cast::<PyTerm>() {
+        refuse_if_plain_only()?;
         return decoded(env, term.get().to_term(env));
     }
     Err(PyTypeError::new_err(format!(

@@ -12,8 +12,8 @@ use crate::channel::{
     Cancelled, Parked, RecvTimeoutError, SendOrPark, SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::conversion::term_classes::PyChannelRef;
-use crate::conversion::to_erlang;
 use crate::conversion::type_name;
+use crate::conversion::{to_erlang, to_erlang_plain};
 use crate::conversion::{to_python, BinaryMode};
 use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
@@ -65,7 +65,7 @@ fn frame_to_python<'py>(
 /// problem, if it has no term. Built straight in the channel's arena when it is free,
 /// else in this thread's env and copied.
 fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
-    if let Some(built) = Frame::build(channel, |env| to_erlang(env, object)) {
+    if let Some(built) = Frame::build(channel, |env| to_erlang_plain(env, object)) {
         return built;
     }
     let encode = |env: &mut OwnedEnv| {
@@ -379,15 +379,16 @@ impl NativeChannel {
     }
 
     /// `async_send`'s step: queues `term` if it fits (None), else parks a coroutine among the
-    /// senders waiting for room: `fd` is written once when room comes or the channel closes,
-    /// and the coroutine calls again with `woken` True (it keeps its turn). Returns an id for
-    /// `_cancel_send`.
+    /// senders waiting for room and returns its ticket: `fd` is written once when room comes
+    /// or the channel closes, and the coroutine calls again with that `ticket` (None the first
+    /// time), keeping its place in line. The ticket also withdraws it (`_cancel_send`).
+    #[pyo3(signature = (term, fd, eventfd, ticket))]
     fn _park_sender(
         &self,
         term: &Bound<'_, PyAny>,
         fd: i32,
         eventfd: bool,
-        woken: bool,
+        ticket: Option<u64>,
     ) -> PyResult<Option<u64>> {
         let frame = python_to_frame(&self.channel, term)?;
         // SAFETY: the caller keeps the descriptor open for the duration of this call; we keep
@@ -400,7 +401,7 @@ impl NativeChannel {
             eventfd,
             awaits: Awaits::Room,
         };
-        match self.channel.channel.send_or_park(frame, waker, woken) {
+        match self.channel.channel.send_or_park(frame, waker, ticket) {
             SendOrPark::Sent(wakes) => {
                 self.channel.wake(wakes, None);
                 Ok(None)
