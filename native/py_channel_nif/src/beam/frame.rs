@@ -182,28 +182,55 @@ impl ArenaTerm {
 /// on its own and goes with its frame).
 struct TermArena {
     env: NonNull<ErlNifEnv>,
-    /// Made on a thread of ours (a Python sender) for a channel's frames: recycled rather
-    /// than freed if it stayed small, see `RecycledEnvs`.
-    recycle: bool,
+    /// For a channel's frames, made on a scheduler or on a thread of ours: recycled for the
+    /// same kind of thread rather than freed, if it stayed small (see `RecycledEnvs`).
+    recycle: Option<Maker>,
     /// Bytes of the frames put in it (as `max_size` counts them), written once, when the slot
     /// lets the arena go: per frame, it would share the reference count's cache line.
     bytes: AtomicUsize,
 }
 
-/// Envs of arenas made on threads of ours, given back by whoever received their last frame.
+/// The kind of thread an arena was made on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Maker {
+    Scheduler,
+    /// A thread of ours: a Python sender.
+    Foreign,
+}
+
+impl Maker {
+    fn of_this_thread() -> Maker {
+        if rustler::thread::is_scheduler_thread() {
+            Maker::Scheduler
+        } else {
+            Maker::Foreign
+        }
+    }
+
+    fn recycled(self) -> &'static Mutex<RecycledEnvs> {
+        static SCHEDULERS: Mutex<RecycledEnvs> = Mutex::new(RecycledEnvs(Vec::new()));
+        static FOREIGN: Mutex<RecycledEnvs> = Mutex::new(RecycledEnvs(Vec::new()));
+        match self {
+            Maker::Scheduler => &SCHEDULERS,
+            Maker::Foreign => &FOREIGN,
+        }
+    }
+}
+
+/// Envs of arenas given back by whoever received their last frame, for a sender on the same
+/// kind of thread as the one that made them to clear (freeing their memory on its own
+/// thread) and fill again.
 ///
-/// The BEAM's allocators give a thread that is not a scheduler one shared allocator
-/// instance, behind a mutex. An arena a Python sender fills takes its memory there, and a
-/// scheduler freeing that memory as an Erlang reader drops the arena takes the same mutex:
-/// streaming from Python, the sender and the reader met on it for a fifth of the sender's
-/// time (seen with perf). So the reader only hands the env back here, and a Python sender
-/// clears it (freeing its memory on its own thread) and fills it again.
+/// Memory freed on another kind of thread than the one that took it costs both sides: the
+/// BEAM's allocators give threads that are not schedulers one shared instance behind a
+/// mutex, which a Python sender allocating and an Erlang reader freeing met on for a fifth
+/// of the sender's time; and memory a scheduler took and a Python reader frees is handed
+/// back to that scheduler, which is woken to take it (seen with perf as most of the CPU a
+/// producer waiting on a Python reader used).
 struct RecycledEnvs(Vec<NonNull<ErlNifEnv>>);
 
 // SAFETY: an env here belongs to nobody until taken out, under the mutex.
 unsafe impl Send for RecycledEnvs {}
-
-static RECYCLED_ENVS: Mutex<RecycledEnvs> = Mutex::new(RecycledEnvs(Vec::new()));
 
 /// Envs kept for reuse at most, and the bytes an arena may have held to be kept: an env is
 /// cleared only when reused, so what it holds (large binaries included) must stay small.
@@ -221,19 +248,18 @@ unsafe impl Sync for TermArena {}
 impl TermArena {
     /// An arena for a channel's frames (`ArenaSlot`).
     fn new() -> Arc<TermArena> {
-        Self::make(!rustler::thread::is_scheduler_thread())
+        Self::make(Some(Maker::of_this_thread()))
     }
 
-    fn make(recycle: bool) -> Arc<TermArena> {
-        let recycled = if recycle {
-            // Never waits: a reader giving an env back meanwhile keeps it for the next time.
-            RECYCLED_ENVS
+    fn make(recycle: Option<Maker>) -> Arc<TermArena> {
+        // Never waits: a reader giving an env back meanwhile keeps it for the next time.
+        let recycled = recycle.and_then(|maker| {
+            maker
+                .recycled()
                 .try_lock()
                 .ok()
                 .and_then(|mut recycled| recycled.0.pop())
-        } else {
-            None
-        };
+        });
         let env = match recycled {
             // SAFETY: the env's last arena is gone; clearing frees its terms on this thread.
             Some(env) => unsafe {
@@ -252,7 +278,7 @@ impl TermArena {
 
     /// Copies `term` into an arena of its own.
     fn hold_alone(term: Term<'_>) -> ArenaTerm {
-        let own = TermArena::make(false);
+        let own = TermArena::make(None);
         let env = own.env;
         TermArena::hold(own, env, term)
     }
@@ -268,8 +294,9 @@ impl TermArena {
 
 impl Drop for TermArena {
     fn drop(&mut self) {
-        if self.recycle && *self.bytes.get_mut() <= RECYCLED_ARENA_MAX_BYTES {
-            if let Ok(mut recycled) = RECYCLED_ENVS.try_lock() {
+        let small = *self.bytes.get_mut() <= RECYCLED_ARENA_MAX_BYTES;
+        if let Some(maker) = self.recycle.filter(|_| small) {
+            if let Ok(mut recycled) = maker.recycled().try_lock() {
                 if recycled.0.len() < RECYCLED_ENVS_MAX {
                     recycled.0.push(self.env);
                     return;
