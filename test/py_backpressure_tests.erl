@@ -30,6 +30,7 @@ backpressure_test_() ->
       {timeout, 120, {"a Python producer of 1,000,000 terms into a 64 KiB channel, a slow subscriber: "
                       "nothing lost, never over max_size", fun python_million/0}},
       {"binaries Python sent are released once Erlang received them", fun python_binaries_released/0},
+      {"what Python sends counts against max_size as term_size/1 counts it", fun python_sizes/0},
       {"channels Python sends into themselves, or into each other, are still freed",
        fun python_self_reference_freed/0},
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
@@ -533,4 +534,28 @@ python_self_reference_freed() ->
 settled_live_channels() ->
     [erlang:garbage_collect(P) || P <- processes()],
     maps:get(live_channels, py_channel:stats()).
+
+%% Small plain terms travel encoded, others as terms built by the NIF: either way a term
+%% counts what term_size/1 says, and comes back exact.
+python_sizes() ->
+    {ok, Ch} = py_channel:new(),
+    ok = py:exec(<<"
+import erlang
+def samples(pid):
+    return [0, 255, 256, -1, 2**31 - 1, -2**31, 2**40, -2**63, 2**63, 2**64 - 1, 2**64,
+            1.5, -0.0, 'text', '', '\\u00e9' * 10, b'bytes', bytearray(b'ba'), b'x' * 5000,
+            erlang.Atom('an_atom'), erlang.Atom('\\u00e9'), None, True, False, [], [1, [2, [3]]],
+            (), (1,), tuple(range(300)), list(range(1000)), pid, (erlang.Atom('request'), pid, 'data'),
+            {'a': 1}, float('nan'), [b'y' * 3000, b'z' * 3000]]
+">>),
+    {ok, Count} = py:eval(<<"len(samples(None))">>),
+    [begin
+         {ok, none} = py:eval(<<"Channel(ch).send(samples(pid)[i])">>,
+                              #{ch => Ch, pid => self(), i => I}),
+         #{size := Size} = py_channel:info(Ch),
+         {ok, Term} = py_channel:try_receive(Ch),
+         {ok, Expected} = py:eval(<<"samples(pid)[i]">>, #{pid => self(), i => I}),
+         ?assertEqual({I, Expected}, {I, Term}),
+         ?assertEqual({I, py_channel:term_size(Term)}, {I, Size})
+     end || I <- lists:seq(0, Count - 1)].
 

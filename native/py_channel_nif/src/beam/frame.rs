@@ -32,6 +32,8 @@ pub struct Frame {
 enum Stored {
     Copied(ArenaTerm),
     Encoded(Box<EncodedTerm>),
+    /// Plain data a Python sender encoded (`conversion/to_etf.rs`): the reader decodes it.
+    Plain(Box<[u8]>),
 }
 
 struct EncodedTerm {
@@ -61,6 +63,14 @@ impl Frame {
         Frame {
             stored,
             bytes: scan.bytes,
+        }
+    }
+
+    /// A frame of plain data in external term format, `bytes` as `max_size` counts the term.
+    pub fn from_external(etf: Box<[u8]>, bytes: usize) -> Frame {
+        Frame {
+            stored: Stored::Plain(etf),
+            bytes,
         }
     }
 
@@ -121,14 +131,14 @@ impl Frame {
             // SAFETY: the term is immutable and lives as long as the frame's arena, which
             // outlives 'a; reading it needs nothing from the env it is presented in.
             Stored::Copied(held) => unsafe { Term::new(env, held.term) },
-            Stored::Encoded(_) => self.decode(env),
+            Stored::Encoded(_) | Stored::Plain(_) => self.decode(env),
         }
     }
 
     /// Whether `read` decodes the term into the env it is given (rather than presenting it
     /// where it is stored).
     pub fn is_decoded_when_read(&self) -> bool {
-        matches!(self.stored, Stored::Encoded(_))
+        matches!(self.stored, Stored::Encoded(_) | Stored::Plain(_))
     }
 
     /// The term, copied into `env`.
@@ -138,6 +148,12 @@ impl Frame {
             // SAFETY: the bytes were produced by enif_term_to_binary in this VM.
             Stored::Encoded(encoded) => {
                 unsafe { env.binary_to_term_trusted(encoded.etf.as_slice()) }
+                    .expect("a frame holds valid external term format")
+                    .0
+            }
+            // SAFETY: encoded by conversion/to_etf.rs, in this VM.
+            Stored::Plain(etf) => {
+                unsafe { env.binary_to_term_trusted(etf) }
                     .expect("a frame holds valid external term format")
                     .0
             }

@@ -7,6 +7,7 @@ mod etf;
 mod nesting;
 pub mod term_classes;
 mod to_erlang;
+pub mod to_etf;
 mod to_python;
 
 use pyo3::prelude::*;

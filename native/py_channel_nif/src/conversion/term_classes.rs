@@ -12,6 +12,18 @@ use std::hash::{Hash, Hasher};
 #[pyclass(frozen, module = "erlang", name = "Pid")]
 pub struct PyPid {
     pub pid: LocalPid,
+    /// The pid in external term format (without the version byte), made on first need by
+    /// `to_etf.rs`, which puts it in the terms it encodes.
+    pub etf: std::sync::OnceLock<Box<[u8]>>,
+}
+
+impl PyPid {
+    pub fn new(pid: LocalPid) -> PyPid {
+        PyPid {
+            pid,
+            etf: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 #[pymethods]

@@ -265,6 +265,11 @@ pub fn set_none_atom(name: &str) -> bool {
     }
 }
 
+/// The name of the atom Python's None becomes.
+pub(super) fn none_atom_name() -> &'static str {
+    none_atom()
+}
+
 fn none_atom() -> &'static str {
     NONE_NAMES[NONE_AS.load(Ordering::Relaxed) as usize]
 }

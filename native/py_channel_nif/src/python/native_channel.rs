@@ -13,7 +13,7 @@ use crate::channel::{
 };
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
-use crate::conversion::{to_erlang, to_erlang_plain};
+use crate::conversion::{to_erlang, to_erlang_plain, to_etf};
 use crate::conversion::{to_python, BinaryMode};
 use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
@@ -34,6 +34,8 @@ pyo3::create_exception!(
 );
 
 thread_local! {
+    /// The buffer a thread encodes the plain data it sends in (`conversion/to_etf.rs`).
+    static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The env a thread builds the terms it sends in, before they are copied into a frame.
     static WRITING: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
     /// The env a thread presents frames in while converting them. Most frames are read where
@@ -65,6 +67,16 @@ fn frame_to_python<'py>(
 /// problem, if it has no term. Built straight in the channel's arena when it is free,
 /// else in this thread's env and copied.
 fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
+    let plain = ENCODED.with(|buffer| {
+        let mut buffer = buffer.try_borrow_mut().ok()?;
+        Some(
+            to_etf::encode(object, &mut buffer)
+                .map(|size| size.map(|size| Frame::from_external(buffer.as_slice().into(), size))),
+        )
+    });
+    if let Some(Some(frame)) = plain.transpose()? {
+        return Ok(frame);
+    }
     if let Some(built) = Frame::build(channel, |env| to_erlang_plain(env, object)) {
         return built;
     }
