@@ -31,6 +31,7 @@ backpressure_test_() ->
                       "nothing lost, never over max_size", fun python_million/0}},
       {"binaries Python sent are released once Erlang received them", fun python_binaries_released/0},
       {"what Python sends counts against max_size as term_size/1 counts it", fun python_sizes/0},
+      {"Python reads what Python wrote, every way it can read", fun python_to_python/0},
       {"channels Python sends into themselves, or into each other, are still freed",
        fun python_self_reference_freed/0},
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
@@ -558,4 +559,30 @@ def samples(pid):
          ?assertEqual({I, Expected}, {I, Term}),
          ?assertEqual({I, py_channel:term_size(Term)}, {I, Size})
      end || I <- lists:seq(0, Count - 1)].
+
+python_to_python() ->
+    %% Room for a few items: the writer thread waits for the reader now and then.
+    {ok, Ch} = py_channel:new(#{max_size => 16384}),
+    ok = py:exec(<<"
+import threading, asyncio, erlang
+def round_trip(ref, pid):
+    # What round-trips through Erlang terms unchanged: bytes that are not UTF-8 (others
+    # come back as str), no infinities (they come back as atoms).
+    items = [1, 'two', b'\\xffthree', (erlang.Atom('four'), pid, [5.0, None]), {'six': 6},
+             b'\\xff' * 5000, 2**70, -0.5] * 50
+    channel = Channel(ref)
+    writer = threading.Thread(target=lambda: [channel.send(item) for item in items])
+    writer.start()
+    got = [channel.receive(10) for _ in range(100)]
+    got += channel.receive_many(50, 10)
+    while len(got) < len(items):
+        got.append(next(channel))
+    writer.join()
+    async def one_more():
+        await channel.async_send(('async', pid))
+        return await channel.async_receive()
+    last = asyncio.run(one_more())
+    return got == items and last == ('async', pid) and channel.try_receive() is None
+">>),
+    ?assertEqual({ok, true}, py:call('__main__', round_trip, [Ch, self()])).
 
