@@ -14,10 +14,12 @@
 //!    `conversion/to_erlang.rs` -> `enif_send`.
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` -> `worker_pool/` (a thread at
 //!    once) -> `python/jobs.rs` -> `{py_response, Ref, Result}` to the caller.
-//! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> `beam/frame.rs`
-//!    (`Frame::build`: `conversion/to_erlang.rs` straight into the arena) -> `channel/`; a
-//!    full channel parks the sender (`channel/senders.rs`), and the receive that leaves it
-//!    half empty wakes it. `py_channel:send/3` waits the same way in a `receive`.
+//! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
+//!    encoded by `conversion/to_etf.rs` (the reader decodes it), anything else built by
+//!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)
+//!    -> `channel/`; a full channel parks the sender (`channel/senders.rs`), and the receive
+//!    that leaves it half empty wakes it. `py_channel:send/3` waits the same way in a
+//!    `receive`.
 //!
 //! Groups, and what each may use: `channel/` and `worker_pool/` are plain Rust (std only,
 //! tested without the BEAM: `cargo test --no-default-features`); `beam/` touches `enif_*` and

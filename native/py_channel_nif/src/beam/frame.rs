@@ -6,6 +6,9 @@
 //! The copy goes into an env shared with neighbouring frames (`TermArena`): an env of its own
 //! per frame would cost about 2.7 KB, which makes a deep queue slow (measured by `make bench`).
 //!
+//! Small plain data a Python sender sends is stored in external term format instead, in memory
+//! of its own (`conversion/to_etf.rs` says why), and decoded by the reader.
+//!
 //! One exception: a term holding the very channel it is sent to. A copy would keep the channel
 //! alive from inside its own queue, a cycle never freed, so that term is encoded in external
 //! term format instead, which names the channel without holding it (the channel is alive

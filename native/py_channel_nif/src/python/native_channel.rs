@@ -64,17 +64,14 @@ fn frame_to_python<'py>(
 }
 
 /// Converts a Python object to a frame for `channel`: TypeError or ValueError, naming the
-/// problem, if it has no term. Built straight in the channel's arena when it is free,
-/// else in this thread's env and copied.
+/// problem, if it has no term. The cheapest way that fits the object:
+/// 1. small plain data: encoded in external term format, in memory of its own, for the
+///    reader to decode (`conversion/to_etf.rs` says why);
+/// 2. anything else without a channel in it: built straight in the channel's arena, when no
+///    other sender is appending to it;
+/// 3. else: built in this thread's env and copied (`Frame::encode`).
 fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
-    let plain = ENCODED.with(|buffer| {
-        let mut buffer = buffer.try_borrow_mut().ok()?;
-        Some(
-            to_etf::encode(object, &mut buffer)
-                .map(|size| size.map(|size| Frame::from_external(buffer.as_slice().into(), size))),
-        )
-    });
-    if let Some(Some(frame)) = plain.transpose()? {
+    if let Some(frame) = encoded_frame(object)? {
         return Ok(frame);
     }
     if let Some(built) = Frame::build(channel, |env| to_erlang_plain(env, object)) {
@@ -89,6 +86,18 @@ fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResu
         Ok(mut env) => encode(&mut env),
         // Re-entered from inside a conversion: use an env of its own.
         Err(_) => encode(&mut OwnedEnv::new()),
+    })
+}
+
+/// Way 1 of `python_to_frame`: `None` when the object is not small plain data.
+fn encoded_frame(object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
+    ENCODED.with(|buffer| {
+        // Re-entered from inside an encoding: take another way.
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            return Ok(None);
+        };
+        let size = to_etf::encode(object, &mut buffer)?;
+        Ok(size.map(|size| Frame::from_external(buffer.as_slice().into(), size)))
     })
 }
 
