@@ -151,7 +151,10 @@ park(#state{channel = Channel} = State) ->
 parked(#state{channel = Channel, monitor = Monitor, credit = Credit} = State, WaiterId, Tag) ->
     receive
         {py_channel_ready, Tag} ->
-            deliver(State);
+            %% Woken for a term: take it before anything else. A stop handled first would
+            %% end the helper with the wake unused, and the term could wait while another
+            %% reader sleeps.
+            take(State);
         {credit, More} ->
             parked(State#state{credit = Credit + More}, WaiterId, Tag);
         {stop, From, Ref} ->

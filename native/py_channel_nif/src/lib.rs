@@ -15,7 +15,7 @@
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` -> `worker_pool/` (a thread at
 //!    once) -> `python/jobs.rs` -> `{py_response, Ref, Result}` to the caller.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
-//!    encoded by `conversion/to_etf.rs` (the reader decodes it), anything else built by
+//!    encoded by `conversion/flat_term.rs` (the reader builds it), anything else built by
 //!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)
 //!    -> `channel/`; a full channel parks the sender (`channel/senders.rs`), and the receive
 //!    that leaves it half empty wakes it. `py_channel:send/3` waits the same way in a

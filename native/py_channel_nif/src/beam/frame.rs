@@ -6,8 +6,8 @@
 //! The copy goes into an env shared with neighbouring frames (`TermArena`): an env of its own
 //! per frame would cost about 2.7 KB, which makes a deep queue slow (measured by `make bench`).
 //!
-//! Small plain data a Python sender sends is stored in external term format instead, in memory
-//! of its own (`conversion/to_etf.rs` says why), and decoded by the reader.
+//! Small plain data a Python sender sends is stored encoded instead, in memory of its own
+//! (`conversion/flat_term.rs` says why), and built by the reader.
 //!
 //! One exception: a term holding the very channel it is sent to. A copy would keep the channel
 //! alive from inside its own queue, a cycle never freed, so that term is encoded in external
@@ -35,7 +35,7 @@ pub struct Frame {
 enum Stored {
     Copied(ArenaTerm),
     Encoded(Box<EncodedTerm>),
-    /// Plain data a Python sender encoded (`conversion/to_etf.rs`): the reader decodes it.
+    /// Plain data a Python sender encoded (`conversion/flat_term.rs`): the reader builds it.
     Plain(Box<[u8]>),
 }
 
@@ -69,7 +69,8 @@ impl Frame {
         }
     }
 
-    /// A frame of plain data in external term format, `bytes` as `max_size` counts the term.
+    /// A frame of plain data encoded by `conversion/flat_term.rs`, `bytes` as `max_size` counts
+    /// the term.
     pub fn from_external(etf: Box<[u8]>, bytes: usize) -> Frame {
         Frame {
             stored: Stored::Plain(etf),
@@ -154,12 +155,8 @@ impl Frame {
                     .expect("a frame holds valid external term format")
                     .0
             }
-            // SAFETY: encoded by conversion/to_etf.rs, in this VM.
-            Stored::Plain(etf) => {
-                unsafe { env.binary_to_term_trusted(etf) }
-                    .expect("a frame holds valid external term format")
-                    .0
-            }
+            // Encoded by a Python sender (conversion/flat_term.rs), built on the reader's heap.
+            Stored::Plain(encoded) => crate::conversion::flat_term::decode(env, encoded),
         }
     }
 }

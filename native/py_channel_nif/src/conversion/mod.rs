@@ -4,10 +4,10 @@
 //! code started itself.
 
 mod etf;
+pub mod flat_term;
 mod nesting;
 pub mod term_classes;
 mod to_erlang;
-pub mod to_etf;
 mod to_python;
 
 use pyo3::prelude::*;

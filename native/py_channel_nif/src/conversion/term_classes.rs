@@ -12,17 +12,15 @@ use std::hash::{Hash, Hasher};
 #[pyclass(frozen, module = "erlang", name = "Pid")]
 pub struct PyPid {
     pub pid: LocalPid,
-    /// The pid in external term format (without the version byte), made on first need by
-    /// `to_etf.rs`, which puts it in the terms it encodes.
-    pub etf: std::sync::OnceLock<Box<[u8]>>,
+    /// The pid's term: a local pid is an immediate, the same value in every env, which
+    /// `flat_term.rs` puts in the terms it encodes.
+    pub term: rustler::sys::ErlNifTerm,
 }
 
 impl PyPid {
-    pub fn new(pid: LocalPid) -> PyPid {
-        PyPid {
-            pid,
-            etf: std::sync::OnceLock::new(),
-        }
+    /// `term` is the local pid `pid` as a term.
+    pub fn new(pid: LocalPid, term: rustler::sys::ErlNifTerm) -> PyPid {
+        PyPid { pid, term }
     }
 }
 

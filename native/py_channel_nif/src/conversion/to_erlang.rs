@@ -281,6 +281,23 @@ fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
 }
 
 /// The atom of an `erlang.Atom` object, from this thread's cache when it was seen before.
+/// The atom term of an `erlang.Atom` object, for `flat_term.rs`: the same per-thread cache.
+pub(super) fn atom_term(
+    object: &Bound<'_, PyAny>,
+    text: &Bound<'_, PyString>,
+) -> PyResult<ErlNifTerm> {
+    let key = object.as_ptr() as usize;
+    if let Some(atom) = ATOMS.with(|atoms| atoms.borrow().get(&key).map(|(_, atom)| *atom)) {
+        return Ok(atom);
+    }
+    OwnedEnv::new().run(|env| cached_atom(env, object, text).map(|atom| atom.as_c_arg()))
+}
+
+/// The term of a plain atom (`none`, `true`), the same in every env.
+pub(super) fn named_atom_term(name: &str) -> ErlNifTerm {
+    OwnedEnv::new().run(|env| atom(env, name).as_c_arg())
+}
+
 fn cached_atom<'a>(
     env: Env<'a>,
     object: &Bound<'_, PyAny>,

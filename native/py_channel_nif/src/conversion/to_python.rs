@@ -237,7 +237,7 @@ fn pid<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     let Ok(pid) = term.decode::<LocalPid>() else {
         return opaque(py, term); // a pid of another node
     };
-    let object = Bound::new(py, PyPid::new(pid))?.into_any();
+    let object = Bound::new(py, PyPid::new(pid, term.as_c_arg()))?.into_any();
     if cacheable {
         PIDS.with(|pids| {
             if let Ok(mut pids) = pids.try_borrow_mut() {

@@ -13,7 +13,7 @@ use crate::channel::{
 };
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
-use crate::conversion::{to_erlang, to_erlang_plain, to_etf};
+use crate::conversion::{flat_term, to_erlang, to_erlang_plain};
 use crate::conversion::{to_python, BinaryMode};
 use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
@@ -34,7 +34,7 @@ pyo3::create_exception!(
 );
 
 thread_local! {
-    /// The buffer a thread encodes the plain data it sends in (`conversion/to_etf.rs`).
+    /// The buffer a thread encodes the plain data it sends in (`conversion/flat_term.rs`).
     static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The env a thread builds the terms it sends in, before they are copied into a frame.
     static WRITING: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
@@ -65,8 +65,8 @@ fn frame_to_python<'py>(
 
 /// Converts a Python object to a frame for `channel`: TypeError or ValueError, naming the
 /// problem, if it has no term. The cheapest way that fits the object:
-/// 1. small plain data: encoded in external term format, in memory of its own, for the
-///    reader to decode (`conversion/to_etf.rs` says why);
+/// 1. small plain data: encoded in memory of its own, for the reader to build
+///    (`conversion/flat_term.rs` says why);
 /// 2. anything else without a channel in it: built straight in the channel's arena, when no
 ///    other sender is appending to it;
 /// 3. else: built in this thread's env and copied (`Frame::encode`).
@@ -96,7 +96,7 @@ fn encoded_frame(object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
         let Ok(mut buffer) = buffer.try_borrow_mut() else {
             return Ok(None);
         };
-        let size = to_etf::encode(object, &mut buffer)?;
+        let size = flat_term::encode(object, &mut buffer)?;
         Ok(size.map(|size| Frame::from_external(buffer.as_slice().into(), size)))
     })
 }
