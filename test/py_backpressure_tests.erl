@@ -32,6 +32,7 @@ backpressure_test_() ->
       {"binaries Python sent are released once Erlang received them", fun python_binaries_released/0},
       {"what Python sends counts against max_size as term_size/1 counts it", fun python_sizes/0},
       {"Python reads what Python wrote, every way it can read", fun python_to_python/0},
+      {"terms a Python thread sent outlive the thread", fun python_thread_gone/0},
       {"channels Python sends into themselves, or into each other, are still freed",
        fun python_self_reference_freed/0},
       {"a Python job waiting in Channel.send is cancelled at once, queuing nothing",
@@ -585,4 +586,30 @@ def round_trip(ref, pid):
     return got == items and last == ('async', pid) and channel.try_receive() is None
 ">>),
     ?assertEqual({ok, true}, py:call('__main__', round_trip, [Ch, self()])).
+
+%% Small terms are kept in memory of the thread that sent them, handed over to the frames:
+%% the thread may end long before they are read.
+python_thread_gone() ->
+    {ok, Ch} = py_channel:new(),
+    ok = py:exec(<<"
+import threading, erlang
+def send_from_threads(ref, pid, threads, each):
+    channel = Channel(ref)
+    def send(n):
+        for i in range(each):
+            channel.send((erlang.Atom('t'), n, i, pid, 'x' * (i % 50)))
+    workers = [threading.Thread(target=send, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+">>),
+    {ok, none} = py:call('__main__', send_from_threads, [Ch, self(), 4, 5000]),
+    Self = self(),
+    Received = take_all(Ch),
+    ?assertEqual(20000, length(Received)),
+    Expected = [{t, N, I, Self, binary:copy(<<"x">>, I rem 50)} || N <- lists:seq(0, 3), I <- lists:seq(0, 4999)],
+    ?assertEqual(lists:sort(Expected), lists:sort(Received)),
+    %% Each thread's terms in the order it sent them.
+    [?assertEqual([I || {t, M, I, _, _} <- Received, M =:= N], lists:seq(0, 4999)) || N <- lists:seq(0, 3)].
 

@@ -18,6 +18,7 @@
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::term_scan::scan;
 use crate::channel::Weighed;
+use crate::conversion::flat_term::EncodedSlice;
 use rustler::sys::{
     enif_alloc_env, enif_clear_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm,
 };
@@ -36,7 +37,7 @@ enum Stored {
     Copied(ArenaTerm),
     Encoded(Box<EncodedTerm>),
     /// Plain data a Python sender encoded (`conversion/flat_term.rs`): the reader builds it.
-    Plain(Box<[u8]>),
+    Plain(EncodedSlice),
 }
 
 struct EncodedTerm {
@@ -71,7 +72,7 @@ impl Frame {
 
     /// A frame of plain data encoded by `conversion/flat_term.rs`, `bytes` as `max_size` counts
     /// the term.
-    pub fn from_external(etf: Box<[u8]>, bytes: usize) -> Frame {
+    pub fn from_external(etf: EncodedSlice, bytes: usize) -> Frame {
         Frame {
             stored: Stored::Plain(etf),
             bytes,
@@ -156,7 +157,7 @@ impl Frame {
                     .0
             }
             // Encoded by a Python sender (conversion/flat_term.rs), built on the reader's heap.
-            Stored::Plain(encoded) => crate::conversion::flat_term::decode(env, encoded),
+            Stored::Plain(encoded) => crate::conversion::flat_term::decode(env, encoded.as_slice()),
         }
     }
 }

@@ -97,7 +97,7 @@ fn encoded_frame(object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
             return Ok(None);
         };
         let size = flat_term::encode(object, &mut buffer)?;
-        Ok(size.map(|size| Frame::from_external(buffer.as_slice().into(), size)))
+        Ok(size.map(|size| Frame::from_external(flat_term::EncodedSlice::copy_of(&buffer), size)))
     })
 }
 
