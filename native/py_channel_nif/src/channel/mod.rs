@@ -207,11 +207,7 @@ impl<T: Weighed, W> Channel<T, W> {
     /// chosen for this frame; the caller fires them.
     pub fn send(&self, frame: T) -> Result<Vec<W>, TrySendError<T>> {
         let bytes = weight_of(&frame);
-        let limit = if self.max_size == 0 {
-            MAX_BYTES
-        } else {
-            self.max_size
-        };
+        let limit = self.limit();
         if bytes > limit {
             return Err(TrySendError::TooLarge(frame));
         }
@@ -348,18 +344,7 @@ impl<T: Weighed, W> Channel<T, W> {
                     return Some(done.map_err(|_| RecvTimeoutError::Closed));
                 }
             }
-            while !woken.load(Ordering::Acquire) && !stop() {
-                match deadline {
-                    None => std::thread::park(),
-                    Some(deadline) => {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        std::thread::park_timeout(deadline - now);
-                    }
-                }
-            }
+            park_until(&woken, deadline, stop);
             if stop() {
                 if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
                     wake(waker);
@@ -467,6 +452,15 @@ impl<T: Weighed, W> Channel<T, W> {
         }
     }
 
+    /// The most bytes that may be queued: `max_size`, or all a counter holds if unlimited.
+    fn limit(&self) -> u64 {
+        if self.max_size == 0 {
+            MAX_BYTES
+        } else {
+            self.max_size
+        }
+    }
+
     pub fn max_size(&self) -> u64 {
         self.max_size
     }
@@ -493,20 +487,7 @@ impl<T: Weighed, W> Channel<T, W> {
     /// a futex wake to resume, several microseconds and two system calls, which a reader that
     /// keeps up with a stream would otherwise pay for every frame.
     fn spin_until_ready(&self, remaining: Option<Duration>) -> bool {
-        let spin = remaining.map_or(SPIN_BEFORE_PARK, |r| r.min(SPIN_BEFORE_PARK));
-        let until = Instant::now() + spin;
-        loop {
-            if self.is_ready() {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            for _ in 0..SPIN_PAUSES {
-                std::hint::spin_loop();
-            }
-            std::thread::yield_now();
-        }
+        spin_until(remaining, || self.is_ready())
     }
 
     /// A frame to take, or the close that ends all reading.
@@ -575,6 +556,42 @@ impl<T: Weighed, W> Channel<T, W> {
         self.sleepers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Looks at `ready` for up to `SPIN_BEFORE_PARK` (less if `remaining` is shorter), about once
+/// a microsecond, before a thread parks.
+fn spin_until(remaining: Option<Duration>, ready: impl Fn() -> bool) -> bool {
+    let spin = remaining.map_or(SPIN_BEFORE_PARK, |r| r.min(SPIN_BEFORE_PARK));
+    let until = Instant::now() + spin;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        for _ in 0..SPIN_PAUSES {
+            std::hint::spin_loop();
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Parks the calling thread until `fired` is set, `stop` says so, or `deadline` passes
+/// (never, if `None`). Whoever sets `fired` or makes `stop` true unparks the thread.
+fn park_until(fired: &AtomicBool, deadline: Option<Instant>, stop: &dyn Fn() -> bool) {
+    while !fired.load(Ordering::Acquire) && !stop() {
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+        }
     }
 }
 

@@ -29,8 +29,8 @@
 //! woken in the order they began to wait.
 
 use super::{
-    queued, weight_of, Cancelled, Channel, SendTimeoutError, Sleeper, ThreadSignal, TrySendError,
-    WaiterId, Weighed, CLOSED, MAX_BYTES, SENDERS_PARKED, SPIN_BEFORE_PARK, SPIN_PAUSES,
+    park_until, queued, spin_until, weight_of, Cancelled, Channel, SendTimeoutError, Sleeper,
+    ThreadSignal, TrySendError, WaiterId, Weighed, CLOSED, SENDERS_PARKED,
 };
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -151,18 +151,7 @@ impl<T: Weighed, W> Channel<T, W> {
                     });
                 }
             }
-            while !fired.load(Ordering::Acquire) && !stop() {
-                match deadline {
-                    None => std::thread::park(),
-                    Some(deadline) => {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        std::thread::park_timeout(deadline - now);
-                    }
-                }
-            }
+            park_until(&fired, deadline, stop);
             woken = fired.load(Ordering::Acquire);
             if !woken {
                 // Timed out or stopped: withdraw, or pass on a wake that came meanwhile.
@@ -214,20 +203,7 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Looks for room for a few microseconds before a thread parks (see `spin_until_ready`).
     fn spin_until_room(&self, bytes: u64, remaining: Option<Duration>) -> bool {
-        let spin = remaining.map_or(SPIN_BEFORE_PARK, |r| r.min(SPIN_BEFORE_PARK));
-        let until = Instant::now() + spin;
-        loop {
-            if self.has_room(bytes) {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            for _ in 0..SPIN_PAUSES {
-                std::hint::spin_loop();
-            }
-            std::thread::yield_now();
-        }
+        spin_until(remaining, || self.has_room(bytes))
     }
 
     /// After a receive that found the bit and brought the received total to `received`: the
@@ -246,11 +222,7 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     fn has_room(&self, bytes: u64) -> bool {
-        let limit = if self.max_size == 0 {
-            MAX_BYTES
-        } else {
-            self.max_size
-        };
+        let limit = self.limit();
         let received = self.received_bytes();
         let word = self.sender.word.load(Ordering::Acquire);
         word & CLOSED != 0 || queued(word, received) + bytes <= limit
