@@ -270,7 +270,13 @@ send_many_edges() ->
     ?assertError(badarg, py_channel:send_many(Open, [1, 2 | 3])),
     ?assertError(badarg, py_channel:send_many(make_ref(), [1])),
     %% Nothing was queued by the refused calls.
-    ?assertMatch(#{length := 0}, py_channel:info(Open)).
+    ?assertMatch(#{length := 0}, py_channel:info(Open)),
+    %% Terms holding channels (this one, another) travel in a batch among plain ones.
+    {ok, Other} = py_channel:new(),
+    Mixed = [plain, {self_ref, Open}, {other, Other}, [Open, Other], <<"tail">>],
+    ?assertEqual({ok, 5}, py_channel:send_many(Open, Mixed)),
+    ok = py_channel:close(Open),
+    ?assertEqual(Mixed, py_test_support:recv_all(Open)).
 
 wait_for_senders(Ch, N) ->
     py_test_support:wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) >= N end).

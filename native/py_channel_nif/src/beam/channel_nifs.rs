@@ -5,9 +5,9 @@
 
 use crate::beam::atoms;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
-use crate::beam::frame::Frame;
+use crate::beam::frame::{Frame, FrameBatch};
 use crate::beam::task_wake::{Awaits, TaskWake};
-use crate::beam::term_scan;
+use crate::beam::term_scan::{self, TermScan};
 use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
 
@@ -28,11 +28,17 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
 /// Copies `term` into a frame for `channel`, telling the scheduler what a large copy cost.
 fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Frame {
     let frame = Frame::encode(term, channel);
-    let percent = frame.weight() / BYTES_PER_TIMESLICE_PERCENT;
+    report_copied_bytes(env, frame.weight());
+    frame
+}
+
+/// Tells the scheduler what copying `bytes` of terms cost, so a large copy counts as more
+/// than one cheap call.
+fn report_copied_bytes(env: Env<'_>, bytes: usize) {
+    let percent = bytes / BYTES_PER_TIMESLICE_PERCENT;
     if percent > 0 {
         rustler::schedule::consume_timeslice(env, percent.min(100) as i32);
     }
-    frame
 }
 
 #[rustler::nif]
@@ -175,36 +181,65 @@ fn cancel_send_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> 
 const SEND_MANY_BATCH: usize = 1000;
 
 /// `send_many/2`'s step: queues the terms of `terms` in order while they fit, up to
-/// `SEND_MANY_BATCH`. `{Accepted, Stop, Rest}`: `Stop` is `done` (the list is empty), `more`
-/// (the batch is full), or why the first term of `Rest` was not queued (`busy`, `closed`,
-/// `too_large`). Not a proper list: badarg, with nothing queued.
+/// `SEND_MANY_BATCH`, admitted and queued together (see `Channel::send_many`). `{Accepted,
+/// Stop, Rest}`: `Stop` is `done` (the list is empty), `more` (the batch is full), or why the
+/// first term of `Rest` was not queued (`busy`, `closed`, `too_large`). Not a proper list:
+/// badarg, with nothing queued.
 #[rustler::nif]
 fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> NifResult<Term<'a>> {
-    if !terms.is_list() {
+    let batch = terms.list_length()?.min(SEND_MANY_BATCH);
+    let mut pending = Vec::with_capacity(batch);
+    // `tails[i]` is the list after the first i + 1 terms.
+    let mut tails = Vec::with_capacity(batch);
+    let mut rest = terms;
+    let mut batch_full = false;
+    while let Ok((head, tail)) = rest.list_get_cell() {
+        if pending.len() == SEND_MANY_BATCH {
+            batch_full = true;
+            break;
+        }
+        let scan = term_scan::scan(head, Some(channel));
+        pending.push(PendingTerm { term: head, scan });
+        tails.push(tail);
+        rest = tail;
+    }
+    if !batch_full && !rest.is_empty_list() {
+        // An improper list or not a list (checked in Erlang before any call, see
+        // py_channel:send_many/2): nothing is queued.
         return Err(rustler::Error::BadArg);
     }
-    let mut accepted = 0usize;
-    let mut rest = terms;
-    let stop = loop {
-        if accepted == SEND_MANY_BATCH {
-            break atoms::more();
-        }
-        let Ok((head, tail)) = rest.list_get_cell() else {
-            if rest.is_empty_list() {
-                break atoms::done();
-            }
-            // An improper tail: what was queued stays; the caller sees badarg only if nothing
-            // was (checked in Erlang before any call, see py_channel:send_many/2).
-            return Err(rustler::Error::BadArg);
-        };
-        match channel.channel.send(encode_frame(env, head, channel)) {
-            Ok(wakes) => channel.wake(wakes, Some(env)),
-            Err(refused) => break refused_reason(&refused),
-        }
-        accepted += 1;
-        rest = tail;
+    let weight: usize = pending.iter().map(|p| p.scan.bytes).sum();
+    let mut frames = FrameBatch::new(channel);
+    let sent = channel
+        .channel
+        .send_many(pending, |PendingTerm { term, scan }| {
+            frames.encode(term, scan)
+        });
+    drop(frames);
+    report_copied_bytes(env, weight);
+    channel.wake(sent.wakes, Some(env));
+    let stop = match &sent.refused {
+        Some(refused) => refused_reason(refused),
+        None if batch_full => atoms::more(),
+        None => atoms::done(),
     };
-    Ok((accepted, stop, rest).encode(env))
+    let rest = match sent.accepted {
+        0 => terms,
+        accepted => tails[accepted - 1],
+    };
+    Ok((sent.accepted, stop, rest).encode(env))
+}
+
+/// A term of a `send_many` batch, scanned, its frame not made yet.
+struct PendingTerm<'a> {
+    term: Term<'a>,
+    scan: TermScan,
+}
+
+impl Weighed for PendingTerm<'_> {
+    fn weight(&self) -> usize {
+        self.scan.bytes
+    }
 }
 
 fn refused_reason<T>(refused: &TrySendError<T>) -> rustler::Atom {

@@ -16,7 +16,7 @@
 //! holds other channels gets an arena of its own, so they are let go once it is received.
 
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
-use crate::beam::term_scan::scan;
+use crate::beam::term_scan::{scan, TermScan};
 use crate::channel::Weighed;
 use crate::conversion::flat_term::EncodedSlice;
 use rustler::sys::{
@@ -25,7 +25,7 @@ use rustler::sys::{
 use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 pub struct Frame {
     stored: Stored,
@@ -49,25 +49,12 @@ struct EncodedTerm {
 impl Frame {
     /// Stores `term` for the channel `destination`.
     pub fn encode(term: Term<'_>, destination: &ChannelResource) -> Frame {
-        let scan = scan(term, Some(destination));
-        let stored = if scan.holds_destination {
-            Stored::Encoded(Box::new(EncodedTerm {
-                etf: term.to_binary(),
-                channels: scan.other_channels,
-            }))
-        } else if !scan.other_channels.is_empty() {
-            // Alone in an arena, so the channels it holds are let go as soon as it is
-            // received: in the channel's shared arena they would stay referenced until the
-            // arena's other frames went too, and two channels holding each other there
-            // would never be freed.
-            Stored::Copied(TermArena::hold_alone(term))
-        } else {
-            Stored::Copied(ArenaSlot::hold(&destination.arena, term, scan.bytes))
-        };
-        Frame {
-            stored,
-            bytes: scan.bytes,
-        }
+        Self::encode_scanned(term, scan(term, Some(destination)), destination)
+    }
+
+    /// [`encode`](Self::encode) for a term already scanned for `destination`.
+    pub fn encode_scanned(term: Term<'_>, scan: TermScan, destination: &ChannelResource) -> Frame {
+        FrameBatch::new(destination).encode(term, scan)
     }
 
     /// A frame of plain data encoded by `conversion/flat_term.rs`, `bytes` as `max_size` counts
@@ -90,14 +77,9 @@ impl Frame {
         destination: &ChannelResource,
         build: impl for<'a> FnOnce(Env<'a>) -> Option<Result<Term<'a>, E>>,
     ) -> Option<Result<Frame, E>> {
-        // Never waits: a scheduler sending meanwhile takes an arena of its own, and so does
-        // a send re-entered from inside `build` on this thread. A panic that poisoned the
-        // lock left the slot consistent (every change to it is one step).
-        let mut slot = match destination.arena.try_lock() {
-            Ok(slot) => slot,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
+        // A scheduler sending meanwhile takes an arena of its own, and so does a send
+        // re-entered from inside `build` on this thread.
+        let mut slot = try_lock_arena(destination)?;
         let reserved = slot.current.get_or_insert_with(Reserved::fresh);
         let env = reserved.env;
         // SAFETY: appends to the arena's env are serialized by the slot's lock, held here;
@@ -158,6 +140,58 @@ impl Frame {
             }
             // Encoded by a Python sender (conversion/flat_term.rs), built on the reader's heap.
             Stored::Plain(encoded) => crate::conversion::flat_term::decode(env, encoded.as_slice()),
+        }
+    }
+}
+
+/// The channel's arena slot, or `None` (never a wait) while another sender appends to it. A
+/// panic that poisoned the lock left the slot consistent: every change to it is one step.
+fn try_lock_arena(destination: &ChannelResource) -> Option<MutexGuard<'_, ArenaSlot>> {
+    match destination.arena.try_lock() {
+        Ok(slot) => Some(slot),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Frames one sender makes for a channel one after another, copied into the channel's arena
+/// under one hold of its lock: taking and releasing the lock for every frame would make the
+/// copies wait for each other's stores to reach memory, a cache miss at a time.
+pub struct FrameBatch<'c> {
+    /// `None` when another sender is appending to the arena: this batch's frames then take
+    /// arenas of their own rather than wait.
+    slot: Option<MutexGuard<'c, ArenaSlot>>,
+}
+
+impl<'c> FrameBatch<'c> {
+    pub fn new(destination: &'c ChannelResource) -> Self {
+        FrameBatch {
+            slot: try_lock_arena(destination),
+        }
+    }
+
+    /// Stores `term`, scanned for this batch's channel.
+    pub fn encode(&mut self, term: Term<'_>, scan: TermScan) -> Frame {
+        let stored = if scan.holds_destination {
+            Stored::Encoded(Box::new(EncodedTerm {
+                etf: term.to_binary(),
+                channels: scan.other_channels,
+            }))
+        } else if !scan.other_channels.is_empty() {
+            // Alone in an arena, so the channels it holds are let go as soon as it is
+            // received: in the channel's shared arena they would stay referenced until the
+            // arena's other frames went too, and two channels holding each other there
+            // would never be freed.
+            Stored::Copied(TermArena::hold_alone(term))
+        } else {
+            match &mut self.slot {
+                Some(slot) => Stored::Copied(slot.hold(term, scan.bytes)),
+                None => Stored::Copied(TermArena::hold_alone(term)),
+            }
+        };
+        Frame {
+            stored,
+            bytes: scan.bytes,
         }
     }
 }
@@ -393,17 +427,14 @@ impl Drop for Reserved {
 
 impl ArenaSlot {
     /// Copies `term` into the channel's current arena, starting a new one when there is none.
-    /// A sender never waits: if another sender is appending, this one uses an arena of its own.
-    fn hold(slot: &Mutex<ArenaSlot>, term: Term<'_>, bytes: usize) -> ArenaTerm {
-        let Ok(mut slot) = slot.try_lock() else {
-            return TermArena::hold_alone(term);
-        };
-        let reserved = slot.current.get_or_insert_with(Reserved::fresh);
+    /// The caller holds the slot's lock.
+    fn hold(&mut self, term: Term<'_>, bytes: usize) -> ArenaTerm {
+        let reserved = self.current.get_or_insert_with(Reserved::fresh);
         let env = reserved.env;
         let arena = reserved.take(bytes);
         if reserved.is_full() {
             // Retired at once, so a large term's arena goes with its frame.
-            slot.current = None;
+            self.current = None;
         }
         TermArena::hold(arena, env, term)
     }

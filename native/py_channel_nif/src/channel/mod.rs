@@ -248,10 +248,106 @@ impl<T: Weighed, W> Channel<T, W> {
         Ok(self.land(frame))
     }
 
+    /// Queues, in order, as many of the frames `pending` stands for as fit, never blocking,
+    /// with one admission and one landing for them all: a batch pays the atomic steps of one
+    /// send, and claims its queue slots a block at a time. Each item of `pending` weighs what
+    /// its frame will; `make` makes the frames of those admitted, and only of those (a frame
+    /// that does not fit is never made). `make` must not panic: the admitted frames count as a
+    /// send in flight until they land.
+    pub fn send_many<P: Weighed>(
+        &self,
+        mut pending: Vec<P>,
+        mut make: impl FnMut(P) -> T,
+    ) -> SentMany<W> {
+        let limit = self.limit();
+        let mut word = self.sender.word.load(Ordering::SeqCst);
+        let (admitted, stop) = loop {
+            if word & CLOSED != 0 {
+                return SentMany::refused(TrySendError::Closed(()));
+            }
+            if pending.is_empty() {
+                return SentMany {
+                    accepted: 0,
+                    refused: None,
+                    wakes: Vec::new(),
+                };
+            }
+            let mut received = self.sender.received_seen.load(Ordering::Relaxed);
+            let mut fit =
+                fitting_prefix(&pending, limit - queued(word, received).min(limit), limit);
+            if fit.count < pending.len() && fit.stop.is_none() {
+                // As in `send`: the readers' total as last seen may be behind.
+                received = self.received_bytes();
+                self.sender
+                    .received_seen
+                    .fetch_max(received, Ordering::Relaxed);
+                fit = fitting_prefix(&pending, limit - queued(word, received).min(limit), limit);
+            }
+            if fit.count == 0 {
+                let refused = fit.stop.unwrap_or(TrySendError::Busy(()));
+                if let TrySendError::Busy(()) = refused {
+                    self.sender.busy.fetch_add(1, Ordering::Relaxed);
+                }
+                return SentMany::refused(refused);
+            }
+            debug_assert!(
+                word & IN_FLIGHT_MASK != IN_FLIGHT_MASK,
+                "too many sends in flight"
+            );
+            let admitted =
+                ((word & !SENT_MASK) + IN_FLIGHT_ONE) | (word.wrapping_add(fit.bytes) & SENT_MASK);
+            match self.sender.word.compare_exchange_weak(
+                word,
+                admitted,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    let stop = if fit.count < pending.len() {
+                        Some(fit.stop.unwrap_or(TrySendError::Busy(())))
+                    } else {
+                        None
+                    };
+                    break (fit.count, stop);
+                }
+                Err(actual) => word = actual,
+            }
+        };
+        if matches!(stop, Some(TrySendError::Busy(()))) {
+            self.sender.busy.fetch_add(1, Ordering::Relaxed);
+        }
+        pending.truncate(admitted);
+        let mut frames: Vec<T> = pending
+            .into_iter()
+            .map(|item| {
+                let weight = weight_of(&item);
+                let frame = make(item);
+                debug_assert_eq!(
+                    weight_of(&frame),
+                    weight,
+                    "a frame weighs what its item did"
+                );
+                frame
+            })
+            .collect();
+        self.queue.push_many(frames.drain(..));
+        SentMany {
+            accepted: admitted,
+            refused: stop,
+            wakes: self.land_in_flight(admitted),
+        }
+    }
+
     /// Puts an admitted frame (its bytes and in-flight mark already counted) in the queue and
     /// says whom to wake.
     fn land(&self, frame: T) -> Vec<W> {
         self.queue.push(frame);
+        self.land_in_flight(1)
+    }
+
+    /// Ends a send in flight whose `frames` frames are in the queue, and says whom to wake:
+    /// a parked reader per frame.
+    fn land_in_flight(&self, frames: usize) -> Vec<W> {
         let before_landing = self.sender.word.fetch_sub(IN_FLIGHT_ONE, Ordering::SeqCst);
         if before_landing & (CLOSED | IN_FLIGHT_MASK) == CLOSED | IN_FLIGHT_ONE {
             // The last send in flight after `close` landed: from here on the channel drains to
@@ -264,7 +360,7 @@ impl<T: Weighed, W> Channel<T, W> {
         if before_landing & PARKED == 0 {
             return Vec::new();
         }
-        self.wake_one().into_iter().collect()
+        self.wake_some(frames)
     }
 
     /// Takes the oldest frame, if any, without blocking. If senders wait for room and the
@@ -543,6 +639,15 @@ impl<T: Weighed, W> Channel<T, W> {
         woken
     }
 
+    /// Wakes up to `count` parked readers, first parked first; returns the tasks' wakers.
+    fn wake_some(&self, count: usize) -> Vec<W> {
+        let mut sleepers = self.lock_sleepers();
+        let count = count.min(sleepers.len());
+        let woken = sleepers.drain(..count).filter_map(Sleeper::wake).collect();
+        self.note_departure(&sleepers);
+        woken
+    }
+
     fn wake_one(&self) -> Option<W> {
         let mut sleepers = self.lock_sleepers();
         let sleeper = sleepers.pop_front();
@@ -593,6 +698,58 @@ fn park_until(fired: &AtomicBool, deadline: Option<Instant>, stop: &dyn Fn() -> 
             }
         }
     }
+}
+
+/// What [`Channel::send_many`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SentMany<W> {
+    /// Frames queued: the first `accepted` of the batch.
+    pub accepted: usize,
+    /// Why the next one was not (`None`: all were).
+    pub refused: Option<TrySendError<()>>,
+    /// The parked tasks to wake, for the caller to fire.
+    pub wakes: Vec<W>,
+}
+
+impl<W> SentMany<W> {
+    fn refused(reason: TrySendError<()>) -> Self {
+        SentMany {
+            accepted: 0,
+            refused: Some(reason),
+            wakes: Vec::new(),
+        }
+    }
+}
+
+/// The longest prefix of `pending` whose weights add up to at most `room`, with `limit` the
+/// most that may ever be queued.
+struct Fit {
+    count: usize,
+    bytes: u64,
+    /// Set when the first item left out can never fit (`TooLarge`): no later look at the
+    /// readers' total can help it.
+    stop: Option<TrySendError<()>>,
+}
+
+fn fitting_prefix<P: Weighed>(pending: &[P], room: u64, limit: u64) -> Fit {
+    let mut fit = Fit {
+        count: 0,
+        bytes: 0,
+        stop: None,
+    };
+    for item in pending {
+        let weight = weight_of(item);
+        if weight > limit {
+            fit.stop = Some(TrySendError::TooLarge(()));
+            break;
+        }
+        if fit.bytes + weight > room {
+            break;
+        }
+        fit.bytes += weight;
+        fit.count += 1;
+    }
+    fit
 }
 
 /// Every frame counts at least one byte, so "no bytes queued" means "no frame queued or in flight".

@@ -186,11 +186,23 @@ impl<T> Queue<T> {
     }
 
     pub fn push(&self, value: T) {
+        self.push_each(std::iter::once(value));
+    }
+
+    /// Pushes every value of `values`, in order, claiming as many slots of a block as it can
+    /// with one compare-and-swap on the tail: a batch costs one claim per block, not one per
+    /// value. Values of other producers may come between two blocks' worth, never inside one.
+    pub fn push_many(&self, values: std::vec::Drain<'_, T>) {
+        self.push_each(values);
+    }
+
+    /// `values` must not panic: a slot claimed and never written would hold up its readers.
+    fn push_each(&self, mut values: impl ExactSizeIterator<Item = T>) {
         let backoff = Backoff::new();
         let mut tail = self.tail.index.load(Ordering::Acquire);
         let mut block = self.tail.block.load(Ordering::Acquire);
         let mut next_block: *mut Block<T> = ptr::null_mut();
-        loop {
+        while values.len() > 0 {
             let offset = (tail >> SHIFT) % LAP;
             if offset == BLOCK_CAP {
                 // Another producer is putting the next block in place.
@@ -199,9 +211,11 @@ impl<T> Queue<T> {
                 block = self.tail.block.load(Ordering::Acquire);
                 continue;
             }
+            let claim = values.len().min(BLOCK_CAP - offset);
+            let fills_block = offset + claim == BLOCK_CAP;
             // Claiming the last slot means installing the next block: have it ready first, so
             // producers waiting on the install wait as little as possible.
-            if offset + 1 == BLOCK_CAP && next_block.is_null() {
+            if fills_block && next_block.is_null() {
                 next_block = self.take_spare_or_new();
             }
             // A queue gets its first block from its first push: a channel that is made and
@@ -223,7 +237,7 @@ impl<T> Queue<T> {
                     continue;
                 }
             }
-            let new_tail = tail + (1 << SHIFT);
+            let new_tail = tail + (claim << SHIFT);
             match self.tail.index.compare_exchange_weak(
                 tail,
                 new_tail,
@@ -231,25 +245,27 @@ impl<T> Queue<T> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    // SAFETY: the claimed slot's block is alive: it is reclaimed only after
-                    // this slot is read, which waits for `written`.
+                    // SAFETY: the claimed slots' block is alive: it is reclaimed only after
+                    // these slots are read, which waits for `written`.
                     unsafe {
-                        if offset + 1 == BLOCK_CAP {
+                        if fills_block {
                             self.tail.block.store(next_block, Ordering::Release);
-                            self.tail
-                                .index
-                                .store(new_tail.wrapping_add(1 << SHIFT), Ordering::Release);
+                            tail = new_tail.wrapping_add(1 << SHIFT);
+                            self.tail.index.store(tail, Ordering::Release);
                             (*block).next.store(next_block, Ordering::Release);
                             next_block = ptr::null_mut();
                         }
-                        let slot = (*block).slots.get_unchecked(offset);
-                        slot.value.get().write(MaybeUninit::new(value));
-                        slot.written.store(1, Ordering::Release);
+                        for index in offset..offset + claim {
+                            let slot = (*block).slots.get_unchecked(index);
+                            let value = values.next().expect("an exact size iterator");
+                            slot.value.get().write(MaybeUninit::new(value));
+                            slot.written.store(1, Ordering::Release);
+                        }
                     }
-                    if !next_block.is_null() {
-                        self.recycle(next_block);
+                    if values.len() > 0 {
+                        tail = self.tail.index.load(Ordering::Acquire);
+                        block = self.tail.block.load(Ordering::Acquire);
                     }
-                    return;
                 }
                 Err(current) => {
                     tail = current;
@@ -257,6 +273,9 @@ impl<T> Queue<T> {
                     backoff.spin();
                 }
             }
+        }
+        if !next_block.is_null() {
+            self.recycle(next_block);
         }
     }
 
@@ -531,6 +550,32 @@ mod tests {
             assert_eq!(queue.len(), 0);
             assert_eq!(queue.pop(), None);
         }
+    }
+
+    #[test]
+    fn batches_start_and_end_anywhere_in_a_block_and_keep_their_order() {
+        let blocks = counting();
+        let queue = Queue::new(blocks);
+        let mut next = 0u64;
+        let mut expected = 0u64;
+        for size in [1, 62, 63, 64, 1, 200, 0, 126, 5] {
+            let mut batch: Vec<u64> = (next..next + size).collect();
+            next += size;
+            queue.push_many(batch.drain(..));
+            assert_eq!(queue.len() as u64, next - expected);
+            // Read half of it back, so the head is anywhere too.
+            for _ in 0..(next - expected) / 2 {
+                assert_eq!(queue.pop(), Some(expected));
+                expected += 1;
+            }
+        }
+        while let Some(value) = queue.pop() {
+            assert_eq!(value, expected);
+            expected += 1;
+        }
+        assert_eq!(expected, next);
+        drop(queue);
+        assert_eq!(blocks.live.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -1009,3 +1009,196 @@ fn senders_are_woken_once_the_channel_is_half_empty() {
     assert_eq!(fired.len(), 1);
     assert_eq!(channel.waiting_senders(), 0);
 }
+
+/// `send_many` of `values`, each weighing `bytes`: (accepted, why it stopped, frames made).
+fn send_many_items(
+    channel: &TestChannel,
+    values: &[(u64, usize)],
+) -> (usize, Option<TrySendError<()>>, usize) {
+    let mut made = 0;
+    let pending = values
+        .iter()
+        .map(|&(value, bytes)| item(value, bytes))
+        .collect();
+    let sent = channel.send_many(pending, |frame| {
+        made += 1;
+        frame
+    });
+    assert!(sent.wakes.is_empty(), "no reader is parked");
+    (sent.accepted, sent.refused, made)
+}
+
+#[test]
+fn send_many_queues_in_order_what_fits_makes_nothing_else_and_says_why_it_stopped() {
+    let channel = TestChannel::new(100);
+    let batch: Vec<_> = (0..5).map(|n| (n, 30)).collect();
+    assert_eq!(
+        send_many_items(&channel, &batch),
+        (3, Some(TrySendError::Busy(())), 3)
+    );
+    assert_eq!(channel.size(), 90);
+    assert_eq!(channel.totals().busy, 1);
+    assert_eq!(
+        send_many_items(&channel, &[(9, 30)]),
+        (0, Some(TrySendError::Busy(())), 0)
+    );
+    for value in 0..3 {
+        assert_eq!(channel.try_recv(no_pass_on).unwrap().value, value);
+    }
+    // A frame that can never fit stops the batch as too large, whatever room there is.
+    assert_eq!(
+        send_many_items(&channel, &[(3, 30), (4, 101), (5, 30)]),
+        (1, Some(TrySendError::TooLarge(())), 1)
+    );
+    assert_eq!(
+        send_many_items(&channel, &[(6, 101)]),
+        (0, Some(TrySendError::TooLarge(())), 0)
+    );
+    assert_eq!(send_many_items(&channel, &[]), (0, None, 0));
+    assert_eq!(send_many_items(&channel, &[(7, 40), (8, 30)]), (2, None, 2));
+    let values: Vec<u64> = (0..3)
+        .map(|_| channel.try_recv(no_pass_on).unwrap().value)
+        .collect();
+    assert_eq!(values, [3, 7, 8]);
+    channel.close();
+    assert_eq!(
+        send_many_items(&channel, &[(9, 1)]),
+        (0, Some(TrySendError::Closed(())), 0)
+    );
+    let totals = channel.totals();
+    assert_eq!(
+        (totals.sent, totals.received, totals.sent_bytes),
+        (6, 6, 190)
+    );
+}
+
+#[test]
+fn send_many_wakes_one_parked_reader_per_frame() {
+    let channel = TestChannel::new(0);
+    let readers: Vec<_> = (0..5)
+        .map(|_| {
+            let (wake, woken) = mpsc::channel();
+            assert!(matches!(channel.park_task(wake), Parked::Waiting(_)));
+            woken
+        })
+        .collect();
+    let sent = channel.send_many(vec![item(1, 1), item(2, 1), item(3, 1)], |frame| frame);
+    assert_eq!(sent.accepted, 3);
+    for wake in sent.wakes {
+        wake.send(()).unwrap();
+    }
+    let woken: Vec<bool> = readers.iter().map(|r| r.try_recv().is_ok()).collect();
+    assert_eq!(
+        woken,
+        [true, true, true, false, false],
+        "first parked, first woken"
+    );
+    assert_eq!(channel.waiting_readers(), 2);
+}
+
+#[test]
+fn batches_from_racing_producers_arrive_once_in_order_and_never_overfill() {
+    const PRODUCERS: u64 = 4;
+    const PER_PRODUCER: u64 = 50_000;
+    const MAX_SIZE: u64 = 2000;
+    let channel = Arc::new(TestChannel::new(MAX_SIZE));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|producer| {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut next = 0;
+                let mut batch_size = 1;
+                while next < PER_PRODUCER {
+                    // Batches of 1 to 150, so claims start and end anywhere in a block.
+                    batch_size = batch_size * 7 % 151;
+                    let end = (next + batch_size).min(PER_PRODUCER);
+                    let batch = (next..end)
+                        .map(|n| item(producer << 32 | n, 1 + (n % 16) as usize))
+                        .collect();
+                    let sent = channel.send_many(batch, |frame| frame);
+                    for wake in sent.wakes {
+                        let _ = wake.send(());
+                    }
+                    match sent.refused {
+                        None | Some(TrySendError::Busy(())) => {}
+                        Some(other) => panic!("unexpected {other:?}"),
+                    }
+                    if sent.accepted == 0 {
+                        thread::yield_now();
+                    }
+                    next += sent.accepted as u64;
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut taken = Vec::new();
+                loop {
+                    assert!(channel.size() <= MAX_SIZE);
+                    match channel.recv_timeout(Some(Duration::from_millis(3)), |wake: Wake| {
+                        let _ = wake.send(());
+                    }) {
+                        Ok(frame) => taken.push(frame.value),
+                        Err(RecvTimeoutError::Closed) => return taken,
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    channel.close();
+    let mut seen = HashSet::new();
+    for reader in readers {
+        let mut last = vec![None::<u64>; PRODUCERS as usize];
+        for value in reader.join().unwrap() {
+            assert!(seen.insert(value), "{value} received twice");
+            let (producer, n) = ((value >> 32) as usize, value & 0xffff_ffff);
+            assert!(last[producer].is_none_or(|l| l < n), "out of order");
+            last[producer] = Some(n);
+        }
+    }
+    assert_eq!(seen.len() as u64, PRODUCERS * PER_PRODUCER);
+    assert_eq!(channel.size(), 0);
+}
+
+#[test]
+fn a_close_racing_with_batches_loses_no_accepted_frame() {
+    for _ in 0..200 {
+        let channel = Arc::new(TestChannel::new(0));
+        let sender = {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut accepted = 0;
+                for batch in 0..100 {
+                    let frames = (0..10).map(|n| item(batch * 10 + n, 1)).collect();
+                    let sent = channel.send_many(frames, |frame| frame);
+                    accepted += sent.accepted;
+                    if sent.refused.is_some() {
+                        break;
+                    }
+                }
+                accepted
+            })
+        };
+        let reader = {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                let mut received = 0;
+                while channel.recv_timeout(None, no_pass_on).is_ok() {
+                    received += 1;
+                }
+                received
+            })
+        };
+        thread::yield_now();
+        channel.close();
+        let accepted = sender.join().unwrap();
+        assert_eq!(reader.join().unwrap(), accepted);
+    }
+}
