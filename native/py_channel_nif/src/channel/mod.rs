@@ -363,9 +363,11 @@ impl<T: Weighed, W> Channel<T, W> {
         self.wake_some(frames)
     }
 
-    /// Takes the oldest frame, if any, without blocking. If senders wait for room and the
-    /// channel is now at most half full, the first is woken (every one, if it is now empty):
-    /// a thread in place, a task through `wake` (the caller fires it).
+    /// Takes the oldest frame, if any, without blocking. `Empty` also while the send of the
+    /// oldest frame is still in flight (frames sent after it wait behind it, as in any FIFO).
+    /// If senders wait for room and the channel is now at most half full, the first is woken
+    /// (every one, if it is now empty): a thread in place, a task through `wake` (the caller
+    /// fires it).
     pub fn try_recv(&self, wake: impl FnMut(W)) -> Result<T, TryRecvError> {
         match self.queue.pop() {
             Some(frame) => {
@@ -430,7 +432,17 @@ impl<T: Weighed, W> Channel<T, W> {
                 signal,
             });
             match self.try_recv(&mut wake) {
-                Err(TryRecvError::Empty) => {}
+                // `try_recv` also finds nothing while the oldest frame's send is in flight,
+                // with later frames already landed (their senders saw no parked reader): the
+                // queue's indexes say whether anything at all is there.
+                Err(TryRecvError::Empty) if !self.is_ready() => {}
+                Err(TryRecvError::Empty) => {
+                    if let Cancelled::AlreadyWoken(Some(waker)) = self.cancel_task(id) {
+                        wake(waker);
+                    }
+                    std::thread::yield_now();
+                    continue;
+                }
                 done => {
                     // The frame taken here was queued before we parked, so a wake we got
                     // meanwhile was meant for a later frame: pass it on.
@@ -583,7 +595,11 @@ impl<T: Weighed, W> Channel<T, W> {
     /// a futex wake to resume, several microseconds and two system calls, which a reader that
     /// keeps up with a stream would otherwise pay for every frame.
     fn spin_until_ready(&self, remaining: Option<Duration>) -> bool {
-        spin_until(remaining, || self.is_ready())
+        // Looks at the slot the next frame goes in, not at the producers' tail (see
+        // `Queue::written_at`): a look would otherwise cost the producer a cache miss.
+        spin_until(remaining, || {
+            self.queue.front_is_written() || self.is_drained_after_close()
+        })
     }
 
     /// A frame to take, or the close that ends all reading.

@@ -68,6 +68,16 @@ struct Block<T> {
     slots: [Slot<T>; BLOCK_CAP],
 }
 
+/// What a reader peeking at the head's slot saw (`Queue::written_at`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peek {
+    Written,
+    /// Not written yet, or no block yet.
+    NotWritten,
+    /// The head is no longer where the reader looked.
+    Moved,
+}
+
 /// Where a queue's blocks come from and go back to.
 pub type BlockAllocator = &'static (dyn GlobalAlloc + Sync);
 
@@ -93,13 +103,14 @@ impl<T> Block<T> {
     /// Makes a reclaimed block as good as new. Its values were all moved out.
     ///
     /// # Safety
-    /// No other thread may be using the block.
+    /// No other thread may be using the block, except to peek at its `written` flags (see
+    /// `Queue::written_at`): hence atomic stores.
     unsafe fn reset(this: *mut Block<T>) {
-        let block = unsafe { &mut *this };
-        *block.next.get_mut() = ptr::null_mut();
-        for slot in &mut block.slots {
-            *slot.written.get_mut() = 0;
-            *slot.reader.get_mut() = 0;
+        let block = unsafe { &*this };
+        block.next.store(ptr::null_mut(), Ordering::Relaxed);
+        for slot in &block.slots {
+            slot.written.store(0, Ordering::Relaxed);
+            slot.reader.store(0, Ordering::Relaxed);
         }
     }
 
@@ -120,6 +131,9 @@ struct Head<T> {
     block: AtomicPtr<Block<T>>,
     /// A tail index read earlier: the real tail is at or past it.
     tail_seen: AtomicUsize,
+    /// Readers looking at the head's slot before claiming it (`written_at`): while any is, no
+    /// block is given back to the allocator.
+    peekers: AtomicUsize,
 }
 
 struct Tail<T> {
@@ -132,6 +146,10 @@ pub struct Queue<T> {
     tail: CachePadded<Tail<T>>,
     /// One reclaimed block, ready to be the next one.
     spare: AtomicPtr<Block<T>>,
+    /// Reclaimed blocks that could not be freed because a reader was peeking (rare), linked
+    /// through their `next`: freed by the next reclaim that finds no reader peeking, or with
+    /// the queue.
+    retired: AtomicPtr<Block<T>>,
     allocator: BlockAllocator,
 }
 
@@ -152,12 +170,14 @@ impl<T> Queue<T> {
                 index: AtomicUsize::new(0),
                 block: AtomicPtr::new(ptr::null_mut()),
                 tail_seen: AtomicUsize::new(0),
+                peekers: AtomicUsize::new(0),
             }),
             tail: CachePadded::new(Tail {
                 index: AtomicUsize::new(0),
                 block: AtomicPtr::new(ptr::null_mut()),
             }),
             spare: AtomicPtr::new(ptr::null_mut()),
+            retired: AtomicPtr::new(ptr::null_mut()),
             allocator,
         }
     }
@@ -171,18 +191,112 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Keeps `block` (unused by any thread) as the spare, or frees it if there is one.
+    /// Keeps `block` (unused by any thread but peeking readers) as the spare, or frees it if
+    /// there is one.
     fn recycle(&self, block: *mut Block<T>) {
-        // SAFETY: the caller owns `block`.
+        // SAFETY: the caller owns `block`; peekers only read its flags.
         unsafe { Block::reset(block) };
         if self
             .spare
             .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
-            // SAFETY: allocated by `Block::new`, owned by the caller.
+            self.free_unseen(block);
+        }
+    }
+
+    /// Keeps `block`, which was never part of the queue, as the spare, or frees it.
+    fn recycle_unpublished(&self, block: *mut Block<T>) {
+        if self
+            .spare
+            .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // SAFETY: allocated by `Block::new`, and no other thread ever saw it.
             unsafe { Block::free(block, self.allocator) };
         }
+    }
+
+    /// Frees `block`, which no longer is the head's, once no reader can be peeking at it.
+    /// Never waits: while a reader peeks, the block waits among the retired ones.
+    fn free_unseen(&self, block: *mut Block<T>) {
+        // Pairs with the fence in `written_at`: either that reader's count is seen here, or
+        // it loads the head's block after the head moved off this one.
+        fence(Ordering::SeqCst);
+        if self.head.peekers.load(Ordering::SeqCst) != 0 {
+            self.retire(block, block);
+            return;
+        }
+        // Every retired block left the queue before it was retired, so with no reader
+        // peeking now, none can be looking at one of them either.
+        let mut next = self.retired.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: allocated by `Block::new`, unreachable from the queue, and no reader is
+        // peeking: one that starts now finds the head in another block. The retired blocks
+        // were taken off the list by the swap, so they are this thread's alone.
+        unsafe {
+            Block::free(block, self.allocator);
+            while !next.is_null() {
+                let block = next;
+                next = (*block).next.load(Ordering::Relaxed);
+                Block::free(block, self.allocator);
+            }
+        }
+    }
+
+    /// Puts the chain `first`..=`last` (linked through `next`) on the retired list.
+    fn retire(&self, first: *mut Block<T>, last: *mut Block<T>) {
+        let mut head = self.retired.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the chain is the caller's alone until the exchange publishes it.
+            unsafe { (*last).next.store(head, Ordering::Relaxed) };
+            match self.retired.compare_exchange_weak(
+                head,
+                first,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(current) => head = current,
+            }
+        }
+    }
+
+    /// Whether the slot at head position `head` is written: a frame is there to take. Read
+    /// from the slot itself, so a reader that keeps up with its producer learns of the next
+    /// frame from the one cache line the producer writes for it, and never takes the line of
+    /// the producers' tail away from them.
+    fn written_at(&self, head: usize) -> Peek {
+        let offset = (head >> SHIFT) % LAP;
+        if offset == BLOCK_CAP {
+            return Peek::Moved;
+        }
+        self.head.peekers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let block = self.head.block.load(Ordering::SeqCst);
+        // Still the head after the block was loaded: the block is the head's (positions
+        // never repeat), and it is not freed while this reader is counted.
+        let peek = if self.head.index.load(Ordering::SeqCst) != head {
+            Peek::Moved
+        } else if block.is_null() {
+            Peek::NotWritten
+        // SAFETY: see above; the flag is atomic, whatever else happens to the block.
+        } else if unsafe { (*block).slots.get_unchecked(offset) }
+            .written
+            .load(Ordering::Acquire)
+            != 0
+        {
+            Peek::Written
+        } else {
+            Peek::NotWritten
+        };
+        self.head.peekers.fetch_sub(1, Ordering::Release);
+        peek
+    }
+
+    /// Whether a frame is ready at the head (see `written_at`): `false` may also mean that
+    /// another reader is taking it right now.
+    pub fn front_is_written(&self) -> bool {
+        self.written_at(self.head.index.load(Ordering::Acquire)) == Peek::Written
     }
 
     pub fn push(&self, value: T) {
@@ -231,7 +345,7 @@ impl<T> Queue<T> {
                     self.head.block.store(first, Ordering::Release);
                     block = first;
                 } else {
-                    self.recycle(first);
+                    self.recycle_unpublished(first);
                     tail = self.tail.index.load(Ordering::Acquire);
                     block = self.tail.block.load(Ordering::Acquire);
                     continue;
@@ -275,7 +389,7 @@ impl<T> Queue<T> {
             }
         }
         if !next_block.is_null() {
-            self.recycle(next_block);
+            self.recycle_unpublished(next_block);
         }
     }
 
@@ -294,16 +408,32 @@ impl<T> Queue<T> {
             }
             let mut new_head = head + (1 << SHIFT);
             if new_head & HAS_NEXT == 0 {
-                let mut tail = self.head.tail_seen.load(Ordering::Relaxed);
+                let tail = self.head.tail_seen.load(Ordering::Relaxed);
                 if head >> SHIFT >= tail >> SHIFT {
-                    fence(Ordering::SeqCst);
-                    tail = self.tail.index.load(Ordering::Relaxed);
-                    if head >> SHIFT == tail >> SHIFT {
-                        return None;
+                    // Caught up with the tail as last seen: the slot says whether a frame
+                    // is there. Not yet written is `None` without a look at the tail: the
+                    // queue is empty, or the oldest send is still in flight (whose landing
+                    // wakes a parked reader; readers check the indexes before they park).
+                    match self.written_at(head) {
+                        Peek::Written => {}
+                        Peek::NotWritten => return None,
+                        Peek::Moved => {
+                            backoff.spin();
+                            head = self.head.index.load(Ordering::Acquire);
+                            block = self.head.block.load(Ordering::Acquire);
+                            continue;
+                        }
                     }
-                    self.head.tail_seen.store(tail, Ordering::Relaxed);
-                }
-                if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
+                    // Once a block, see how far the producers are: a reader that fell
+                    // behind then takes the frames up to there without looking at slots.
+                    if offset == 0 {
+                        let tail = self.tail.index.load(Ordering::Acquire);
+                        self.head.tail_seen.store(tail, Ordering::Relaxed);
+                        if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
+                            new_head |= HAS_NEXT;
+                        }
+                    }
+                } else if (head >> SHIFT) / LAP != (tail >> SHIFT) / LAP {
                     new_head |= HAS_NEXT;
                 }
             }
@@ -422,6 +552,12 @@ impl<T> Drop for Queue<T> {
             if !spare.is_null() {
                 Block::free(spare, self.allocator);
             }
+            let mut retired = *self.retired.get_mut();
+            while !retired.is_null() {
+                let block = retired;
+                retired = *(*block).next.get_mut();
+                Block::free(block, self.allocator);
+            }
         }
     }
 }
@@ -531,6 +667,46 @@ mod tests {
             drop(queue);
             assert_eq!(blocks.live.load(Ordering::SeqCst), 0);
         }
+    }
+
+    #[test]
+    fn readers_peeking_while_blocks_are_reclaimed_lose_nothing_and_leak_no_block() {
+        const READERS: usize = 4;
+        const VALUES: u64 = 200_000;
+        let blocks = counting();
+        let queue = Arc::new(Queue::new(blocks));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (queue, taken) = (queue.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while taken.load(Ordering::SeqCst) < VALUES as usize {
+                        // Peeks as a spinning reader does, between takes of its own and of
+                        // the others (which reclaim blocks meanwhile).
+                        let _ = queue.front_is_written();
+                        if let Some(value) = queue.pop() {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                            seen.push(value);
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for value in 0..VALUES {
+            queue.push(value);
+        }
+        let mut all: Vec<u64> = readers
+            .into_iter()
+            .flat_map(|reader| reader.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len() as u64, VALUES);
+        assert!(!queue.front_is_written());
+        drop(Arc::into_inner(queue).expect("the readers are gone"));
+        assert_eq!(blocks.live.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -14,9 +14,10 @@
 //!   mark), wakes one sender, the first. Waking at every receive would have a waiting
 //!   producer woken for every term a reader takes, a few microseconds each; from half full
 //!   it sends many terms per wake (its next sends find room without waiting). A woken
-//!   sender tries again: if the frame fits it passes a wake on to the next parked sender
-//!   (the room may be enough for both, and no receive may come to wake it); if not, it parks
-//!   again with the ticket it first parked with, so it keeps its place in the line.
+//!   sender tries again: if the frame fits and the channel is still at most half full, it
+//!   passes a wake on to the next parked sender (the room may be enough for both, and no
+//!   receive may come to wake it; over half full, a receive will); if it does not fit, it
+//!   parks again with the ticket it first parked with, so it keeps its place in the line.
 //! - A sender that gives up after it was woken (timeout, cancel), and a wake that cannot be
 //!   delivered (a process that died), pass the wake on the same way.
 //! - A receive that empties the channel wakes every parked sender: a woken task can vanish
@@ -183,10 +184,13 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     /// `send`, and if the caller had been woken and now sent, a wake for the next parked
-    /// sender: the room may be enough for it too.
+    /// sender if the channel is still at most half full: the room may be enough for it too.
+    /// Over half full, the receive that brings it down to half wakes the next one, as for
+    /// any parked sender; woken now, it would race the one woken then for the same room, and
+    /// the later in line could win.
     fn send_passing_on(&self, frame: T, woken: bool) -> Result<Vec<W>, TrySendError<T>> {
         let mut wakes = self.send(frame)?;
-        if woken {
+        if woken && self.size() <= self.max_size / 2 {
             wakes.extend(self.wake_first_sender());
         }
         Ok(wakes)

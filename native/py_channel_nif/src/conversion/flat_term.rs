@@ -24,13 +24,16 @@ use super::nesting;
 use super::term_classes::PyPid;
 use super::to_erlang::{atom_term, named_atom_term, none_atom_name};
 use super::to_python::atom_class;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::PyTypeInfo;
 use rustler::sys::{
     enif_make_double, enif_make_int64, enif_make_list_from_array, enif_make_tuple_from_array,
     enif_make_uint64, ErlNifTerm,
 };
 use rustler::{Env, NewBinary, Term};
+use smallvec::SmallVec;
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,6 +73,33 @@ fn encode_item(
     depth: usize,
 ) -> PyResult<Option<usize>> {
     nesting::enter(depth, "object")?;
+    // The usual types first, by the exact type: the checks below, made for subclasses too,
+    // walk an object's type hierarchy for every type it is not.
+    let exact = object.get_type_ptr();
+    // SAFETY (each cast): the object's type is exactly the one cast to.
+    unsafe {
+        if exact == &raw mut ffi::PyUnicode_Type {
+            return Ok(binary(
+                object.cast_unchecked::<PyString>().to_str()?.as_bytes(),
+                out,
+            ));
+        }
+        if exact == &raw mut ffi::PyTuple_Type {
+            return tuple(object.cast_unchecked::<PyTuple>(), out, depth);
+        }
+        if exact == &raw mut ffi::PyLong_Type {
+            return Ok(integer(object.cast_unchecked::<PyInt>(), out));
+        }
+        if exact == &raw mut ffi::PyBytes_Type {
+            return Ok(binary(object.cast_unchecked::<PyBytes>().as_bytes(), out));
+        }
+        if exact == <PyPid as PyTypeInfo>::type_object_raw(object.py()) {
+            return Ok(pid(object.cast_unchecked::<PyPid>(), out));
+        }
+        if exact == atom_class(object.py())?.as_type_ptr() {
+            return atom(object, object.cast_unchecked::<PyString>(), out);
+        }
+    }
     if object.is_none() {
         return Ok(named_atom(none_atom_name(), out));
     }
@@ -80,14 +110,7 @@ fn encode_item(
         ));
     }
     if let Ok(int) = object.cast::<PyInt>() {
-        if let Ok(small) = int.extract::<i64>() {
-            word(INT, small as u64, out);
-            return Ok(Some(WORD));
-        }
-        return Ok(int.extract::<u64>().ok().map(|unsigned| {
-            word(UINT, unsigned, out);
-            2 * WORD
-        }));
+        return Ok(integer(int, out));
     }
     if let Ok(float) = object.cast::<PyFloat>() {
         let value = float.value();
@@ -97,15 +120,11 @@ fn encode_item(
         word(FLOAT, value.to_bits(), out);
         return Ok(Some(2 * WORD));
     }
-    if let Ok(text) = object.cast_exact::<PyString>() {
-        return Ok(binary(text.to_str()?.as_bytes(), out));
-    }
     if let Ok(text) = object.cast::<PyString>() {
         if !object.is_instance(atom_class(object.py())?)? {
             return Ok(binary(text.to_str()?.as_bytes(), out));
         }
-        word(ATOM, term_bits(atom_term(object, text)?), out);
-        return Ok(Some(WORD));
+        return atom(object, text, out);
     }
     if let Ok(bytes) = object.cast::<PyBytes>() {
         return Ok(binary(bytes.as_bytes(), out));
@@ -133,25 +152,53 @@ fn encode_item(
         }
         return Ok(Some(size));
     }
-    if let Ok(tuple) = object.cast::<PyTuple>() {
-        if out.len() + tuple.len() > ENCODED_MAX_BYTES {
-            return Ok(None);
-        }
-        count(TUPLE, tuple.len(), out);
-        let mut size = WORD;
-        for item in tuple.iter() {
-            match encode_item(&item, out, depth + 1)? {
-                Some(item_size) => size += item_size,
-                None => return Ok(None),
-            }
-        }
-        return Ok(Some(size));
+    if let Ok(items) = object.cast::<PyTuple>() {
+        return tuple(items, out, depth);
     }
-    if let Ok(pid) = object.cast::<PyPid>() {
-        word(ATOM, term_bits(pid.get().term), out);
-        return Ok(Some(WORD));
+    if let Ok(process) = object.cast::<PyPid>() {
+        return Ok(pid(process, out));
     }
     Ok(None)
+}
+
+fn integer(int: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> Option<usize> {
+    if let Ok(small) = int.extract::<i64>() {
+        word(INT, small as u64, out);
+        return Some(WORD);
+    }
+    int.extract::<u64>().ok().map(|unsigned| {
+        word(UINT, unsigned, out);
+        2 * WORD
+    })
+}
+
+fn tuple(items: &Bound<'_, PyTuple>, out: &mut Vec<u8>, depth: usize) -> PyResult<Option<usize>> {
+    if out.len() + items.len() > ENCODED_MAX_BYTES {
+        return Ok(None);
+    }
+    count(TUPLE, items.len(), out);
+    let mut size = WORD;
+    for item in items.iter() {
+        match encode_item(&item, out, depth + 1)? {
+            Some(item_size) => size += item_size,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(size))
+}
+
+fn atom(
+    object: &Bound<'_, PyAny>,
+    text: &Bound<'_, PyString>,
+    out: &mut Vec<u8>,
+) -> PyResult<Option<usize>> {
+    word(ATOM, term_bits(atom_term(object, text)?), out);
+    Ok(Some(WORD))
+}
+
+fn pid(process: &Bound<'_, PyPid>, out: &mut Vec<u8>) -> Option<usize> {
+    word(ATOM, term_bits(process.get().term), out);
+    Some(WORD)
 }
 
 /// An immediate term's bits (atoms and local pids are the same value in every env; the
@@ -203,8 +250,9 @@ fn binary(bytes: &[u8], out: &mut Vec<u8>) -> Option<usize> {
 /// overflow a scheduler's stack if this recursed.
 pub fn decode<'a>(env: Env<'a>, mut bytes: &[u8]) -> Term<'a> {
     // Containers being filled: kind, items still to come, where their items start in `built`.
-    let mut open: Vec<(u8, usize, usize)> = Vec::new();
-    let mut built: Vec<ErlNifTerm> = Vec::new();
+    // On the stack for the usual small message: no allocation on the reader's scheduler.
+    let mut open: SmallVec<[(u8, usize, usize); 8]> = SmallVec::new();
+    let mut built: SmallVec<[ErlNifTerm; 16]> = SmallVec::new();
     let raw_env = env.as_c_arg();
     loop {
         let (&tag, rest) = bytes.split_first().expect("a well-formed encoding");

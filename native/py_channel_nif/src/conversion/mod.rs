@@ -9,6 +9,7 @@ mod nesting;
 pub mod term_classes;
 mod to_erlang;
 mod to_python;
+mod word_hasher;
 
 use pyo3::prelude::*;
 

@@ -6,6 +6,7 @@
 use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::to_python::atom_class;
 use super::type_name;
+use super::word_hasher::WordHashing;
 use super::{etf, nesting};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -25,7 +26,8 @@ thread_local! {
     /// received from Erlang, which arrive as the same cached objects), so it looks them up
     /// here. The entry holds the object, so its address is not reused while cached; an atom
     /// term is the same in every env and never freed.
-    static ATOMS: RefCell<HashMap<usize, (Py<PyAny>, ErlNifTerm)>> = RefCell::new(HashMap::new());
+    static ATOMS: RefCell<HashMap<usize, (Py<PyAny>, ErlNifTerm), WordHashing>> =
+        RefCell::new(HashMap::default());
 }
 
 /// Atom objects cached per thread at most: a program making atoms from ever new strings

@@ -1,6 +1,7 @@
 //! Erlang term -> Python object.
 
 use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
+use super::word_hasher::WordHashing;
 use super::{etf, nesting};
 use crate::beam::atoms;
 use crate::beam::channel_resource::ChannelHandle;
@@ -14,7 +15,6 @@ use rustler::types::map::MapIterator;
 use rustler::{Binary, LocalPid, Term, TermType};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// How binaries arrive in Python.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -254,27 +254,7 @@ thread_local! {
     /// messages repeat them all the time.
     static ATOMS: RefCell<AtomCache> = RefCell::new(AtomCache::default());
 }
-type AtomCache = HashMap<ErlNifTerm, Py<PyAny>, BuildHasherDefault<AtomHasher>>;
-
-/// An atom's term is already a well-spread integer: hashing it again is wasted work.
-#[derive(Default)]
-struct AtomHasher(u64);
-
-impl Hasher for AtomHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.0 = (value as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
+type AtomCache = HashMap<ErlNifTerm, Py<PyAny>, WordHashing>;
 
 fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     let key = term.as_c_arg();
