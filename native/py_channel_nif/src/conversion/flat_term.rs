@@ -130,7 +130,9 @@ fn encode_item(
         return Ok(binary(bytes.as_bytes(), out));
     }
     if let Ok(bytes) = object.cast::<PyByteArray>() {
-        return Ok(binary(&bytes.to_vec(), out));
+        // SAFETY: copied at once, with the GIL held and no Python code run meanwhile, so
+        // nothing can resize the bytearray under the copy.
+        return Ok(binary(unsafe { bytes.as_bytes() }, out));
     }
     if let Ok(list) = object.cast::<PyList>() {
         if out.len() + list.len() > ENCODED_MAX_BYTES {

@@ -9,6 +9,7 @@ use super::type_name;
 use super::word_hasher::WordHashing;
 use super::{etf, nesting};
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
@@ -85,16 +86,7 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         return integer(env, int);
     }
     if let Ok(float) = object.cast::<PyFloat>() {
-        let value = float.value();
-        return Ok(if value.is_nan() {
-            atom(env, "nan")
-        } else if value == f64::INFINITY {
-            atom(env, "infinity")
-        } else if value == f64::NEG_INFINITY {
-            atom(env, "neg_infinity")
-        } else {
-            value.encode(env)
-        });
+        return Ok(float_term(env, float.value()));
     }
     if let Ok(text) = object.cast_exact::<PyString>() {
         return Ok(binary(env, text.to_str()?.as_bytes()));
@@ -109,7 +101,9 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         return Ok(binary(env, bytes.as_bytes()));
     }
     if let Ok(bytes) = object.cast::<PyByteArray>() {
-        return Ok(binary(env, &bytes.to_vec()));
+        // SAFETY: copied at once, with the GIL held and no Python code run meanwhile, so
+        // nothing can resize the bytearray under the copy.
+        return Ok(binary(env, unsafe { bytes.as_bytes() }));
     }
     if let Ok(list) = object.cast::<PyList>() {
         let items = list
@@ -148,10 +142,105 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         refuse_if_plain_only()?;
         return decoded(env, term.get().to_term(env));
     }
+    // What ML code hands back, after every exact type so nothing above changes: arrays and
+    // other buffers as binaries of their bytes, numpy-style scalars as numbers.
+    if let Some(bytes) = buffer_binary(env, object)? {
+        return Ok(bytes);
+    }
+    if let Some(int) = index_of(object)? {
+        return integer(env, &int);
+    }
+    if let Some(value) = float_of(object)? {
+        return Ok(float_term(env, value));
+    }
     Err(PyTypeError::new_err(format!(
         "cannot convert {} to an Erlang term",
         type_name(object)
     )))
+}
+
+fn float_term(env: Env<'_>, value: f64) -> Term<'_> {
+    if value.is_nan() {
+        atom(env, "nan")
+    } else if value == f64::INFINITY {
+        atom(env, "infinity")
+    } else if value == f64::NEG_INFINITY {
+        atom(env, "neg_infinity")
+    } else {
+        value.encode(env)
+    }
+}
+
+/// The bytes of an object with the buffer protocol (memoryview, array.array, a numpy array),
+/// copied once into a binary. `None` for an object without one, or whose buffer has no
+/// dimension (a numpy scalar: a number, see `index_of` and `float_of`). A buffer that is not
+/// C-contiguous is a TypeError: its bytes are not one run to copy.
+fn buffer_binary<'a>(env: Env<'a>, object: &Bound<'_, PyAny>) -> PyResult<Option<Term<'a>>> {
+    // SAFETY: the buffer is requested, read while held, and released on every path.
+    unsafe {
+        if ffi::PyObject_CheckBuffer(object.as_ptr()) == 0 {
+            return Ok(None);
+        }
+        let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::zeroed();
+        // PyBUF_ND: a shape, and no strides, which the exporter refuses unless C-contiguous.
+        if ffi::PyObject_GetBuffer(object.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_ND) != 0 {
+            let reason = PyErr::fetch(object.py());
+            return Err(PyTypeError::new_err(format!(
+                "cannot convert {} to a binary: its buffer is not contiguous ({reason}); \
+                 copy it first, e.g. bytes(x) or numpy.ascontiguousarray(x)",
+                type_name(object)
+            )));
+        }
+        let mut view = view.assume_init();
+        let term = if view.ndim == 0 {
+            None
+        } else {
+            let bytes = std::slice::from_raw_parts(view.buf as *const u8, view.len as usize);
+            Some(binary(env, bytes))
+        };
+        ffi::PyBuffer_Release(&mut view);
+        Ok(term)
+    }
+}
+
+/// `operator.index(object)` for an object that has `__index__` (numpy's integer scalars).
+fn index_of<'py>(object: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyInt>>> {
+    // SAFETY: PyIndex_Check reads the type's slots; PyNumber_Index returns a new reference
+    // or NULL with an exception set.
+    unsafe {
+        if ffi::PyIndex_Check(object.as_ptr()) == 0 {
+            return Ok(None);
+        }
+        let index = ffi::PyNumber_Index(object.as_ptr());
+        if index.is_null() {
+            let error = PyErr::fetch(object.py());
+            // A type with the slot may still refuse (a numpy array of floats): not an integer.
+            return if error.is_instance_of::<PyTypeError>(object.py()) {
+                Ok(None)
+            } else {
+                Err(error)
+            };
+        }
+        Ok(Some(
+            Bound::from_owned_ptr(object.py(), index).cast_into::<PyInt>()?,
+        ))
+    }
+}
+
+/// `float(object)` for an object that has `__float__` (numpy's float scalars).
+fn float_of(object: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    // SAFETY: reads the type's number slots, which live as long as the type.
+    let has_float = unsafe {
+        let numbers = (*ffi::Py_TYPE(object.as_ptr())).tp_as_number;
+        !numbers.is_null() && (*numbers).nb_float.is_some()
+    };
+    if !has_float {
+        return Ok(None);
+    }
+    // SAFETY: PyNumber_Float returns a new reference or NULL with an exception set.
+    let value =
+        unsafe { Bound::from_owned_ptr_or_err(object.py(), ffi::PyNumber_Float(object.as_ptr()))? };
+    Ok(Some(value.cast_into::<PyFloat>()?.value()))
 }
 
 /// The largest arity the VM allows a tuple.
