@@ -2,6 +2,7 @@
 # the package `erlang` re-exports its public names. test/py_stubs_tests.erl checks this stub
 # against the real module with mypy.stubtest.
 
+import sys
 from typing import Any, Literal, TypedDict, final, type_check_only
 
 from typing_extensions import Self, disjoint_base
@@ -13,6 +14,7 @@ __all__ = [
     "_write_output",
     "_flush_output",
     "_log",
+    "Binary",
     "Pid",
     "Ref",
     "Term",
@@ -30,6 +32,14 @@ __all__ = [
 class Pid:
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+
+# What a memoryview of an Erlang binary exports (`memoryview.obj`): read-only bytes.
+@final
+class Binary:
+    def __len__(self) -> int: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
 @final
 class Ref:
@@ -78,7 +88,7 @@ class ChannelInfo(TypedDict):
 
 @disjoint_base
 class _NativeChannel:
-    def __new__(cls, channel: ChannelRef | _NativeChannel, binary: Literal["auto", "bytes"] = "auto") -> Self: ...
+    def __new__(cls, channel: ChannelRef | _NativeChannel, binary: Literal["auto", "bytes", "memoryview"] = "auto") -> Self: ...
     # `timeout` in seconds; `timeout_ms` for code written against erlang_python.
     def receive(self, timeout: float | None = None, *, timeout_ms: int | None = None) -> Any: ...
     # `default` when the channel is empty, so a received None can be told apart.

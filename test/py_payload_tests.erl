@@ -40,13 +40,50 @@ def send_all(ref, items):
 
 def try_send(ref, item):
     return Channel(ref).try_send(item)
+
+import hashlib, threading
+kept = {}
+
+def take_view(ref, key):
+    '''Receives one message as a memoryview and keeps it under `key`.'''
+    view = Channel(ref, binary='memoryview').receive(5)
+    kept[key] = view
+    return (type(view).__name__, view.readonly, type(view.obj).__name__, len(view),
+            hashlib.sha256(view).digest())
+
+def keep_slice(key):
+    '''Keeps only an object made from the view (a slice of it), not the view itself.'''
+    kept[key] = kept[key][1:]
+
+def drop(key):
+    del kept[key]
+
+def kind(value):
+    return type(value).__name__
+
+def drop_on_another_thread(key):
+    view = kept.pop(key)
+    thread = threading.Thread(target=lambda *_: None, args=(view,))
+    del view
+    thread.start()
+    thread.join()
+
+def write_into(key):
+    try:
+        kept[key][0] = 1
+    except TypeError as error:
+        return str(error)
 ">>).
 
 payload_test_() ->
     {setup, fun setup/0,
      [{"buffer-protocol objects convert to a binary of their bytes", fun buffers/0},
       {"a non-contiguous buffer is a TypeError that says so", fun non_contiguous/0},
-      {"__index__ gives an integer, __float__ a float, after the exact types", fun numbers/0}]}.
+      {"__index__ gives an integer, __float__ a float, after the exact types", fun numbers/0},
+      {"binary='memoryview': read-only views over the binary's own bytes", fun views/0},
+      {"{memoryview, B} arrives as a view, in calls and in messages", fun tagged_views/0},
+      {timeout, 60, {"a 100 MB binary viewed in Python costs no copy and is released after",
+                     fun large_view/0}}]}.
 
 buffers() ->
     define_helpers(),
@@ -94,3 +131,79 @@ numbers() ->
     %% Neither: still a TypeError naming the type.
     ?assertMatch({error, {'TypeError', <<"cannot convert set to an Erlang term">>}},
                  py:eval(<<"{1}">>)).
+
+views() ->
+    define_helpers(),
+    {ok, Ch} = py_channel:new(),
+    Large = binary:copy(<<"0123456789abcdef">>, 65536),
+    [ok = py_channel:send(Ch, Term) || Term <- [Large, <<"short">>, <<>>, {tuple, <<"in">>}]],
+    ?assertEqual({ok, {<<"memoryview">>, true, <<"Binary">>, byte_size(Large),
+                       crypto:hash(sha256, Large)}},
+                 py:eval(<<"take_view(ch, 'large')">>, #{ch => Ch})),
+    {ok, Message} = py:eval(<<"write_into('large')">>),
+    ?assertMatch({match, _}, re:run(Message, <<"read-only">>)),
+    %% Small binaries and empty ones are views too; binaries inside other terms as well.
+    ?assertMatch({ok, {<<"memoryview">>, true, <<"Binary">>, 5, _}},
+                 py:eval(<<"take_view(ch, 'short')">>, #{ch => Ch})),
+    ?assertEqual({ok, <<"short">>}, py:eval(<<"bytes(kept['short'])">>)),
+    ?assertMatch({ok, {<<"memoryview">>, true, <<"Binary">>, 0, _}},
+                 py:eval(<<"take_view(ch, 'empty')">>, #{ch => Ch})),
+    ?assertEqual({ok, {<<"memoryview">>, <<"in">>}},
+                 py:eval(<<"(lambda t: (type(t[1]).__name__, bytes(t[1])))"
+                           "(Channel(ch, binary='memoryview').receive(5))">>, #{ch => Ch})),
+    %% A view sent back to Erlang is a binary of its bytes.
+    ?assertEqual({ok, <<"short">>}, py:eval(<<"kept['short']">>)),
+    ?assertMatch({error, {'ValueError', _}},
+                 py:eval(<<"Channel(ch, binary='view')">>, #{ch => Ch})),
+    [{ok, none} = py:eval(<<"drop(k)">>, #{k => K}) || K <- [<<"large">>, <<"short">>, <<"empty">>]].
+
+tagged_views() ->
+    define_helpers(),
+    Large = binary:copy(<<"x">>, 100000),
+    ?assertEqual({ok, {<<"memoryview">>, true, 100000}},
+                 py:eval(<<"(type(x).__name__, x.readonly, len(x))">>, #{x => {memoryview, Large}})),
+    ?assertEqual({ok, [<<"memoryview">>, <<"str">>]},
+                 py:eval(<<"[type(v).__name__ for v in x]">>,
+                         #{x => [{memoryview, <<"a">>}, <<"b">>]})),
+    ?assertEqual({ok, <<"memoryview">>}, py:call('__main__', kind, [{memoryview, Large}])),
+    %% The view outlives the call that received it.
+    ?assertEqual({ok, none}, py:eval(<<"kept.__setitem__('arg', x)">>, #{x => {memoryview, Large}})),
+    ?assertEqual({ok, Large}, py:eval(<<"bytes(kept['arg'])">>)),
+    {ok, none} = py:eval(<<"drop('arg')">>),
+    %% In any channel mode, {memoryview, B} is a view.
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:send(Ch, {memoryview, Large}),
+    ?assertEqual({ok, {<<"memoryview">>, 100000}},
+                 py:eval(<<"(lambda v: (type(v).__name__, len(v)))(Channel(ch).receive(5))">>,
+                         #{ch => Ch})).
+
+large_view() ->
+    define_helpers(),
+    Size = 100 * 1024 * 1024,
+    {ok, Ch} = py_channel:new(),
+    %% Made by a process that then exits: the channel holds the only reference.
+    {Pid, Monitor} = spawn_monitor(fun() ->
+                                           Binary = binary:copy(<<7>>, Size),
+                                           ok = py_channel:send(Ch, Binary),
+                                           exit({digest, crypto:hash(sha256, Binary)})
+                                   end),
+    Digest = receive {'DOWN', Monitor, process, Pid, {digest, Hash}} -> Hash end,
+    erlang:garbage_collect(),
+    Binaries = erlang:memory(binary),
+    Rss = rss_mb(),
+    ?assertMatch({ok, {<<"memoryview">>, true, <<"Binary">>, Size, Digest}},
+                 py:eval(<<"take_view(ch, 'big')">>, #{ch => Ch})),
+    %% Read in full (the hash), yet not copied.
+    ?assert(rss_mb() - Rss < 50),
+    %% Kept alive by an object made from the view, the view itself dropped.
+    {ok, none} = py:eval(<<"keep_slice('big')">>),
+    ?assert(erlang:memory(binary) > Binaries - Size div 2),
+    ?assertEqual({ok, 7}, py:eval(<<"kept['big'][12345]">>)),
+    %% The last reference goes on a thread Python started: the binary is freed.
+    {ok, none} = py:eval(<<"drop_on_another_thread('big')">>),
+    ?assert(erlang:memory(binary) < Binaries - Size div 2).
+
+rss_mb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, binary}]),
+    binary_to_integer(Kb) div 1024.

@@ -7,6 +7,7 @@ back to Erlang as the same term.
 """
 
 from _py_channel import (
+    Binary,
     CallError,
     Cancelled,
     ChannelClosed,
@@ -23,6 +24,7 @@ from .channel import Channel, reply
 
 __all__ = [
     "Atom",
+    "Binary",
     "CallError",
     "Cancelled",
     "Channel",

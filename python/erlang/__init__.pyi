@@ -1,4 +1,5 @@
 from _py_channel import (
+    Binary as Binary,
     CallError as CallError,
     Cancelled as Cancelled,
     ChannelClosed as ChannelClosed,
@@ -15,6 +16,7 @@ from .channel import Channel as Channel, reply as reply
 
 __all__ = [
     "Atom",
+    "Binary",
     "CallError",
     "Cancelled",
     "Channel",

@@ -51,7 +51,9 @@ class Channel(_NativeChannel):
     write to (``send``, ``try_send``, ``async_send``).
 
     ``Channel(ref, binary='bytes')`` delivers every binary as ``bytes`` (by default a binary
-    that is valid UTF-8 arrives as ``str``).
+    that is valid UTF-8 arrives as ``str``); ``binary='memoryview'`` as a read-only
+    ``memoryview`` over the Erlang binary's own bytes, never copied, which keeps the binary
+    alive as long as it (or anything made from it, such as ``numpy.frombuffer``) lives.
     """
 
     def __enter__(self) -> Self:

@@ -26,6 +26,7 @@ rustler::atoms! {
     live_channels,
     py_channel_ready,
     bytes,
+    memoryview,
     py_response,
     py_callback,
     py_log,

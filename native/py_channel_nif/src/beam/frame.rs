@@ -122,6 +122,14 @@ impl Frame {
         }
     }
 
+    /// What keeps the term `read` presents in memory, when it is stored rather than decoded.
+    pub fn memory(&self) -> Option<TermMemory> {
+        match &self.stored {
+            Stored::Copied(held) => Some(TermMemory(held.arena.clone())),
+            Stored::Encoded(_) | Stored::Plain(_) => None,
+        }
+    }
+
     /// Whether `read` decodes the term into the env it is given (rather than presenting it
     /// where it is stored).
     pub fn is_decoded_when_read(&self) -> bool {
@@ -209,10 +217,16 @@ impl Weighed for Frame {
 
 /// A term held in an arena env.
 pub struct ArenaTerm {
-    #[expect(dead_code, reason = "held only to keep the arena alive")]
     arena: Arc<TermArena>,
     term: ErlNifTerm,
 }
+
+/// Keeps the memory a received term was stored in alive, so its binaries can be read where
+/// they are (a `memoryview` in Python) after the frame is gone.
+#[derive(Clone)]
+pub struct TermMemory(
+    #[expect(dead_code, reason = "held only to keep the arena alive")] Arc<TermArena>,
+);
 
 // SAFETY: `term` is immutable once made, and reading it (enif_make_copy reads the term, never
 // the env it lives in) is safe while a sender appends other terms to the same arena.

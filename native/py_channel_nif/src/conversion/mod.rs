@@ -3,6 +3,7 @@
 //! has no type for. Runs on Python threads only: the project's workers and threads Python
 //! code started itself.
 
+mod binary_view;
 mod etf;
 pub mod flat_term;
 mod nesting;
@@ -13,8 +14,9 @@ mod word_hasher;
 
 use pyo3::prelude::*;
 
+pub use binary_view::BinaryView;
 pub use to_erlang::{set_none_atom, to_erlang, to_erlang_plain};
-pub use to_python::{to_python, BinaryMode};
+pub use to_python::{to_python, to_python_held, BinaryMode};
 
 /// The name of an object's type, for error messages.
 pub fn type_name(object: &Bound<'_, PyAny>) -> String {

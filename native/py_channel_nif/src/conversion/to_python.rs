@@ -1,10 +1,12 @@
 //! Erlang term -> Python object.
 
+use super::binary_view::BinaryView;
 use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::word_hasher::WordHashing;
 use super::{etf, nesting};
 use crate::beam::atoms;
 use crate::beam::channel_resource::ChannelHandle;
+use crate::beam::frame::TermMemory;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -23,6 +25,9 @@ pub enum BinaryMode {
     Auto,
     /// Always `bytes`: `Channel(ref, binary='bytes')`.
     Bytes,
+    /// A read-only `memoryview` over the binary's own bytes, never a copy of them:
+    /// `Channel(ref, binary='memoryview')`.
+    MemoryView,
 }
 
 pub fn to_python<'py>(
@@ -30,20 +35,40 @@ pub fn to_python<'py>(
     term: Term<'_>,
     mode: BinaryMode,
 ) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, term, mode, 0)
+    to_python_held(py, term, mode, None)
+}
+
+/// [`to_python`] for a term stored in `memory`, which a `memoryview` of one of its binaries
+/// can then hold instead of a copy of the binary.
+pub fn to_python_held<'py>(
+    py: Python<'py>,
+    term: Term<'_>,
+    mode: BinaryMode,
+    memory: Option<&TermMemory>,
+) -> PyResult<Bound<'py, PyAny>> {
+    convert(py, term, &Reading { mode, memory }, 0)
+}
+
+/// How a term is being read: its binaries' mode, and what keeps the term in memory.
+struct Reading<'m> {
+    mode: BinaryMode,
+    memory: Option<&'m TermMemory>,
 }
 
 fn convert<'py>(
     py: Python<'py>,
     term: Term<'_>,
-    mode: BinaryMode,
+    reading: &Reading<'_>,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     nesting::enter(depth, "term")?;
     match term.get_type() {
         TermType::Atom => atom(py, term),
         TermType::Binary => match Binary::from_term(term) {
-            Ok(binary) => Ok(binary_object(py, binary.as_slice(), mode)),
+            Ok(binary) if reading.mode == BinaryMode::MemoryView => {
+                binary_view(py, term, binary.as_slice(), reading.memory)
+            }
+            Ok(binary) => Ok(binary_object(py, binary.as_slice(), reading.mode)),
             Err(_) => opaque(py, term), // a bitstring that is not whole bytes
         },
         TermType::Integer => integer(py, term),
@@ -52,9 +77,9 @@ fn convert<'py>(
             .map_err(bad)?
             .into_pyobject(py)?
             .into_any()),
-        TermType::List => list(py, term, mode, depth),
-        TermType::Tuple => tuple(py, term, mode, depth),
-        TermType::Map => map(py, term, mode, depth),
+        TermType::List => list(py, term, reading, depth),
+        TermType::Tuple => tuple(py, term, reading, depth),
+        TermType::Map => map(py, term, reading, depth),
         TermType::Pid => pid(py, term),
         TermType::Ref => match term.decode::<ChannelHandle>() {
             Ok(channel) => Ok(Bound::new(py, PyChannelRef { channel })?.into_any()),
@@ -70,16 +95,16 @@ fn convert<'py>(
 fn map<'py>(
     py: Python<'py>,
     term: Term<'_>,
-    mode: BinaryMode,
+    reading: &Reading<'_>,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let dict = PyDict::new(py);
     for (key, value) in MapIterator::new(term).into_iter().flatten() {
-        let py_key = python_key(py, key, mode, depth)?;
+        let py_key = python_key(py, key, reading, depth)?;
         let before = dict.len();
-        dict.set_item(&py_key, convert(py, value, mode, depth + 1)?)?;
+        dict.set_item(&py_key, convert(py, value, reading, depth + 1)?)?;
         if dict.len() == before {
-            return Err(key_collision(py, term, key, &py_key, mode, depth));
+            return Err(key_collision(py, term, key, &py_key, reading, depth));
         }
     }
     Ok(dict.into_any())
@@ -88,10 +113,10 @@ fn map<'py>(
 fn python_key<'py>(
     py: Python<'py>,
     key: Term<'_>,
-    mode: BinaryMode,
+    reading: &Reading<'_>,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let py_key = convert(py, key, mode, depth + 1)?;
+    let py_key = convert(py, key, reading, depth + 1)?;
     // A list or map key has no hashable Python form: keep it as an opaque term.
     if py_key.hash().is_ok() {
         Ok(py_key)
@@ -106,7 +131,7 @@ fn key_collision<'a>(
     map: Term<'a>,
     key: Term<'a>,
     py_key: &Bound<'_, PyAny>,
-    mode: BinaryMode,
+    reading: &Reading<'_>,
     depth: usize,
 ) -> PyErr {
     let earlier = MapIterator::new(map)
@@ -114,7 +139,7 @@ fn key_collision<'a>(
         .flatten()
         .find(|(other, _)| {
             *other != key
-                && python_key(py, *other, mode, depth)
+                && python_key(py, *other, reading, depth)
                     .and_then(|other| other.eq(py_key))
                     .unwrap_or(false)
         });
@@ -132,7 +157,7 @@ fn key_collision<'a>(
 fn tuple<'py>(
     py: Python<'py>,
     term: Term<'_>,
-    mode: BinaryMode,
+    reading: &Reading<'_>,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let env = term.get_env();
@@ -158,16 +183,42 @@ fn tuple<'py>(
                 return Ok(PyBytes::new(py, binary.as_slice()).into_any());
             }
         }
+        if *tag == atoms::memoryview().as_c_arg() {
+            if let Ok(binary) = Binary::from_term(element(1)) {
+                return binary_view(py, element(1), binary.as_slice(), reading.memory);
+            }
+        }
     }
     // SAFETY: a new tuple of the right size is filled in full before anyone sees it;
     // PyTuple_SetItem steals each item's reference.
     unsafe {
         let tuple = Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyTuple_New(arity as isize))?;
         for index in 0..elements.len() {
-            let item = convert(py, element(index), mode, depth + 1)?;
+            let item = convert(py, element(index), reading, depth + 1)?;
             pyo3::ffi::PyTuple_SetItem(tuple.as_ptr(), index as isize, item.into_ptr());
         }
         Ok(tuple)
+    }
+}
+
+/// A read-only `memoryview` of `bytes`, the data of `binary`: it keeps the memory the term
+/// is stored in (`memory`) alive, or, for a term stored nowhere that outlives this call, a
+/// copy of the binary's term in an env of its own (a reference to the same bytes, unless
+/// the binary is one of the small ones the VM always copies).
+fn binary_view<'py>(
+    py: Python<'py>,
+    binary: Term<'_>,
+    bytes: &[u8],
+    memory: Option<&TermMemory>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let view = match memory {
+        Some(memory) => BinaryView::in_memory(memory.clone(), bytes),
+        None => BinaryView::copied(binary),
+    };
+    let exporter = Bound::new(py, view)?;
+    // SAFETY: returns a new reference or NULL with an exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyMemoryView_FromObject(exporter.as_ptr()))
     }
 }
 
@@ -322,7 +373,7 @@ fn integer<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> 
 fn list<'py>(
     py: Python<'py>,
     term: Term<'_>,
-    mode: BinaryMode,
+    reading: &Reading<'_>,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut items = Vec::new();
@@ -336,7 +387,7 @@ fn list<'py>(
     }
     let converted = items
         .into_iter()
-        .map(|item| convert(py, item, mode, depth + 1))
+        .map(|item| convert(py, item, reading, depth + 1))
         .collect::<PyResult<Vec<_>>>()?;
     Ok(PyList::new(py, converted)?.into_any())
 }

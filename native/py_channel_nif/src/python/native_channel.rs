@@ -14,7 +14,7 @@ use crate::channel::{
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
 use crate::conversion::{flat_term, to_erlang, to_erlang_plain};
-use crate::conversion::{to_python, BinaryMode};
+use crate::conversion::{to_python_held, BinaryMode};
 use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -52,14 +52,19 @@ fn frame_to_python<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut env) => {
-            let converted = env.run(|env| to_python(py, frame.read(env), mode));
+            let memory = frame.memory();
+            let converted =
+                env.run(|env| to_python_held(py, frame.read(env), mode, memory.as_ref()));
             if frame.is_decoded_when_read() {
                 env.clear();
             }
             converted
         }
         // Re-entered from inside a conversion: use an env of its own.
-        Err(_) => OwnedEnv::new().run(|env| to_python(py, frame.read(env), mode)),
+        Err(_) => {
+            let memory = frame.memory();
+            OwnedEnv::new().run(|env| to_python_held(py, frame.read(env), mode, memory.as_ref()))
+        }
     })
 }
 
@@ -225,9 +230,10 @@ impl NativeChannel {
         let mode = match binary {
             "auto" => BinaryMode::Auto,
             "bytes" => BinaryMode::Bytes,
+            "memoryview" => BinaryMode::MemoryView,
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "binary must be 'auto' or 'bytes', not {other:?}"
+                    "binary must be 'auto', 'bytes' or 'memoryview', not {other:?}"
                 )))
             }
         };
