@@ -27,13 +27,13 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
 
 /// Copies `term` into a frame for `channel`, telling the scheduler what a large copy cost.
 fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Frame {
-    let frame = Frame::encode(term, channel);
-    report_copied_bytes(env, frame.weight());
-    frame
+    let scan = term_scan::scan(term, Some(channel));
+    report_copied_bytes(env, scan.bytes - scan.shared);
+    Frame::encode_scanned(term, scan, channel)
 }
 
 /// Tells the scheduler what copying `bytes` of terms cost, so a large copy counts as more
-/// than one cheap call.
+/// than one cheap call (a binary shared by reference is not copied).
 fn report_copied_bytes(env: Env<'_>, bytes: usize) {
     let percent = bytes / BYTES_PER_TIMESLICE_PERCENT;
     if percent > 0 {
@@ -208,7 +208,7 @@ fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> Ni
         // py_channel:send_many/2): nothing is queued.
         return Err(rustler::Error::BadArg);
     }
-    let weight: usize = pending.iter().map(|p| p.scan.bytes).sum();
+    let copied: usize = pending.iter().map(|p| p.scan.bytes - p.scan.shared).sum();
     let mut frames = FrameBatch::new(channel);
     let sent = channel
         .channel
@@ -216,7 +216,7 @@ fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> Ni
             frames.encode(term, scan)
         });
     drop(frames);
-    report_copied_bytes(env, weight);
+    report_copied_bytes(env, copied);
     channel.wake(sent.wakes, Some(env));
     let stop = match &sent.refused {
         Some(refused) => refused_reason(refused),

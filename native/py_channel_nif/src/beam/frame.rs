@@ -24,8 +24,9 @@ use rustler::sys::{
 };
 use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;
+use std::sync::atomic::fence;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 pub struct Frame {
     stored: Stored,
@@ -89,7 +90,7 @@ impl Frame {
         let Some(Ok(term)) = built else {
             // What was made before the error or the refusal stays in the env until the
             // arena goes: retire it now, and never reuse it, so that cannot add up.
-            reserved.bytes = usize::MAX;
+            reserved.copied = usize::MAX;
             slot.current = None;
             return match built {
                 Some(Err(error)) => Some(Err(error)),
@@ -98,7 +99,7 @@ impl Frame {
         };
         let scan = scan(term, Some(destination));
         debug_assert!(!scan.holds_destination && scan.other_channels.is_empty());
-        let arena = reserved.take(scan.bytes);
+        let arena = reserved.take(&scan);
         if reserved.is_full() {
             slot.current = None;
         }
@@ -193,7 +194,7 @@ impl<'c> FrameBatch<'c> {
             Stored::Copied(TermArena::hold_alone(term))
         } else {
             match &mut self.slot {
-                Some(slot) => Stored::Copied(slot.hold(term, scan.bytes)),
+                Some(slot) => Stored::Copied(slot.hold(term, &scan)),
                 None => Stored::Copied(TermArena::hold_alone(term)),
             }
         };
@@ -217,16 +218,14 @@ impl Weighed for Frame {
 
 /// A term held in an arena env.
 pub struct ArenaTerm {
-    arena: Arc<TermArena>,
+    arena: ArenaRef,
     term: ErlNifTerm,
 }
 
 /// Keeps the memory a received term was stored in alive, so its binaries can be read where
 /// they are (a `memoryview` in Python) after the frame is gone.
 #[derive(Clone)]
-pub struct TermMemory(
-    #[expect(dead_code, reason = "held only to keep the arena alive")] Arc<TermArena>,
-);
+pub struct TermMemory(#[expect(dead_code, reason = "held only to keep the arena alive")] ArenaRef);
 
 // SAFETY: `term` is immutable once made, and reading it (enif_make_copy reads the term, never
 // the env it lives in) is safe while a sender appends other terms to the same arena.
@@ -242,9 +241,14 @@ impl ArenaTerm {
 
 /// A process-independent env that the terms of consecutive sends to one channel are copied
 /// into. It is freed when the last frame in it is received. An arena takes at most
-/// `ARENA_MAX_FRAMES` frames and about `ARENA_MAX_BYTES` of them, so a term received early
-/// stays in memory only until its arena-mates are received too (a large term fills an arena
-/// on its own and goes with its frame).
+/// `ARENA_MAX_FRAMES` frames, about `ARENA_MAX_BYTES` of copied terms and about
+/// `ARENA_MAX_SHARED_BYTES` of binaries shared by reference, so a term received early stays
+/// in memory only until its arena-mates are received too (a large term fills an arena on its
+/// own and goes with its frame). Shared binaries are counted apart: they cost an arena a
+/// reference, not their size, and counted as copied they made a stream of 16 KiB binaries
+/// take a new env every four sends, and of 1 MiB binaries one every send (making and freeing
+/// an env costs more than a send). The price: a binary received early stays alive until its
+/// arena-mates, all queued behind it, are received too.
 struct TermArena {
     env: NonNull<ErlNifEnv>,
     /// For a channel's frames, made on a scheduler or on a thread of ours: recycled for the
@@ -304,6 +308,7 @@ const RECYCLED_ARENA_MAX_BYTES: usize = 16 * 1024;
 
 const ARENA_MAX_FRAMES: u32 = 64;
 const ARENA_MAX_BYTES: usize = 64 * 1024;
+const ARENA_MAX_SHARED_BYTES: usize = 32 * 1024 * 1024;
 
 // SAFETY: appending to the env happens only under the channel's `ArenaSlot` lock, or on an
 // arena private to one frame; reading terms of it is safe from any thread (see `ArenaTerm`).
@@ -312,11 +317,11 @@ unsafe impl Sync for TermArena {}
 
 impl TermArena {
     /// An arena for a channel's frames (`ArenaSlot`).
-    fn new() -> Arc<TermArena> {
+    fn new() -> TermArena {
         Self::make(Some(Maker::of_this_thread()))
     }
 
-    fn make(recycle: Option<Maker>) -> Arc<TermArena> {
+    fn make(recycle: Option<Maker>) -> TermArena {
         // Never waits: a reader giving an env back meanwhile keeps it for the next time.
         let recycled = recycle.and_then(|maker| {
             maker
@@ -334,23 +339,25 @@ impl TermArena {
             // SAFETY: enif_alloc_env may be called from any thread.
             None => NonNull::new(unsafe { enif_alloc_env() }).expect("enif_alloc_env failed"),
         };
-        Arc::new(TermArena {
+        TermArena {
             env,
             recycle,
             bytes: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// Copies `term` into an arena of its own.
     fn hold_alone(term: Term<'_>) -> ArenaTerm {
         let own = TermArena::make(None);
         let env = own.env;
+        // SAFETY: a fresh arena with its one reference, owned by the frame made here.
+        let own = unsafe { ArenaRef::from_raw(ArenaRef::counted(own, 1)) };
         TermArena::hold(own, env, term)
     }
 
     /// Copies `term` into `arena`, whose env is `env`. The caller has exclusive use of the
     /// arena for appending.
-    fn hold(arena: Arc<Self>, env: NonNull<ErlNifEnv>, term: Term<'_>) -> ArenaTerm {
+    fn hold(arena: ArenaRef, env: NonNull<ErlNifEnv>, term: Term<'_>) -> ArenaTerm {
         // SAFETY: `term` is valid in its env; appends to this env are serialized by the caller.
         let term = unsafe { enif_make_copy(env.as_ptr(), term.as_c_arg()) };
         ArenaTerm { arena, term }
@@ -373,6 +380,75 @@ impl Drop for TermArena {
     }
 }
 
+/// A counted reference to a `TermArena`, as an `Arc` would be, except that a fresh arena is
+/// made with every reference its slot will hand out, and the unused ones are given back, in
+/// one step each. An `Arc` counts one at a time: 63 atomic steps to make an arena and as many
+/// to retire it, which cost more than the sends themselves where large binaries fill an
+/// arena in a few frames.
+struct ArenaRef(NonNull<Counted>);
+
+struct Counted {
+    references: AtomicUsize,
+    arena: TermArena,
+}
+
+// SAFETY: as `Arc<TermArena>`: the arena is Send and Sync, the count atomic.
+unsafe impl Send for ArenaRef {}
+unsafe impl Sync for ArenaRef {}
+
+impl ArenaRef {
+    /// `arena`, counted with `references` references that the caller now owns.
+    fn counted(arena: TermArena, references: usize) -> NonNull<Counted> {
+        NonNull::from(Box::leak(Box::new(Counted {
+            references: AtomicUsize::new(references),
+            arena,
+        })))
+    }
+
+    /// # Safety
+    /// The caller owns a reference to the live `counted`, which it hands to the result.
+    unsafe fn from_raw(counted: NonNull<Counted>) -> ArenaRef {
+        ArenaRef(counted)
+    }
+
+    /// Gives `count` references back; the last one frees the arena.
+    ///
+    /// # Safety
+    /// The caller owns `count` references to the live `counted`.
+    unsafe fn release(counted: NonNull<Counted>, count: usize) {
+        if count == 0 {
+            return;
+        }
+        // SAFETY: live while the caller holds references.
+        let left = unsafe { counted.as_ref() }
+            .references
+            .fetch_sub(count, Ordering::Release);
+        if left == count {
+            // Every other holder's use of the arena happened before its release.
+            fence(Ordering::Acquire);
+            // SAFETY: no reference is left; made by Box::leak in `counted`.
+            drop(unsafe { Box::from_raw(counted.as_ptr()) });
+        }
+    }
+}
+
+impl Clone for ArenaRef {
+    fn clone(&self) -> Self {
+        // SAFETY: live while this handle is.
+        unsafe { self.0.as_ref() }
+            .references
+            .fetch_add(1, Ordering::Relaxed);
+        ArenaRef(self.0)
+    }
+}
+
+impl Drop for ArenaRef {
+    fn drop(&mut self) {
+        // SAFETY: this handle owns one reference.
+        unsafe { ArenaRef::release(self.0, 1) };
+    }
+}
+
 /// A channel's arena being filled.
 ///
 /// The slot takes the arena's references for all its frames up front, and hands one to each
@@ -385,45 +461,47 @@ pub struct ArenaSlot {
 }
 
 struct Reserved {
-    /// From `Arc::into_raw`; the slot owns `references` strong references to it.
-    arena: *const TermArena,
+    /// The slot owns `references` references to it.
+    arena: NonNull<Counted>,
     /// The arena's env, kept here: reading it from the arena would read the cache line of
     /// the arena's reference count, which readers write as they drop frames.
     env: NonNull<ErlNifEnv>,
     references: u32,
-    bytes: usize,
+    /// Bytes of the terms copied into it, and of the binaries they share by reference.
+    copied: usize,
+    shared: usize,
 }
 
-// SAFETY: the raw pointer is an Arc's, and the slot is only used under its mutex.
+// SAFETY: the pointer is a counted arena's, and the slot is only used under its mutex.
 unsafe impl Send for ArenaSlot {}
 
 impl Reserved {
     fn fresh() -> Reserved {
         let arena = TermArena::new();
         let env = arena.env;
-        let arena = Arc::into_raw(arena);
-        for _ in 1..ARENA_MAX_FRAMES {
-            // SAFETY: `arena` is a live Arc pointer; these are the frames' references.
-            unsafe { Arc::increment_strong_count(arena) };
-        }
+        let arena = ArenaRef::counted(arena, ARENA_MAX_FRAMES as usize);
         Reserved {
             arena,
             env,
             references: ARENA_MAX_FRAMES,
-            bytes: 0,
+            copied: 0,
+            shared: 0,
         }
     }
 
-    /// One of the reserved references, for a frame.
-    fn take(&mut self, bytes: usize) -> Arc<TermArena> {
+    /// One of the reserved references, for a frame of the term `scan` measured.
+    fn take(&mut self, scan: &TermScan) -> ArenaRef {
         self.references -= 1;
-        self.bytes += bytes;
-        // SAFETY: the slot owned this reference; it now belongs to the returned Arc.
-        unsafe { Arc::from_raw(self.arena) }
+        self.copied = self.copied.saturating_add(scan.bytes - scan.shared);
+        self.shared += scan.shared;
+        // SAFETY: the slot owned this reference; it now belongs to the returned handle.
+        unsafe { ArenaRef::from_raw(self.arena) }
     }
 
     fn is_full(&self) -> bool {
-        self.references == 0 || self.bytes >= ARENA_MAX_BYTES
+        self.references == 0
+            || self.copied >= ARENA_MAX_BYTES
+            || self.shared >= ARENA_MAX_SHARED_BYTES
     }
 }
 
@@ -431,21 +509,26 @@ impl Drop for Reserved {
     fn drop(&mut self) {
         // SAFETY: the arena is alive: the slot still owns references to it, or it is retired
         // right as its last reference is taken, while that frame is not yet queued.
-        unsafe { (*self.arena).bytes.store(self.bytes, Ordering::Relaxed) };
-        for _ in 0..self.references {
-            // SAFETY: the references the slot still owns; the last one frees the arena.
-            unsafe { Arc::decrement_strong_count(self.arena) };
-        }
+        let bytes = self.copied.saturating_add(self.shared);
+        unsafe {
+            self.arena
+                .as_ref()
+                .arena
+                .bytes
+                .store(bytes, Ordering::Relaxed)
+        };
+        // SAFETY: the references the slot still owns; the last one frees the arena.
+        unsafe { ArenaRef::release(self.arena, self.references as usize) };
     }
 }
 
 impl ArenaSlot {
     /// Copies `term` into the channel's current arena, starting a new one when there is none.
     /// The caller holds the slot's lock.
-    fn hold(&mut self, term: Term<'_>, bytes: usize) -> ArenaTerm {
+    fn hold(&mut self, term: Term<'_>, scan: &TermScan) -> ArenaTerm {
         let reserved = self.current.get_or_insert_with(Reserved::fresh);
         let env = reserved.env;
-        let arena = reserved.take(bytes);
+        let arena = reserved.take(scan);
         if reserved.is_full() {
             // Retired at once, so a large term's arena goes with its frame.
             self.current = None;

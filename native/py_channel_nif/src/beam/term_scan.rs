@@ -21,9 +21,15 @@ const WORD: usize = 8;
 const SMALL_BOXED: usize = 4 * WORD;
 /// A fun's header and code pointer.
 const FUN: usize = 8 * WORD;
+/// The largest binary the VM keeps on a process heap (ERL_ONHEAP_BIN_LIMIT): larger ones are
+/// shared by reference count wherever the term is copied.
+const ON_HEAP_BINARY_MAX: usize = 64;
 
 pub struct TermScan {
     pub bytes: usize,
+    /// Of `bytes`, those of binaries shared by reference rather than copied with the term
+    /// (larger than the VM's on-heap limit of 64 bytes).
+    pub shared: usize,
     /// The term holds the channel it is being sent to.
     pub holds_destination: bool,
     /// Every other channel inside the term.
@@ -35,6 +41,7 @@ pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
     let env = term.get_env();
     let mut result = TermScan {
         bytes: 0,
+        shared: 0,
         holds_destination: false,
         other_channels: Vec::new(),
     };
@@ -42,15 +49,21 @@ pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
     let mut pending: SmallVec<[Term<'_>; 32]> = SmallVec::new();
     pending.push(term);
     while let Some(term) = pending.pop() {
-        let bytes = node_size(env, term, &mut pending, &mut |reference| {
-            if let Ok(channel) = reference.decode::<ChannelHandle>() {
-                if destination.is_some_and(|destination| channel.ptr_eq(destination)) {
-                    result.holds_destination = true;
-                } else {
-                    result.other_channels.push(channel);
+        let bytes = node_size(
+            env,
+            term,
+            &mut pending,
+            &mut result.shared,
+            &mut |reference| {
+                if let Ok(channel) = reference.decode::<ChannelHandle>() {
+                    if destination.is_some_and(|destination| channel.ptr_eq(destination)) {
+                        result.holds_destination = true;
+                    } else {
+                        result.other_channels.push(channel);
+                    }
                 }
-            }
-        });
+            },
+        );
         result.bytes += bytes;
     }
     result
@@ -61,6 +74,7 @@ fn node_size<'a>(
     env: Env<'a>,
     term: Term<'a>,
     pending: &mut SmallVec<[Term<'a>; 32]>,
+    shared: &mut usize,
     on_reference: &mut impl FnMut(Term<'a>),
 ) -> usize {
     let (raw_env, raw) = (env.as_c_arg(), term.as_c_arg());
@@ -93,7 +107,11 @@ fn node_size<'a>(
         ErlNifTermType::ERL_NIF_TERM_TYPE_BITSTRING => {
             let mut binary = MaybeUninit::<ErlNifBinary>::uninit();
             if unsafe { enif_inspect_binary(raw_env, raw, binary.as_mut_ptr()) } != 0 {
-                2 * WORD + unsafe { binary.assume_init() }.size
+                let size = unsafe { binary.assume_init() }.size;
+                if size > ON_HEAP_BINARY_MAX {
+                    *shared += size;
+                }
+                2 * WORD + size
             } else {
                 // A bitstring that is not whole bytes: rare, so measured by encoding it.
                 external_size(term)
