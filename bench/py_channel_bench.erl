@@ -20,7 +20,8 @@
 
 -define(TABLES, [fun depth_table/0, fun stream_table/0, fun call_table/0,
                  fun python_stream_table/0, fun python_round_trip_table/0,
-                 fun python_writes_table/0, fun waiting_producer_table/0]).
+                 fun python_writes_table/0, fun waiting_producer_table/0,
+                 fun large_payload_table/0]).
 
 main() ->
     main(lists:seq(1, length(?TABLES))).
@@ -286,6 +287,18 @@ def produce(ref, kind, count, pid):
         send(item)
     channel.close()
 
+def consume_views(ref):
+    count = 0
+    for _ in Channel(ref, binary='memoryview'):
+        count += 1
+    return count
+
+def consume_bytes(ref):
+    count = 0
+    for _ in Channel(ref, binary='bytes'):
+        count += 1
+    return count
+
 def consume_slowly(ref):
     '''Takes 100 terms, then sleeps 1 ms: at most about 100,000 terms/s.'''
     count = 0
@@ -500,7 +513,56 @@ transpose(Rows) -> [[hd(Row) || Row <- Rows] | transpose([tl(Row) || Row <- Rows
 payload('64 B') -> binary:copy(<<"x">>, 64);
 payload('1 KiB') -> binary:copy(<<"x">>, 1024);
 payload('16 KiB') -> binary:copy(<<"x">>, 16384);
+payload('1 MiB') -> binary:copy(<<"x">>, 1048576);
 payload(request) -> {request, self(), <<"data">>}.
 
 median(Samples) ->
     lists:nth(length(Samples) div 2 + 1, lists:sort(Samples)).
+
+%% Large binaries.
+
+large_payload_table() ->
+    io:format("~n8. Large binaries: the cost of a send (ns, median of 200 batches of 500 sends"
+              " then 500 receives)~n~n"),
+    io:format("~-8s | ~10s | ~12s~n", ["term", "send", "vs 64 B"]),
+    SendCosts = [{Kind, send_cost(payload(Kind))} || Kind <- ['64 B', '16 KiB', '1 MiB']],
+    {_, Small} = hd(SendCosts),
+    [io:format("~-8s | ~10.1f | ~12.2f~n", [Kind, Cost, Cost / Small]) || {Kind, Cost} <- SendCosts],
+    io:format("(goal: within 1.5 of each other: a binary over 64 bytes is shared, not copied)~n"),
+    io:format("~n   Streaming them from an Erlang process to Python, `for msg in Channel(ref, binary=...)`,"
+              "~n   beside Erlang ! (thousand terms/s, best of ~b runs each, higher is better)~n~n",
+              [?STREAM_RUNS]),
+    io:format("~-8s | ~12s ~12s | ~10s | ~10s ~10s~n",
+              ["term", "memoryview", "bytes", "Erlang !", "ratio", "ratio"]),
+    lists:foreach(
+      fun({Kind, Count}) ->
+              Term = payload(Kind),
+              {Views, Bytes, Mailbox} =
+                  best_of([fun() -> large_stream(Term, Count, consume_views) end,
+                           fun() -> large_stream(Term, Count, consume_bytes) end,
+                           fun() -> mailbox_stream(Term, Count) * 1000 end]),
+              io:format("~-8s | ~12.1f ~12.1f | ~10.1f | ~10.2f ~10.2f~n",
+                        [Kind, Views, Bytes, Mailbox, Views / Mailbox, Bytes / Mailbox])
+      end, [{'16 KiB', 200000}, {'1 MiB', 20000}]),
+    io:format("(goal: memoryview >= 0.5 of Erlang !; max_size 64 MiB, the producer waits with send/3)~n").
+
+send_cost(Term) ->
+    {ok, Ch} = py_channel:new(),
+    Costs = [begin
+                 T0 = erlang:monotonic_time(nanosecond),
+                 [ok = py_channel:send(Ch, Term) || _ <- lists:seq(1, 500)],
+                 T1 = erlang:monotonic_time(nanosecond),
+                 [{ok, _} = py_channel:try_receive(Ch) || _ <- lists:seq(1, 500)],
+                 (T1 - T0) / 500
+             end || _ <- lists:seq(1, 200)],
+    median(Costs).
+
+%% Thousand terms/s.
+large_stream(Term, Count, Consumer) ->
+    {ok, Ch} = py_channel:new(#{max_size => 64 bsl 20}),
+    T0 = erlang:monotonic_time(nanosecond),
+    Pending = py:spawn_call('__main__', Consumer, [Ch]),
+    produce_with(fun(C, T) -> ok = py_channel:send(C, T, infinity) end, Ch, Term, Count),
+    ok = py_channel:close(Ch),
+    {ok, Count} = py:await(Pending, 600000),
+    Count / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e3.

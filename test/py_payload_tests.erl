@@ -83,7 +83,9 @@ payload_test_() ->
       {"binary='memoryview': read-only views over the binary's own bytes", fun views/0},
       {"{memoryview, B} arrives as a view, in calls and in messages", fun tagged_views/0},
       {timeout, 60, {"a 100 MB binary viewed in Python costs no copy and is released after",
-                     fun large_view/0}}]}.
+                     fun large_view/0}},
+      {timeout, 60, {"a 100 MB bytes reaches Erlang without a second copy, released after",
+                     fun lent_bytes/0}}]}.
 
 buffers() ->
     define_helpers(),
@@ -207,3 +209,34 @@ rss_mb() ->
     {ok, Status} = file:read_file("/proc/self/status"),
     {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, binary}]),
     binary_to_integer(Kb) div 1024.
+
+lent_bytes() ->
+    ok = py:exec(<<"big = b'\\x07' * (100 * 1024 * 1024)">>),
+    erlang:garbage_collect(),
+    Rss = rss_mb(),
+    {ok, Ch} = py_channel:new(),
+    ok = use_big(Ch, Rss),
+    ?assertEqual({ok, 100 * 1024 * 1024},
+                 py:eval(<<"len(Channel(ch, binary='memoryview').receive(5))">>, #{ch => Ch})),
+    %% Once Python and Erlang both let go, the memory goes back: the VM frees the binary
+    %% (its resource may be released a little after the garbage collection), and the
+    %% release of the bytes object, put off because no Python thread was attached then, is
+    %% done by a later Python call.
+    ok = py:exec(<<"del big">>),
+    erlang:garbage_collect(),
+    ?assert(eventually(fun() -> {ok, 1} = py:eval(<<"1">>), rss_mb() - Rss < -50 end)).
+
+%% Whether `Done()' becomes true within 5 s, asking every 10 ms.
+eventually(Done) -> eventually(Done, 500).
+eventually(_Done, 0) -> false;
+eventually(Done, Tries) ->
+    Done() orelse begin timer:sleep(10), eventually(Done, Tries - 1) end.
+
+%% Takes Python's `big` as a binary, checks it, and sends it into `Ch`: the binary Erlang
+%% gets is the bytes object's own buffer, no second 100 MB.
+use_big(Ch, Rss) ->
+    {ok, Big} = py:eval(<<"big">>),
+    ?assertEqual(100 * 1024 * 1024, byte_size(Big)),
+    ?assertEqual(<<7, 7, 7>>, binary:part(Big, byte_size(Big) - 3, 3)),
+    ?assert(rss_mb() - Rss < 50),
+    py_channel:send(Ch, Big).

@@ -6,6 +6,7 @@
 mod binary_view;
 mod etf;
 pub mod flat_term;
+mod lent_bytes;
 mod nesting;
 pub mod term_classes;
 mod to_erlang;

@@ -3,6 +3,7 @@
 //! A `str` becomes a binary, never an atom (atoms are not garbage-collected): only
 //! `erlang.Atom` makes an atom. An object with no mapping raises `TypeError` naming its type.
 
+use super::lent_bytes::{lent_binary, LEND_AT_LEAST};
 use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::to_python::atom_class;
 use super::type_name;
@@ -98,6 +99,9 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
         return Ok(binary(env, text.to_str()?.as_bytes()));
     }
     if let Ok(bytes) = object.cast::<PyBytes>() {
+        if bytes.as_bytes().len() >= LEND_AT_LEAST {
+            return Ok(lent_binary(env, bytes));
+        }
         return Ok(binary(env, bytes.as_bytes()));
     }
     if let Ok(bytes) = object.cast::<PyByteArray>() {
