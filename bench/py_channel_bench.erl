@@ -544,7 +544,8 @@ large_payload_table() ->
               io:format("~-8s | ~12.1f ~12.1f | ~10.1f | ~10.2f ~10.2f~n",
                         [Kind, Views, Bytes, Mailbox, Views / Mailbox, Bytes / Mailbox])
       end, [{'16 KiB', 200000}, {'1 MiB', 20000}]),
-    io:format("(goal: memoryview >= 0.5 of Erlang !; max_size 64 MiB, the producer waits with send/3)~n").
+    io:format("(goal: memoryview >= 0.5 of Erlang !; max_size: room for 1,024 terms; the producer~n"
+              " waits with send/3)~n").
 
 send_cost(Term) ->
     {ok, Ch} = py_channel:new(),
@@ -559,7 +560,8 @@ send_cost(Term) ->
 
 %% Thousand terms/s.
 large_stream(Term, Count, Consumer) ->
-    {ok, Ch} = py_channel:new(#{max_size => 64 bsl 20}),
+    %% Room for 1,024 of them, whatever their size.
+    {ok, Ch} = py_channel:new(#{max_size => 1024 * py_channel:term_size(Term)}),
     T0 = erlang:monotonic_time(nanosecond),
     Pending = py:spawn_call('__main__', Consumer, [Ch]),
     produce_with(fun(C, T) -> ok = py_channel:send(C, T, infinity) end, Ch, Term, Count),

@@ -9,12 +9,14 @@
 //! - the `erlang` package ships in our priv dir: put it on `sys.path`;
 //! - `sys.stdout` and `sys.stderr` write to Erlang (`python/output.rs`);
 //! - threads started by Python code get as much stack as our workers
-//!   (`threading.stack_size`), so conversions nest as deep on them.
+//!   (`threading.stack_size`), so conversions nest as deep on them;
+//! - large allocations are slow under the VM's malloc settings: the interpreter's raw
+//!   allocator keeps its large blocks (`allocator.rs`).
 //!
 //! The interpreter is never finalized: a worker parked in `detach` during `Py_Finalize` can
 //! hang forever, and the OS reclaims everything at VM exit.
 
-use crate::python::native_module;
+use crate::python::{allocator, native_module};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::sync::OnceLock;
@@ -40,6 +42,8 @@ fn start() -> Result<(), String> {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
     native_module::register_native_module();
+    pre_initialize();
+    allocator::install();
     Python::initialize();
     Python::attach(|py| configure(py).map_err(|error| describe(py, error)))
 }
@@ -103,6 +107,23 @@ fn real_executable(py: Python<'_>) -> PyResult<String> {
         .find(|candidate| std::path::Path::new(candidate).exists())
         .unwrap_or(&candidates[0])
         .clone())
+}
+
+/// The first step of starting the interpreter, with the settings `Py_InitializeEx` uses by
+/// itself (its "compat" configuration), done apart so the raw allocator can be installed
+/// before the rest (`allocator.rs`).
+fn pre_initialize() {
+    // SAFETY: a zeroed PyPreConfig set as CPython's _PyPreConfig_InitCompatConfig sets it.
+    unsafe {
+        let mut config: pyo3::ffi::PyPreConfig = std::mem::zeroed();
+        config._config_init = 1; // _PyConfig_INIT_COMPAT
+        config.isolated = -1;
+        config.use_environment = -1;
+        config.configure_locale = 1;
+        config.utf8_mode = -1;
+        config.dev_mode = -1;
+        let _ = pyo3::ffi::Py_PreInitialize(&config);
+    }
 }
 
 /// Makes libpython's symbols visible to the extension modules Python will dlopen.

@@ -2,6 +2,7 @@
 //! NIFs that submit them, `erlang.call` callbacks, and the native module `_py_channel` (sending
 //! to processes, the channel reader) that the Python package `erlang` wraps.
 
+mod allocator;
 pub mod callbacks;
 mod cancel;
 pub mod interpreter;
