@@ -6,8 +6,9 @@
 //! every page of it faults on first touch and the block is unmapped when freed. A standalone
 //! program soon stops paying that: the first time such a block is freed, glibc raises its
 //! mmap threshold (and trim threshold) past the block's size, and later blocks come from the
-//! heap, already mapped. The BEAM sets glibc's tuning parameters (`mallopt`) at start, and
-//! setting any of them turns that adjustment off for the whole process: every large block
+//! heap, already mapped. The BEAM sets two of glibc's tuning parameters at start
+//! (`mallopt(M_TRIM_THRESHOLD, 128 KiB)`, `mallopt(M_TOP_PAD, 0)`), and setting any of them
+//! turns that adjustment off for the whole process: every large block
 //! stays an `mmap` and a page fault per 4 KiB. The VM's settings are its own business, so this
 //! changes nothing for other code: the interpreter alone keeps its large blocks, up to
 //! `CACHED_BYTES_MAX`, and hands them out again for blocks of about their size.
