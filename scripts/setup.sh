@@ -48,13 +48,16 @@ sys.exit(mypy.version.__version__ != '$mypy_version')" 2>/dev/null; then
         --no-warn-script-location --target "$mypy_dir" "mypy==$mypy_version"
 fi
 
-# A venv with uvloop, for the test that runs async_receive on uvloop
-# (test/py_reader_tests.erl): installed here, so no test reaches the network. One per
-# Python version, like mypy above. If it cannot be made, that test is skipped and says so.
-uvloop_venv="$root/_build/test-venv/$python_version"
-if ! "$uvloop_venv/bin/python" -c 'import uvloop' 2>/dev/null; then
-    echo "setup: making $uvloop_venv with uvloop"
-    { "$python" -m venv "$uvloop_venv" &&
-      "$uvloop_venv/bin/python" -m pip install --quiet --disable-pip-version-check uvloop; } \
-        || echo "setup: uvloop not installed; its test will be skipped"
-fi
+# A venv with uvloop and numpy, for the tests that run async_receive on uvloop
+# (test/py_reader_tests.erl) and round-trip numpy data (test/py_payload_tests.erl):
+# installed here, so no test reaches the network. One per Python version, like mypy above.
+# A package that cannot be installed has its tests skipped, saying so.
+test_venv="$root/_build/test-venv/$python_version"
+for package in uvloop numpy; do
+    if ! "$test_venv/bin/python" -c "import $package" 2>/dev/null; then
+        echo "setup: installing $package into $test_venv"
+        { [ -x "$test_venv/bin/python" ] || "$python" -m venv "$test_venv"; } &&
+            "$test_venv/bin/python" -m pip install --quiet --disable-pip-version-check "$package" \
+            || echo "setup: $package not installed; its tests will be skipped"
+    fi
+done

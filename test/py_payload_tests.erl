@@ -87,7 +87,8 @@ payload_test_() ->
       {timeout, 60, {"a 100 MB bytes reaches Erlang without a second copy, released after",
                      fun lent_bytes/0}},
       {timeout, 60, {"the interpreter keeps large blocks: right contents, bounded memory",
-                     fun allocator/0}}]}.
+                     fun allocator/0}}
+      | numpy_tests()]}.
 
 buffers() ->
     define_helpers(),
@@ -206,7 +207,7 @@ large_view() ->
     %% The last reference goes on a thread Python started: the binary is freed (the VM
     %% accounts for memory freed off its schedulers a moment later).
     {ok, none} = py:eval(<<"drop_on_another_thread('big')">>),
-    ?assert(eventually(fun() -> erlang:memory(binary) < Binaries - Size div 2 end)).
+    py_test_support:wait_until(fun() -> erlang:memory(binary) < Binaries - Size div 2 end).
 
 rss_mb() ->
     {ok, Status} = file:read_file("/proc/self/status"),
@@ -227,13 +228,7 @@ lent_bytes() ->
     %% done by a later Python call.
     ok = py:exec(<<"del big">>),
     erlang:garbage_collect(),
-    ?assert(eventually(fun() -> {ok, 1} = py:eval(<<"1">>), rss_mb() - Rss < -50 end)).
-
-%% Whether `Done()' becomes true within 5 s, asking every 10 ms.
-eventually(Done) -> eventually(Done, 500).
-eventually(_Done, 0) -> false;
-eventually(Done, Tries) ->
-    Done() orelse begin timer:sleep(10), eventually(Done, Tries - 1) end.
+    py_test_support:wait_until(fun() -> {ok, 1} = py:eval(<<"1">>), rss_mb() - Rss < -50 end).
 
 %% Takes Python's `big` as a binary, checks it, and sends it into `Ch`: the binary Erlang
 %% gets is the bytes object's own buffer, no second 100 MB.
@@ -283,3 +278,34 @@ def hold_then_free(count, size):
     %% 400 MB at once, then freed: at most 64 MB of it is kept.
     {ok, none} = py:eval(<<"hold_then_free(100, 4 << 20)">>),
     ?assert(rss_mb() - Rss < 100).
+
+numpy_tests() ->
+    case py_test_support:importable(numpy) of
+        true ->
+            [{timeout, 60, {"numpy: views in, arrays and scalars out", fun numpy_round_trip/0}}];
+        {false, Venv} ->
+            [{"numpy round trip: SKIPPED, numpy is not importable and " ++ Venv ++ " has none",
+              fun() -> ok end}]
+    end.
+
+numpy_round_trip() ->
+    ok = py:exec(<<"
+import numpy
+from erlang.channel import Channel
+
+def doubled(ref):
+    '''Reads a float64 array as a view, answers it doubled, as an array.'''
+    view = Channel(ref, binary='memoryview').receive(5)
+    return numpy.frombuffer(view, dtype='<f8') * 2
+
+def scalars():
+    return [numpy.int64(7), numpy.float32(0.5), numpy.uint8(255), numpy.float64(1.25)]
+">>),
+    Floats = [1.5, -2.0, 1.0e300, 0.0],
+    {ok, Ch} = py_channel:new(),
+    ok = py_channel:send(Ch, << <<F:64/float-little>> || F <- Floats >>),
+    {ok, Doubled} = py:eval(<<"doubled(ch)">>, #{ch => Ch}),
+    ?assertEqual([2 * F || F <- Floats], [F || <<F:64/float-little>> <= Doubled]),
+    ?assertEqual({ok, [7, 0.5, 255, 1.25]}, py:eval(<<"scalars()">>)),
+    {error, {'TypeError', Message}} = py:eval(<<"numpy.arange(12).reshape(3, 4).T">>),
+    ?assertMatch({match, _}, re:run(Message, <<"not contiguous">>)).

@@ -3,7 +3,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([send_retrying/2, recv_all/1, wait_until/1, wait_until/2, uvloop_available/0]).
+-export([send_retrying/2, recv_all/1, wait_until/1, wait_until/2, uvloop_available/0,
+         importable/1]).
 
 %% Sends, retrying while the channel answers busy.
 -spec send_retrying(py_channel:channel(), term()) -> ok.
@@ -43,10 +44,17 @@ wait_until(Condition, Tries) ->
 %% install anything. `{false, Venv}' when neither has it.
 -spec uvloop_available() -> true | {false, string()}.
 uvloop_available() ->
+    importable(uvloop).
+
+%% Whether the embedded Python can import `Module', from its own packages or the
+%% test virtualenv (see `uvloop_available/0'), which is activated for it.
+-spec importable(atom()) -> true | {false, string()}.
+importable(Module) ->
     {ok, _} = application:ensure_all_started(py_channel),
     {ok, Version} = py:eval(<<"'%d.%d' % __import__('sys').version_info[:2]">>),
     Venv = filename:absname(filename:join(["_build", "test-venv", binary_to_list(Version)])),
-    Importable = fun() -> py:eval(<<"__import__('uvloop').__name__">>) =:= {ok, <<"uvloop">>} end,
+    Name = atom_to_binary(Module),
+    Importable = fun() -> py:eval(<<"__import__(m).__name__">>, #{m => Name}) =:= {ok, Name} end,
     case Importable() orelse
         (filelib:is_dir(Venv) andalso py:activate_venv(Venv) =:= ok andalso Importable()) of
         true -> true;
