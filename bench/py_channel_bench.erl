@@ -522,8 +522,8 @@ median(Samples) ->
 %% Large binaries.
 
 large_payload_table() ->
-    io:format("~n8. Large binaries: the cost of a send (ns, median of 200 batches of 500 sends"
-              " then 500 receives)~n~n"),
+    io:format("~n8. Large binaries: the cost of a send (ns, median of 200 batches of 500 sends,"
+              " each into a new channel)~n~n"),
     io:format("~-8s | ~10s | ~12s~n", ["term", "send", "vs 64 B"]),
     SendCosts = [{Kind, send_cost(payload(Kind))} || Kind <- ['64 B', '16 KiB', '1 MiB']],
     {_, Small} = hd(SendCosts),
@@ -547,16 +547,21 @@ large_payload_table() ->
     io:format("(goal: memoryview >= 0.5 of Erlang !; max_size: room for 1,024 terms; the producer~n"
               " waits with send/3)~n").
 
+%% The terms are not received: a process receiving large binaries garbage-collects for
+%% them, which is its cost, not the send's. Each batch goes to a new channel, dropped after.
 send_cost(Term) ->
-    {ok, Ch} = py_channel:new(),
     Costs = [begin
+                 {ok, Ch} = py_channel:new(),
                  T0 = erlang:monotonic_time(nanosecond),
-                 [ok = py_channel:send(Ch, Term) || _ <- lists:seq(1, 500)],
-                 T1 = erlang:monotonic_time(nanosecond),
-                 [{ok, _} = py_channel:try_receive(Ch) || _ <- lists:seq(1, 500)],
-                 (T1 - T0) / 500
+                 send_n(Ch, Term, 500),
+                 (erlang:monotonic_time(nanosecond) - T0) / 500
              end || _ <- lists:seq(1, 200)],
     median(Costs).
+
+send_n(_Ch, _Term, 0) -> ok;
+send_n(Ch, Term, N) ->
+    ok = py_channel:send(Ch, Term),
+    send_n(Ch, Term, N - 1).
 
 %% Thousand terms/s.
 large_stream(Term, Count, Consumer) ->

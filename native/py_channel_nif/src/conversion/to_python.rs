@@ -6,7 +6,7 @@ use super::word_hasher::WordHashing;
 use super::{etf, nesting};
 use crate::beam::atoms;
 use crate::beam::channel_resource::ChannelHandle;
-use crate::beam::frame::TermMemory;
+use crate::beam::frame::Frame;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -38,21 +38,22 @@ pub fn to_python<'py>(
     to_python_held(py, term, mode, None)
 }
 
-/// [`to_python`] for a term stored in `memory`, which a `memoryview` of one of its binaries
-/// can then hold instead of a copy of the binary.
+/// [`to_python`] for the term `frame` stores: a `memoryview` of one of its binaries holds the
+/// frame's memory instead of a copy of the binary.
 pub fn to_python_held<'py>(
     py: Python<'py>,
     term: Term<'_>,
     mode: BinaryMode,
-    memory: Option<&TermMemory>,
+    frame: Option<&Frame>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, term, &Reading { mode, memory }, 0)
+    convert(py, term, &Reading { mode, frame }, 0)
 }
 
 /// How a term is being read: its binaries' mode, and what keeps the term in memory.
 struct Reading<'m> {
     mode: BinaryMode,
-    memory: Option<&'m TermMemory>,
+    /// Asked for its memory only when a binary is viewed: holding it costs two atomic steps.
+    frame: Option<&'m Frame>,
 }
 
 fn convert<'py>(
@@ -66,7 +67,7 @@ fn convert<'py>(
         TermType::Atom => atom(py, term),
         TermType::Binary => match Binary::from_term(term) {
             Ok(binary) if reading.mode == BinaryMode::MemoryView => {
-                binary_view(py, term, binary.as_slice(), reading.memory)
+                binary_view(py, term, binary.as_slice(), reading.frame)
             }
             Ok(binary) => Ok(binary_object(py, binary.as_slice(), reading.mode)),
             Err(_) => opaque(py, term), // a bitstring that is not whole bytes
@@ -185,7 +186,7 @@ fn tuple<'py>(
         }
         if *tag == atoms::memoryview().as_c_arg() {
             if let Ok(binary) = Binary::from_term(element(1)) {
-                return binary_view(py, element(1), binary.as_slice(), reading.memory);
+                return binary_view(py, element(1), binary.as_slice(), reading.frame);
             }
         }
     }
@@ -202,17 +203,17 @@ fn tuple<'py>(
 }
 
 /// A read-only `memoryview` of `bytes`, the data of `binary`: it keeps the memory the term
-/// is stored in (`memory`) alive, or, for a term stored nowhere that outlives this call, a
+/// is stored in (by `frame`) alive, or, for a term stored nowhere that outlives this call, a
 /// copy of the binary's term in an env of its own (a reference to the same bytes, unless
 /// the binary is one of the small ones the VM always copies).
 fn binary_view<'py>(
     py: Python<'py>,
     binary: Term<'_>,
     bytes: &[u8],
-    memory: Option<&TermMemory>,
+    frame: Option<&Frame>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let view = match memory {
-        Some(memory) => BinaryView::in_memory(memory.clone(), bytes),
+    let view = match frame.and_then(Frame::memory) {
+        Some(memory) => BinaryView::in_memory(memory, bytes),
         None => BinaryView::copied(binary),
     };
     let exporter = Bound::new(py, view)?;

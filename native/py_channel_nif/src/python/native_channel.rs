@@ -52,19 +52,14 @@ fn frame_to_python<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut env) => {
-            let memory = frame.memory();
-            let converted =
-                env.run(|env| to_python_held(py, frame.read(env), mode, memory.as_ref()));
+            let converted = env.run(|env| to_python_held(py, frame.read(env), mode, Some(frame)));
             if frame.is_decoded_when_read() {
                 env.clear();
             }
             converted
         }
         // Re-entered from inside a conversion: use an env of its own.
-        Err(_) => {
-            let memory = frame.memory();
-            OwnedEnv::new().run(|env| to_python_held(py, frame.read(env), mode, memory.as_ref()))
-        }
+        Err(_) => OwnedEnv::new().run(|env| to_python_held(py, frame.read(env), mode, Some(frame))),
     })
 }
 
