@@ -7,11 +7,13 @@
 //!    (admitted against `max_size`, queued) -> `beam/task_wake.rs` (a parked reader woken).
 //! 2. read from Python: `python/native_channel.rs` (`Channel.receive`, `for msg in ch`; waits
 //!    with the GIL released) -> `channel/` -> `conversion/to_python.rs` (the frame read where it
-//!    is stored).
+//!    is stored; with `binary='memoryview'`, `conversion/binary_view.rs` views its binaries
+//!    there, holding the frame's memory).
 //! 3. read from Erlang: `py_channel:recv/2` -> `beam/channel_nifs.rs` (`try_receive`, `wait`:
 //!    the process parks and gets a message) -> `channel/`.
 //! 4. reply: `reply(pid, term)` -> `python/native_module.rs` (`send`) ->
-//!    `conversion/to_erlang.rs` -> `enif_send`.
+//!    `conversion/to_erlang.rs` (a large `bytes` lent, not copied: `conversion/lent_bytes.rs`)
+//!    -> `enif_send`.
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` -> `worker_pool/` (a thread at
 //!    once) -> `python/jobs.rs` -> `{py_response, Ref, Result}` to the caller.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
