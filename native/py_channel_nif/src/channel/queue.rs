@@ -1,12 +1,16 @@
 //! The channel's FIFO: an unbounded, lock-free, multi-producer multi-consumer queue of blocks
-//! of slots, in the manner of crossbeam's `SegQueue`, with two changes for a stream between
+//! of slots, in the manner of crossbeam's `SegQueue`, with these changes for a stream between
 //! two cores:
 //!
 //! - A reader does not look at the producers' tail for every frame. It keeps the last tail it
-//!   read beside the head (`tail_seen`, only ever behind the real tail, which only grows) and
-//!   reads the tail again only when it has caught up with that. A reader draining frames that
-//!   a producer is still adding to would otherwise pull the tail's cache line away from the
-//!   producer once per frame, and the producer's next claim would have to fetch it back.
+//!   read beside the head (`tail_seen`, only ever behind the real tail, which only grows), and
+//!   once it has caught up with that, it learns whether the next frame is there from that
+//!   frame's slot (`written_at`), reading the tail again only once a block. A reader draining
+//!   frames that a producer is still adding to would otherwise pull the tail's cache line away
+//!   from the producer once per frame (and per look at an empty queue), and the producer's
+//!   next claim would have to fetch it back.
+//! - A batch claims as many slots of a block as it can with one compare-and-swap
+//!   (`push_many`).
 //! - A drained block is kept as a spare for the next one, so a steady stream does not
 //!   allocate, zero and free a block (freed on the reader's core, allocated on the sender's)
 //!   every few dozen frames.
@@ -24,7 +28,8 @@
 //! block when that happens is left to finish (`DESTROY`), so a block is reused or freed only
 //! once no thread can touch it. A thread touches a block only after its compare-and-swap on
 //! the index claimed a slot of it, and indexes never repeat, so a stale block pointer is
-//! never followed.
+//! never followed; the one exception, a reader peeking at the head's slot before it claims
+//! it, is counted (`peekers`), and no block is freed while one peeks (`free_unseen`).
 
 use crossbeam_utils::{Backoff, CachePadded};
 use std::alloc::{handle_alloc_error, GlobalAlloc, Layout};
