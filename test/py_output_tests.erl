@@ -53,7 +53,8 @@ piped_node() ->
     Erl = filename:join([code:root_dir(), "bin", "erl"]),
     Eval = "application:ensure_all_started(py_channel), "
            "ok = py:exec(<<\"print(\\\"printed by Python\\\")\">>), halt().",
-    Command = io_lib:format("~s -noshell -pa ~s -eval '~s' | cat", [Erl, Ebin, Eval]),
+    %% Standard error too, so that a node that fails shows why in the assertion.
+    Command = io_lib:format("~s -noshell -pa ~s -eval '~s' 2>&1 | cat", [Erl, Ebin, Eval]),
     ?assertEqual("printed by Python\n", os:cmd(lists:flatten(Command))).
 
 logging_to_logger() ->
