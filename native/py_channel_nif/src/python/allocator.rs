@@ -86,11 +86,16 @@ fn underlying() -> &'static ffi::PyMemAllocatorEx {
     &UNDERLYING.get().expect("installed before any allocation").0
 }
 
-fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
-    // Every change to the cache is one step: a panic cannot leave it half done.
-    CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The cache, unless another thread is using it right now: the caller then does without,
+/// and never waits. (A child process `os.fork` made while a thread held it would otherwise
+/// wait for ever; it only does without the cache.)
+fn try_lock_cache() -> Option<std::sync::MutexGuard<'static, Cache>> {
+    match CACHE.try_lock() {
+        Ok(cache) => Some(cache),
+        // Every change to the cache is one step: a panic cannot leave it half done.
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// `block` (header included) with its header written: the caller's pointer.
@@ -153,7 +158,7 @@ fn large_capacity(size: usize) -> Option<usize> {
 
 /// A kept block of at least `size` bytes and at most twice that, if there is one.
 fn take_cached(size: usize) -> Option<(usize, usize)> {
-    let mut cache = lock_cache();
+    let mut cache = try_lock_cache()?;
     let index = cache
         .blocks
         .iter()
@@ -265,11 +270,12 @@ extern "C" fn raw_free(_ctx: *mut c_void, pointer: *mut c_void) {
     // SAFETY: `pointer` came from this allocator.
     let (block, header) = unsafe { block_of(pointer) };
     if let Some(Header::Large(capacity)) = header.filter_cached() {
-        let mut cache = lock_cache();
-        if cache.bytes + capacity <= CACHED_BYTES_MAX {
-            cache.bytes += capacity;
-            cache.blocks.push((block as usize, capacity));
-            return;
+        if let Some(mut cache) = try_lock_cache() {
+            if cache.bytes + capacity <= CACHED_BYTES_MAX {
+                cache.bytes += capacity;
+                cache.blocks.push((block as usize, capacity));
+                return;
+            }
         }
     }
     let under = underlying();
