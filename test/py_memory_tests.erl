@@ -29,7 +29,7 @@
 setup() ->
     {ok, _} = application:ensure_all_started(py_channel),
     erlang:garbage_collect(),
-    rss_mb().
+    py_test_support:rss_mb().
 
 py_memory_test_() ->
     {setup, fun setup/0,
@@ -114,16 +114,11 @@ back_to_baseline(Baseline, After) ->
 
 %% The resident size once it is at most `Bound', or at the deadline.
 settle(Bound, Deadline) ->
-    Rss = rss_mb(),
+    Rss = py_test_support:rss_mb(),
     case Rss =< Bound orelse erlang:monotonic_time(millisecond) >= Deadline of
         true -> Rss;
         false -> timer:sleep(100), settle(Bound, Deadline)
     end.
-
-rss_mb() ->
-    {ok, Status} = file:read_file("/proc/self/status"),
-    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, binary}]),
-    binary_to_integer(Kb) div 1024.
 
 live_channels() ->
     maps:get(live_channels, py_channel:stats()).

@@ -195,11 +195,11 @@ large_view() ->
     Digest = receive {'DOWN', Monitor, process, Pid, {digest, Hash}} -> Hash end,
     erlang:garbage_collect(),
     Binaries = erlang:memory(binary),
-    Rss = rss_mb(),
+    Rss = py_test_support:rss_mb(),
     ?assertMatch({ok, {<<"memoryview">>, true, <<"Binary">>, Size, Digest}},
                  py:eval(<<"take_view(ch, 'big')">>, #{ch => Ch})),
     %% Read in full (the hash), yet not copied.
-    ?assert(rss_mb() - Rss < 50),
+    ?assert(py_test_support:rss_mb() - Rss < 50),
     %% Kept alive by an object made from the view, the view itself dropped.
     {ok, none} = py:eval(<<"keep_slice('big')">>),
     ?assert(erlang:memory(binary) > Binaries - Size div 2),
@@ -209,15 +209,10 @@ large_view() ->
     {ok, none} = py:eval(<<"drop_on_another_thread('big')">>),
     py_test_support:wait_until(fun() -> erlang:memory(binary) < Binaries - Size div 2 end).
 
-rss_mb() ->
-    {ok, Status} = file:read_file("/proc/self/status"),
-    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, binary}]),
-    binary_to_integer(Kb) div 1024.
-
 lent_bytes() ->
     ok = py:exec(<<"big = b'\\x07' * (100 * 1024 * 1024)">>),
     erlang:garbage_collect(),
-    Rss = rss_mb(),
+    Rss = py_test_support:rss_mb(),
     {ok, Ch} = py_channel:new(),
     ok = use_big(Ch, Rss),
     ?assertEqual({ok, 100 * 1024 * 1024},
@@ -228,7 +223,10 @@ lent_bytes() ->
     %% done by a later Python call.
     ok = py:exec(<<"del big">>),
     erlang:garbage_collect(),
-    py_test_support:wait_until(fun() -> {ok, 1} = py:eval(<<"1">>), rss_mb() - Rss < -50 end).
+    py_test_support:wait_until(fun() ->
+                                       {ok, 1} = py:eval(<<"1">>),
+                                       py_test_support:rss_mb() - Rss < -50
+                               end).
 
 %% Takes Python's `big` as a binary, checks it, and sends it into `Ch`: the binary Erlang
 %% gets is the bytes object's own buffer, no second 100 MB.
@@ -236,7 +234,7 @@ use_big(Ch, Rss) ->
     {ok, Big} = py:eval(<<"big">>),
     ?assertEqual(100 * 1024 * 1024, byte_size(Big)),
     ?assertEqual(<<7, 7, 7>>, binary:part(Big, byte_size(Big) - 3, 3)),
-    ?assert(rss_mb() - Rss < 50),
+    ?assert(py_test_support:rss_mb() - Rss < 50),
     py_channel:send(Ch, Big).
 
 %% The interpreter's raw allocator keeps large blocks for reuse (the BEAM's malloc settings
@@ -274,10 +272,10 @@ def hold_then_free(count, size):
     ?assertEqual({ok, true}, py:eval(<<"grow_and_shrink()">>)),
     ?assertEqual({ok, true}, py:eval(<<"reuse()">>)),
     ?assertEqual({ok, true}, py:eval(<<"churn(2000, 1 << 20)">>)),
-    Rss = rss_mb(),
+    Rss = py_test_support:rss_mb(),
     %% 400 MB at once, then freed: at most 64 MB of it is kept.
     {ok, none} = py:eval(<<"hold_then_free(100, 4 << 20)">>),
-    ?assert(rss_mb() - Rss < 100).
+    ?assert(py_test_support:rss_mb() - Rss < 100).
 
 numpy_tests() ->
     case py_test_support:importable(numpy) of

@@ -4,7 +4,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([send_retrying/2, recv_all/1, wait_until/1, wait_until/2, uvloop_available/0,
-         importable/1]).
+         importable/1, rss_mb/0]).
 
 %% Sends, retrying while the channel answers busy.
 -spec send_retrying(py_channel:channel(), term()) -> ok.
@@ -60,3 +60,11 @@ importable(Module) ->
         true -> true;
         false -> {false, Venv}
     end.
+
+%% The VM's resident memory (VmRSS), in MB: memory the BEAM's allocators and
+%% Python's both count in.
+-spec rss_mb() -> non_neg_integer().
+rss_mb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, binary}]),
+    binary_to_integer(Kb) div 1024.
