@@ -24,8 +24,7 @@ use rustler::sys::{
 };
 use rustler::{Env, OwnedBinary, Term};
 use std::ptr::NonNull;
-use std::sync::atomic::fence;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 pub struct Frame {

@@ -263,32 +263,29 @@ impl<T: Weighed, W> Channel<T, W> {
         let mut word = self.sender.word.load(Ordering::SeqCst);
         let (admitted, stop) = loop {
             if word & CLOSED != 0 {
-                return SentMany::refused(TrySendError::Closed(()));
+                return SentMany::nothing(Some(TrySendError::Closed(())));
             }
             if pending.is_empty() {
-                return SentMany {
-                    accepted: 0,
-                    refused: None,
-                    wakes: Vec::new(),
-                };
+                return SentMany::nothing(None);
             }
-            let mut received = self.sender.received_seen.load(Ordering::Relaxed);
-            let mut fit =
-                fitting_prefix(&pending, limit - queued(word, received).min(limit), limit);
+            let room = |received| limit - queued(word, received).min(limit);
+            let mut fit = fitting_prefix(
+                &pending,
+                room(self.sender.received_seen.load(Ordering::Relaxed)),
+                limit,
+            );
             if fit.count < pending.len() && fit.stop.is_none() {
                 // As in `send`: the readers' total as last seen may be behind.
-                received = self.received_bytes();
+                let received = self.received_bytes();
                 self.sender
                     .received_seen
                     .fetch_max(received, Ordering::Relaxed);
-                fit = fitting_prefix(&pending, limit - queued(word, received).min(limit), limit);
+                fit = fitting_prefix(&pending, room(received), limit);
             }
+            let stop =
+                (fit.count < pending.len()).then(|| fit.stop.unwrap_or(TrySendError::Busy(())));
             if fit.count == 0 {
-                let refused = fit.stop.unwrap_or(TrySendError::Busy(()));
-                if let TrySendError::Busy(()) = refused {
-                    self.sender.busy.fetch_add(1, Ordering::Relaxed);
-                }
-                return SentMany::refused(refused);
+                break (0, stop);
             }
             debug_assert!(
                 word & IN_FLIGHT_MASK != IN_FLIGHT_MASK,
@@ -302,19 +299,15 @@ impl<T: Weighed, W> Channel<T, W> {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => {
-                    let stop = if fit.count < pending.len() {
-                        Some(fit.stop.unwrap_or(TrySendError::Busy(())))
-                    } else {
-                        None
-                    };
-                    break (fit.count, stop);
-                }
+                Ok(_) => break (fit.count, stop),
                 Err(actual) => word = actual,
             }
         };
         if matches!(stop, Some(TrySendError::Busy(()))) {
             self.sender.busy.fetch_add(1, Ordering::Relaxed);
+        }
+        if admitted == 0 {
+            return SentMany::nothing(stop);
         }
         pending.truncate(admitted);
         let mut frames: Vec<T> = pending
@@ -728,10 +721,11 @@ pub struct SentMany<W> {
 }
 
 impl<W> SentMany<W> {
-    fn refused(reason: TrySendError<()>) -> Self {
+    /// Nothing queued, for the reason given (`None`: there was nothing to queue).
+    fn nothing(refused: Option<TrySendError<()>>) -> Self {
         SentMany {
             accepted: 0,
-            refused: Some(reason),
+            refused,
             wakes: Vec::new(),
         }
     }
