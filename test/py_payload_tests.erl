@@ -265,6 +265,18 @@ def churn(count, size):
             return False
     return True
 
+def churn_on_threads(threads, count, size):
+    # churn() on threads Python starts, all at once: they share the kept blocks.
+    import threading
+    results = []
+    workers = [threading.Thread(target=lambda: results.append(churn(count, size)))
+               for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return len(results) == threads and all(results)
+
 def hold_then_free(count, size):
     held = [bytes([1]) * size for _ in range(count)]
     del held
@@ -272,6 +284,7 @@ def hold_then_free(count, size):
     ?assertEqual({ok, true}, py:eval(<<"grow_and_shrink()">>)),
     ?assertEqual({ok, true}, py:eval(<<"reuse()">>)),
     ?assertEqual({ok, true}, py:eval(<<"churn(2000, 1 << 20)">>)),
+    ?assertEqual({ok, true}, py:eval(<<"churn_on_threads(4, 500, 3 << 19)">>)),
     Rss = py_test_support:rss_mb(),
     %% 400 MB at once, then freed: at most 64 MB of it is kept.
     {ok, none} = py:eval(<<"hold_then_free(100, 4 << 20)">>),
