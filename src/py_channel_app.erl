@@ -3,12 +3,25 @@
 -module(py_channel_app).
 -behaviour(application).
 
--export([start/2, stop/1]).
+-export([start/2, stop/1, format_error/1]).
 
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
-    py_channel_sup:start_link().
+    %% The NIF for the configured Python is loaded here, so a Python that is
+    %% missing or unusable is an error of this start, not a node that fails to boot.
+    case py_loader:load() of
+        ok ->
+            py_channel_sup:start_link();
+        {error, Reason} ->
+            logger:error("~ts", [py_loader:format_error(Reason)]),
+            {error, Reason}
+    end.
 
 -spec stop(term()) -> ok.
 stop(_State) ->
     ok.
+
+%% @doc A sentence for the reason a start failed (see `py_loader').
+-spec format_error(term()) -> unicode:chardata().
+format_error(Reason) ->
+    py_loader:format_error(Reason).

@@ -1,8 +1,14 @@
 %% @private
-%% @doc Loads the Rust NIF. Functions here are the raw NIF entry points;
-%% the public API, with argument checks and readable errors, is `py_channel'.
+%% @doc The Rust NIF's entry points. The public API, with argument checks and
+%% readable errors, is `py_channel' and `py'.
+%%
+%% There is no `-on_load': which library to load depends on the Python chosen
+%% at start, and a library that fails to load must not stop the node from
+%% booting. `py_loader' loads it when the application starts; a stub called
+%% before that (code run without starting the application) loads it first.
 -module(py_channel_nif).
 
+-export([load_nif/2, loaded/0]).
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
          wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
          term_size/1, live_channels/0,
@@ -10,55 +16,55 @@
          py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
--nifs([new_channel/2, send/2, try_receive/1, close/1, info/1,
+-nifs([loaded/0, new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
-         term_size/1, live_channels/0,
+       term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
        py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_pool_counts/0]).
 
--on_load(load/0).
+%% @doc Loads the library at `Path' (no extension) into this module; only
+%% `py_loader' calls this (`erlang:load_nif/2' loads for its caller's module).
+-spec load_nif(binary(), map()) -> ok | {error, {atom(), string()}}.
+load_nif(Path, LoadInfo) ->
+    erlang:load_nif(unicode:characters_to_list(Path), LoadInfo).
 
--spec load() -> ok | {error, term()}.
-load() ->
-    Priv = priv_dir(),
-    %% The load info tells the NIF where the `erlang' Python package is.
-    erlang:load_nif(filename:join([Priv, "native", "py_channel_nif"]),
-                    unicode:characters_to_binary(filename:join(Priv, "python"))).
+%% @doc Whether the NIF is loaded (the NIF answers `true').
+-spec loaded() -> boolean().
+loaded() -> false.
 
-%% The application's priv dir, or the one beside this module's ebin when the
-%% code path has no `py_channel' application (a bare `erl -pa ebin').
-priv_dir() ->
-    case code:priv_dir(py_channel) of
-        {error, bad_name} ->
-            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
-        Dir ->
-            Dir
-    end.
+%% A stub runs only while the NIF is not loaded: load it and make the call
+%% again, now to the NIF.
+-define(LOADED(Call),
+        case py_loader:load() of
+            ok -> loaded() orelse erlang:nif_error({not_loaded, ?MODULE}), Call;
+            {error, Reason} -> erlang:error({py_channel_not_loaded, Reason})
+        end).
 
--define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
-
-new_channel(_MaxSize, _Owner) -> ?NOT_LOADED.
-send(_Channel, _Term) -> ?NOT_LOADED.
-try_receive(_Channel) -> ?NOT_LOADED.
-close(_Channel) -> ?NOT_LOADED.
-info(_Channel) -> ?NOT_LOADED.
-wait(_Channel, _Tag) -> ?NOT_LOADED.
-cancel_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
-term_size(_Term) -> ?NOT_LOADED.
-live_channels() -> ?NOT_LOADED.
-send_or_wait(_Channel, _Term, _Tag, _Woken) -> ?NOT_LOADED.
-cancel_send_wait(_Channel, _WaiterId) -> ?NOT_LOADED.
-send_many(_Channel, _Terms) -> ?NOT_LOADED.
-py_start(_Ref) -> ?NOT_LOADED.
-py_exec(_Ref, _Namespace, _Output, _Code) -> ?NOT_LOADED.
-py_eval(_Ref, _Namespace, _Output, _Code, _Locals) -> ?NOT_LOADED.
-py_call(_Ref, _Namespace, _Output, _Module, _Function, _Args, _Kwargs, _Reply) -> ?NOT_LOADED.
-py_stream(_Ref, _Namespace, _Output, _Module, _Function, _Args, _Kwargs, _Channel) -> ?NOT_LOADED.
-py_abandon(_Handle) -> ?NOT_LOADED.
-py_cancel(_Handle) -> ?NOT_LOADED.
-py_namespace_new() -> ?NOT_LOADED.
-py_callback_reply(_Handle, _Result) -> ?NOT_LOADED.
-py_set_runtime(_Pid) -> ?NOT_LOADED.
-py_set_none_atom(_Name) -> ?NOT_LOADED.
-py_pool_counts() -> ?NOT_LOADED.
+new_channel(MaxSize, Owner) -> ?LOADED(new_channel(MaxSize, Owner)).
+send(Channel, Term) -> ?LOADED(send(Channel, Term)).
+try_receive(Channel) -> ?LOADED(try_receive(Channel)).
+close(Channel) -> ?LOADED(close(Channel)).
+info(Channel) -> ?LOADED(info(Channel)).
+wait(Channel, Tag) -> ?LOADED(wait(Channel, Tag)).
+cancel_wait(Channel, WaiterId) -> ?LOADED(cancel_wait(Channel, WaiterId)).
+term_size(Term) -> ?LOADED(term_size(Term)).
+live_channels() -> ?LOADED(live_channels()).
+send_or_wait(Channel, Term, Tag, Woken) -> ?LOADED(send_or_wait(Channel, Term, Tag, Woken)).
+cancel_send_wait(Channel, WaiterId) -> ?LOADED(cancel_send_wait(Channel, WaiterId)).
+send_many(Channel, Terms) -> ?LOADED(send_many(Channel, Terms)).
+py_start(Ref) -> ?LOADED(py_start(Ref)).
+py_exec(Ref, Namespace, Output, Code) -> ?LOADED(py_exec(Ref, Namespace, Output, Code)).
+py_eval(Ref, Namespace, Output, Code, Locals) ->
+    ?LOADED(py_eval(Ref, Namespace, Output, Code, Locals)).
+py_call(Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply) ->
+    ?LOADED(py_call(Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply)).
+py_stream(Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel) ->
+    ?LOADED(py_stream(Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel)).
+py_abandon(Handle) -> ?LOADED(py_abandon(Handle)).
+py_cancel(Handle) -> ?LOADED(py_cancel(Handle)).
+py_namespace_new() -> ?LOADED(py_namespace_new()).
+py_callback_reply(Handle, Result) -> ?LOADED(py_callback_reply(Handle, Result)).
+py_set_runtime(Pid) -> ?LOADED(py_set_runtime(Pid)).
+py_set_none_atom(Name) -> ?LOADED(py_set_none_atom(Name)).
+py_pool_counts() -> ?LOADED(py_pool_counts()).

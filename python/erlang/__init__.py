@@ -50,6 +50,30 @@ class Atom(str):
         return f"Atom({str.__repr__(self)})"
 
 
+def _venv_version(path: str) -> str | None:
+    """The ``major.minor`` of the Python that made the venv at ``path``, from its pyvenv.cfg
+    (``version`` of venv and virtualenv, ``version_info`` of uv), or None if it says none."""
+    import os
+    import re
+
+    try:
+        with open(os.path.join(path, "pyvenv.cfg"), encoding="utf-8") as config:
+            text = config.read()
+    except OSError:
+        return None
+    found = re.search(r"^\s*version(?:_info)?\s*=\s*(\d+)\.(\d+)", text, re.MULTILINE)
+    return f"{found.group(1)}.{found.group(2)}" if found else None
+
+
+def _add_path(path: str) -> None:
+    """Puts ``path`` first on sys.path, once (``py:add_path/1``)."""
+    import sys
+
+    if path in sys.path:
+        sys.path.remove(path)
+    sys.path.insert(0, path)
+
+
 def _activate_venv(path: str) -> None:
     """Makes the packages of the virtualenv at ``path`` importable (``py:activate_venv/1``)."""
     import glob
@@ -58,6 +82,13 @@ def _activate_venv(path: str) -> None:
     import sys
 
     path = os.path.abspath(path)
+    made_by = _venv_version(path)
+    running = "%d.%d" % sys.version_info[:2]
+    if made_by is not None and made_by != running:
+        raise ValueError(
+            f"the venv {path} was made by Python {made_by}, and the embedded Python is"
+            f" {running}: make the venv with Python {running}"
+        )
     candidates = glob.glob(os.path.join(path, "lib", "python*", "site-packages"))
     candidates += glob.glob(os.path.join(path, "Lib", "site-packages"))
     if not candidates:

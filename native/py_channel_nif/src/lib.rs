@@ -32,6 +32,10 @@
 pub mod channel;
 pub mod worker_pool;
 
+/// Built alone (`--no-default-features --features loader`): the NIF of `py_loader`.
+#[cfg(all(feature = "loader", not(feature = "nif")))]
+mod loader;
+
 #[cfg(feature = "nif")]
 mod beam;
 #[cfg(feature = "nif")]
@@ -42,6 +46,13 @@ mod python;
 #[cfg(feature = "nif")]
 fn load(env: rustler::Env, load_info: rustler::Term) -> bool {
     beam::channel_resource::open_resource_type(env) && python::py_nifs::load(load_info)
+}
+
+/// `py_channel_nif:loaded/0`, whose Erlang stub answers `false`.
+#[cfg(feature = "nif")]
+#[rustler::nif]
+fn loaded() -> bool {
+    true
 }
 
 #[cfg(feature = "nif")]

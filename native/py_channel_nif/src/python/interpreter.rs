@@ -1,12 +1,16 @@
 //! Starting the embedded CPython, once, on a worker thread (never on a scheduler).
 //!
+//! Which Python this is was chosen by `py_loader` (Erlang) when the NIF loaded: it opened that
+//! Python's libpython with its symbols global (which the C extension modules Python dlopens
+//! need) and handed over the executable, the venv and the path entries ([`Setup`]).
+//!
 //! Embedding in the BEAM needs a few things a standalone `python3` gets for free:
-//! - C extension modules (math, _socket, sqlite3, ...) resolve `Py*` symbols globally, but
-//!   the NIF was loaded with RTLD_LOCAL: libpython is re-opened RTLD_GLOBAL first;
+//! - the interpreter finds its standard library and venv from its program name, and makes it
+//!   `sys.executable` (for `multiprocessing`, `venv`, `pip`): that is the chosen executable,
+//!   not the BEAM, so a Python moved to another path still starts;
 //! - the BEAM ignores SIGCHLD, which makes `subprocess.run` wait forever: reset to default;
-//! - `sys.executable` would be the BEAM: point it at the real interpreter (for
-//!   `multiprocessing`, `venv`, `pip`);
-//! - the `erlang` package ships in our priv dir: put it on `sys.path`;
+//! - the `erlang` package ships in our priv dir, the application's own Python files where
+//!   its `python_path` says: put them on `sys.path`;
 //! - `sys.stdout` and `sys.stderr` write to Erlang (`python/output.rs`);
 //! - threads started by Python code get as much stack as our workers
 //!   (`threading.stack_size`), so conversions nest as deep on them;
@@ -21,12 +25,23 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::sync::OnceLock;
 
-static PYTHON_PATH: OnceLock<String> = OnceLock::new();
+static SETUP: OnceLock<Setup> = OnceLock::new();
 static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Where the `erlang` Python package lives (set when the NIF loads).
-pub fn set_python_path(path: String) {
-    let _ = PYTHON_PATH.set(path);
+/// What `py_loader` chose when the NIF loaded.
+pub struct Setup {
+    /// The configured `python3` (as the probe reported its `sys.executable`).
+    pub executable: String,
+    /// Where the `erlang` Python package lives (our priv dir).
+    pub erlang_package: String,
+    /// Directories put ahead on `sys.path` (app env `python_path`).
+    pub python_path: Vec<String>,
+    /// A virtualenv activated at start (app env `venv`), already checked to be of this minor.
+    pub venv: Option<String>,
+}
+
+pub fn set_setup(setup: Setup) {
+    let _ = SETUP.set(setup);
 }
 
 /// Starts the interpreter if it is not running yet. Call from a worker thread only.
@@ -35,7 +50,9 @@ pub fn ensure_started() -> Result<(), String> {
 }
 
 fn start() -> Result<(), String> {
-    reopen_libpython_global();
+    let setup = SETUP
+        .get()
+        .ok_or("the NIF was loaded without a Python setup")?;
     // SAFETY: resetting a signal disposition; the BEAM does not rely on ignoring SIGCHLD for
     // its own children (it reaps port programs through its own mechanism).
     unsafe {
@@ -44,25 +61,27 @@ fn start() -> Result<(), String> {
     native_module::register_native_module();
     pre_initialize();
     allocator::install();
-    Python::initialize();
-    Python::attach(|py| configure(py).map_err(|error| describe(py, error)))
+    initialize(&setup.executable)?;
+    Python::initialize(); // pyo3's own bookkeeping: the interpreter already runs
+    Python::attach(|py| configure(py, setup).map_err(|error| describe(py, error)))
 }
 
-fn configure(py: Python<'_>) -> PyResult<()> {
+fn configure(py: Python<'_>, setup: &Setup) -> PyResult<()> {
     let sys = py.import("sys")?;
-    if let Some(path) = PYTHON_PATH.get() {
-        let sys_path = sys.getattr("path")?.cast_into::<PyList>()?;
-        sys_path.insert(0, path)?;
+    let sys_path = sys.getattr("path")?.cast_into::<PyList>()?;
+    for entry in setup.python_path.iter().rev() {
+        sys_path.insert(0, entry)?;
     }
-    let executable = real_executable(py)?;
-    sys.setattr("executable", &executable)?;
-    sys.setattr("_base_executable", &executable)?;
+    sys_path.insert(0, &setup.erlang_package)?;
     // Threads Python code starts get the workers' stack, not the platform's 8 MiB, so terms
     // nest as deep on them (code may still choose another size).
     py.import("threading")?
         .call_method1("stack_size", (crate::worker_pool::WORKER_STACK_BYTES,))?;
     // Import now, so a broken install fails at start with a clear error, not mid-call.
-    py.import("erlang")?;
+    let erlang = py.import("erlang")?;
+    if let Some(venv) = &setup.venv {
+        erlang.call_method1("_activate_venv", (venv,))?;
+    }
     // print() reaches the caller's group leader (and is never lost to a closed stdout).
     py.import("erlang._output")?.call_method0("install")?;
     // logging records no handler of the program takes reach Erlang's logger.
@@ -88,27 +107,6 @@ fn make_builtin_exception_atoms(py: Python<'_>) -> PyResult<()> {
     })
 }
 
-/// `sys.executable` of an embedded interpreter is the host program; the real one sits in
-/// `sys.base_prefix/bin` under its versioned or plain name.
-fn real_executable(py: Python<'_>) -> PyResult<String> {
-    let sys = py.import("sys")?;
-    let prefix: String = sys.getattr("base_prefix")?.extract()?;
-    let (major, minor): (u8, u8) = (
-        sys.getattr("version_info")?.get_item(0)?.extract()?,
-        sys.getattr("version_info")?.get_item(1)?.extract()?,
-    );
-    let candidates = [
-        format!("{prefix}/bin/python{major}.{minor}"),
-        format!("{prefix}/bin/python{major}"),
-        format!("{prefix}/bin/python"),
-    ];
-    Ok(candidates
-        .iter()
-        .find(|candidate| std::path::Path::new(candidate).exists())
-        .unwrap_or(&candidates[0])
-        .clone())
-}
-
 /// The first step of starting the interpreter, with the settings `Py_InitializeEx` uses by
 /// itself (its "compat" configuration), done apart so the raw allocator can be installed
 /// before the rest (`allocator.rs`).
@@ -126,20 +124,45 @@ fn pre_initialize() {
     }
 }
 
-/// Makes libpython's symbols visible to the extension modules Python will dlopen.
-fn reopen_libpython_global() {
-    // SAFETY: dladdr on the address of a libpython function, then dlopen of the file it names
-    // with RTLD_NOLOAD (it is already loaded) to promote it to RTLD_GLOBAL.
+/// Starts the interpreter as `Py_InitializeEx(0)` would (no signal handlers, the
+/// environment's PYTHON* variables honoured), but with the configured executable as its
+/// program name, from which it finds its prefix, standard library and venv.
+fn initialize(executable: &str) -> Result<(), String> {
+    let executable = std::ffi::CString::new(executable)
+        .map_err(|_| format!("the Python executable {executable:?} contains a NUL byte"))?;
+    // SAFETY: a PyConfig initialized by CPython, filled, used once and cleared, on the one
+    // thread that starts the interpreter (`STARTED` runs this once).
     unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        let symbol = pyo3::ffi::Py_IsInitialized as *const libc::c_void;
-        if libc::dladdr(symbol, &mut info) != 0 && !info.dli_fname.is_null() {
-            libc::dlopen(
-                info.dli_fname,
-                libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL,
-            );
+        let mut config = std::mem::MaybeUninit::<pyo3::ffi::PyConfig>::zeroed();
+        pyo3::ffi::PyConfig_InitPythonConfig(config.as_mut_ptr());
+        let config = config.assume_init_mut();
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        config.configure_c_stdio = 0;
+        let mut status = pyo3::ffi::PyConfig_SetBytesString(
+            config,
+            &mut config.program_name,
+            executable.as_ptr(),
+        );
+        if pyo3::ffi::PyStatus_Exception(status) == 0 {
+            status = pyo3::ffi::Py_InitializeFromConfig(config);
         }
+        pyo3::ffi::PyConfig_Clear(config);
+        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+            let message = if status.err_msg.is_null() {
+                "unknown error".into()
+            } else {
+                std::ffi::CStr::from_ptr(status.err_msg).to_string_lossy()
+            };
+            return Err(format!(
+                "Python failed to start from {}: {message}",
+                executable.to_string_lossy()
+            ));
+        }
+        // As pyo3 does after starting it: no thread holds the GIL until one attaches.
+        pyo3::ffi::PyEval_SaveThread();
     }
+    Ok(())
 }
 
 fn describe(py: Python<'_>, error: PyErr) -> String {

@@ -210,10 +210,30 @@ fn py_pool_counts() -> (usize, usize, usize) {
     (worker_pool::thread_count(), running, queued)
 }
 
-/// Set once, when the NIF loads: where the `erlang` Python package is.
+/// Set once, when the NIF loads: the Python `py_loader` chose, and what goes on its path.
+/// The load info is a map (see `py_loader:load_info/1`); a missing key is a load failure.
 pub fn load(load_info: Term<'_>) -> bool {
-    if let Ok(path) = load_info.decode::<String>() {
-        interpreter::set_python_path(path);
+    let setup = (|| -> NifResult<interpreter::Setup> {
+        let key = |name: &str| -> NifResult<Term<'_>> {
+            load_info.map_get(Atom::from_str(load_info.get_env(), name)?)
+        };
+        let venv = key("venv")?;
+        Ok(interpreter::Setup {
+            executable: key("executable")?.decode()?,
+            erlang_package: key("erlang_package")?.decode()?,
+            python_path: key("python_path")?.decode()?,
+            venv: if venv.is_atom() {
+                None
+            } else {
+                Some(venv.decode()?)
+            },
+        })
+    })();
+    match setup {
+        Ok(setup) => {
+            interpreter::set_setup(setup);
+            true
+        }
+        Err(_) => false,
     }
-    true
 }
