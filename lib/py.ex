@@ -338,7 +338,39 @@ defmodule Py do
   @spec version() :: {:ok, binary()} | error()
   defdelegate version(), to: :py
 
-  @doc "Makes the packages of the virtualenv at `path` importable."
+  @doc ~S"""
+  Which Python the node embeds: its executable, libpython, version, prefix, the venv
+  activated at start, the directories of the app env `python_path`, the NIF loaded for it
+  and `sys.path` as it is now. The Python is configuration read when `:py_channel` starts
+  (see `docs/deployment.md`).
+
+      iex> {:ok, info} = Py.info()
+      iex> info.version =~ ~r/^3\.1[0-3]\./
+      true
+      iex> File.exists?(info.executable)
+      true
+  """
+  @spec info() :: {:ok, map()} | error()
+  defdelegate info(), to: :py
+
+  @doc ~S"""
+  Puts the directory `path` first on `sys.path` (once), so Python finds the modules in it.
+
+      iex> dir = Path.join(System.tmp_dir!(), "py_doctest_path")
+      iex> File.mkdir_p!(dir)
+      iex> File.write!(Path.join(dir, "doctest_module.py"), "ANSWER = 42\n")
+      iex> Py.add_path(dir)
+      :ok
+      iex> Py.eval("__import__('doctest_module').ANSWER")
+      {:ok, 42}
+  """
+  @spec add_path(Path.t()) :: :ok | error()
+  defdelegate add_path(path), to: :py
+
+  @doc """
+  Makes the packages of the virtualenv at `path` importable. A venv made by another Python
+  minor version than the embedded one is refused with `{:error, {:ValueError, message}}`.
+  """
   @spec activate_venv(Path.t()) :: :ok | error()
   defdelegate activate_venv(path), to: :py
 

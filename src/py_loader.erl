@@ -123,7 +123,12 @@ configuration() ->
 configured_name() ->
     case os:getenv("PY_CHANNEL_PYTHON") of
         Set when Set =/= false, Set =/= "" -> Set;
-        _ -> unicode:characters_to_list(application:get_env(py_channel, python, "python3"))
+        _ ->
+            case application:get_env(py_channel, python) of
+                {ok, Python} when is_list(Python); is_binary(Python) ->
+                    unicode:characters_to_list(Python);
+                _ -> "python3" % unset, or nil from an Elixir config that read no variable
+            end
     end.
 
 %% The executable to use, as a path (found on PATH when it has no slash).
@@ -181,8 +186,8 @@ collect(Port, Partial, Lines) ->
 %% The app env `venv', checked to be a virtualenv made by this Python's minor.
 checked_venv(Python, #{minor := Minor}) ->
     case application:get_env(py_channel, venv) of
-        undefined -> undefined;
-        {ok, Configured} ->
+        {ok, Configured} when is_list(Configured), Configured =/= "";
+                              is_binary(Configured), Configured =/= <<>> ->
             Venv = unicode:characters_to_binary(filename:absname(Configured)),
             Config = filename:join(Venv, "pyvenv.cfg"),
             case file:read_file(Config) of
@@ -201,7 +206,8 @@ checked_venv(Python, #{minor := Minor}) ->
                 {error, _} ->
                     fail(Python, ["the venv ", Venv, " is not a virtualenv (no ", Config,
                                   ")"])
-            end
+            end;
+        _ -> undefined % unset, or nil from an Elixir config that read no variable
     end.
 
 %% `version = 3.12.1' (venv, virtualenv) or `version_info = 3.12.1.final.0' (uv).

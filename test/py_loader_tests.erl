@@ -24,7 +24,8 @@ loader_test_() ->
 
 app_env_chooses_the_python() ->
     Other = other_python(),
-    with_node([{"PY_CHANNEL_PYTHON", false}], [{python, Other}],
+    %% nil (an Elixir config that read no variable) is no venv.
+    with_node([{"PY_CHANNEL_PYTHON", false}], [{python, Other}, {venv, nil}],
               fun(Node) ->
                       ?assertMatch({ok, _}, call(Node, application, ensure_all_started,
                                                  [py_channel])),

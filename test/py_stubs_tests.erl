@@ -6,7 +6,7 @@
 %% on either side, or a signature that differs, fails the suite.
 %%
 %% mypy is installed by scripts/setup.sh (`make setup', `make test') into
-%% .tools/mypy/python<X.Y> for the Python the NIF embeds; `mypy --strict' over
+%% .tools/mypy/python<X.Y> for the Python the node embeds; `mypy --strict' over
 %% the package is the Makefile's `test-mypy'.
 -module(py_stubs_tests).
 

@@ -2,6 +2,10 @@
 //!
 //! The data path, step by step:
 //!
+//! 0. load: `py_loader` (Erlang) asks the configured `python3` what it is, opens its
+//!    libpython with global symbols (`loader.rs`, the NIF of `py_loader`, built apart), and
+//!    loads this NIF as built for that Python's minor; `load` below hands the executable,
+//!    venv and path entries to `python/interpreter.rs`, which starts Python on first use.
 //! 1. send: `py_channel:send/2` -> `beam/channel_nifs.rs` (`send`) -> `beam/term_scan.rs` (size,
 //!    channels inside) -> `beam/frame.rs` (the term copied into an arena env) -> `channel/`
 //!    (admitted against `max_size`, queued) -> `beam/task_wake.rs` (a parked reader woken).
