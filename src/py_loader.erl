@@ -71,7 +71,7 @@ format_error(Other) ->
     io_lib:format("~tp", [Other]).
 
 %% @private The loader's own NIF (no Python in it, so it always loads).
--spec open_global(binary()) -> ok | {error, string()}.
+-spec open_global(binary()) -> ok | {error, binary()}.
 open_global(_Path) ->
     erlang:nif_error({not_loaded, ?MODULE}).
 

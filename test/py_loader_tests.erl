@@ -125,7 +125,7 @@ venv_of_another_minor() ->
     Venv = temp_dir("venv-3.9"),
     ok = file:write_file(filename:join(Venv, "pyvenv.cfg"),
                          <<"home = /usr/bin\nversion = 3.9.18\n">>),
-    with_node([{"PY_CHANNEL_PYTHON", false}], [{venv, Venv}],
+    with_node([], [{venv, Venv}],
               fun(Node) ->
                       {error, {py_channel, {{python, _, Message}, _}}} =
                           call(Node, application, ensure_all_started, [py_channel]),
@@ -136,7 +136,7 @@ venv_of_another_minor() ->
                       ?assertEqual(2, call(Node, erlang, '+', [1, 1]))
               end),
     NotAVenv = temp_dir("not-a-venv"),
-    with_node([{"PY_CHANNEL_PYTHON", false}], [{venv, NotAVenv}],
+    with_node([], [{venv, NotAVenv}],
               fun(Node) ->
                       {error, {py_channel, {{python, _, Message}, _}}} =
                           call(Node, application, ensure_all_started, [py_channel]),
@@ -150,7 +150,7 @@ venv_activated() ->
     [SitePackages] = filelib:wildcard(filename:join([Venv, "lib", "python*", "site-packages"])),
     ok = file:write_file(filename:join(SitePackages, "only_in_the_venv.py"),
                          <<"ANSWER = 42\n">>),
-    with_node([{"PY_CHANNEL_PYTHON", false}], [{venv, Venv}],
+    with_node([], [{venv, Venv}],
               fun(Node) ->
                       {ok, _} = call(Node, application, ensure_all_started, [py_channel]),
                       ?assertEqual({ok, 42}, call(Node, py, eval,
@@ -226,7 +226,8 @@ activate_venv_of_another_minor() ->
 %% Helpers
 
 %% Runs `Test(Node)' against a new node with the OS environment `Env' (false
-%% unsets) and the py_channel app env `AppEnv', set before anything starts.
+%% unsets; what it does not name is this node's, PY_CHANNEL_PYTHON included) and
+%% the py_channel app env `AppEnv', set before anything starts.
 with_node(Env, AppEnv, Test) ->
     Paths = lists:usort([filename:dirname(code:which(M))
                          || M <- [py_channel, ?MODULE, py_test_support]]),
