@@ -33,38 +33,36 @@ load_nif(Path, LoadInfo) ->
 -spec loaded() -> boolean().
 loaded() -> false.
 
-%% A stub runs only while the NIF is not loaded: load it and make the call
-%% again, now to the NIF.
--define(LOADED(Call),
-        case py_loader:load() of
-            ok -> loaded() orelse erlang:nif_error({not_loaded, ?MODULE}), Call;
-            {error, Reason} -> erlang:error({py_channel_not_loaded, Reason})
-        end).
+%% A stub runs only while the NIF is not loaded. It hands the call over to
+%% `py_loader', which loads the NIF and makes the call again, now to the NIF:
+%% as a tail call, so that no stub is on the stack while loading patches the
+%% stubs (returning into one after that crashes the VM).
+-define(LOADED(Function, Args), py_loader:load_and_apply(?MODULE, Function, Args)).
 
-new_channel(MaxSize, Owner) -> ?LOADED(new_channel(MaxSize, Owner)).
-send(Channel, Term) -> ?LOADED(send(Channel, Term)).
-try_receive(Channel) -> ?LOADED(try_receive(Channel)).
-close(Channel) -> ?LOADED(close(Channel)).
-info(Channel) -> ?LOADED(info(Channel)).
-wait(Channel, Tag) -> ?LOADED(wait(Channel, Tag)).
-cancel_wait(Channel, WaiterId) -> ?LOADED(cancel_wait(Channel, WaiterId)).
-term_size(Term) -> ?LOADED(term_size(Term)).
-live_channels() -> ?LOADED(live_channels()).
-send_or_wait(Channel, Term, Tag, Woken) -> ?LOADED(send_or_wait(Channel, Term, Tag, Woken)).
-cancel_send_wait(Channel, WaiterId) -> ?LOADED(cancel_send_wait(Channel, WaiterId)).
-send_many(Channel, Terms) -> ?LOADED(send_many(Channel, Terms)).
-py_start(Ref) -> ?LOADED(py_start(Ref)).
-py_exec(Ref, Namespace, Output, Code) -> ?LOADED(py_exec(Ref, Namespace, Output, Code)).
+new_channel(MaxSize, Owner) -> ?LOADED(new_channel, [MaxSize, Owner]).
+send(Channel, Term) -> ?LOADED(send, [Channel, Term]).
+try_receive(Channel) -> ?LOADED(try_receive, [Channel]).
+close(Channel) -> ?LOADED(close, [Channel]).
+info(Channel) -> ?LOADED(info, [Channel]).
+wait(Channel, Tag) -> ?LOADED(wait, [Channel, Tag]).
+cancel_wait(Channel, WaiterId) -> ?LOADED(cancel_wait, [Channel, WaiterId]).
+term_size(Term) -> ?LOADED(term_size, [Term]).
+live_channels() -> ?LOADED(live_channels, []).
+send_or_wait(Channel, Term, Tag, Woken) -> ?LOADED(send_or_wait, [Channel, Term, Tag, Woken]).
+cancel_send_wait(Channel, WaiterId) -> ?LOADED(cancel_send_wait, [Channel, WaiterId]).
+send_many(Channel, Terms) -> ?LOADED(send_many, [Channel, Terms]).
+py_start(Ref) -> ?LOADED(py_start, [Ref]).
+py_exec(Ref, Namespace, Output, Code) -> ?LOADED(py_exec, [Ref, Namespace, Output, Code]).
 py_eval(Ref, Namespace, Output, Code, Locals) ->
-    ?LOADED(py_eval(Ref, Namespace, Output, Code, Locals)).
+    ?LOADED(py_eval, [Ref, Namespace, Output, Code, Locals]).
 py_call(Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply) ->
-    ?LOADED(py_call(Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply)).
+    ?LOADED(py_call, [Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply]).
 py_stream(Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel) ->
-    ?LOADED(py_stream(Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel)).
-py_abandon(Handle) -> ?LOADED(py_abandon(Handle)).
-py_cancel(Handle) -> ?LOADED(py_cancel(Handle)).
-py_namespace_new() -> ?LOADED(py_namespace_new()).
-py_callback_reply(Handle, Result) -> ?LOADED(py_callback_reply(Handle, Result)).
-py_set_runtime(Pid) -> ?LOADED(py_set_runtime(Pid)).
-py_set_none_atom(Name) -> ?LOADED(py_set_none_atom(Name)).
-py_pool_counts() -> ?LOADED(py_pool_counts()).
+    ?LOADED(py_stream, [Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel]).
+py_abandon(Handle) -> ?LOADED(py_abandon, [Handle]).
+py_cancel(Handle) -> ?LOADED(py_cancel, [Handle]).
+py_namespace_new() -> ?LOADED(py_namespace_new, []).
+py_callback_reply(Handle, Result) -> ?LOADED(py_callback_reply, [Handle, Result]).
+py_set_runtime(Pid) -> ?LOADED(py_set_runtime, [Pid]).
+py_set_none_atom(Name) -> ?LOADED(py_set_none_atom, [Name]).
+py_pool_counts() -> ?LOADED(py_pool_counts, []).

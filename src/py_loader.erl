@@ -18,7 +18,7 @@
 %% of another minor version is an error (restart the node to change it).
 -module(py_loader).
 
--export([load/0, info/0, format_error/1]).
+-export([load/0, info/0, format_error/1, load_and_apply/3]).
 -export([open_global/1]).
 
 -nifs([open_global/1]).
@@ -54,6 +54,19 @@ load() ->
          andalso py_channel_nif:loaded() of
         true -> ok;
         false -> global:trans({?MODULE, node()}, fun locked_load/0, [node()])
+    end.
+
+%% @private Loads the NIF, then calls `Module:Function(Args)' (a NIF by then)
+%% for the stub of `py_channel_nif' that was called before it was loaded; if
+%% it cannot be loaded, raises `{py_channel_not_loaded, Reason}'.
+-spec load_and_apply(module(), atom(), list()) -> term().
+load_and_apply(Module, Function, Args) ->
+    case load() of
+        ok ->
+            Module:loaded() orelse erlang:error({py_channel_not_loaded, {nif_not_loaded, Module}}),
+            apply(Module, Function, Args);
+        {error, Reason} ->
+            erlang:error({py_channel_not_loaded, Reason})
     end.
 
 %% @doc The Python the node embeds: its executable, libpython, version,

@@ -20,7 +20,9 @@ loader_test_() ->
       {"python_path entries and py:add_path/1 reach sys.path", fun python_path/0},
       {"another Python once one is loaded is an error", fun one_python_per_node/0},
       {"py:activate_venv/1 refuses a venv of another minor",
-       fun activate_venv_of_another_minor/0}]}.
+       fun activate_venv_of_another_minor/0},
+      {"without the application, the first call loads the NIF and is answered",
+       fun loaded_on_first_use/0}]}.
 
 app_env_chooses_the_python() ->
     Other = other_python(),
@@ -222,6 +224,23 @@ activate_venv_of_another_minor() ->
     {error, {'ValueError', Message}} = py:activate_venv(Venv),
     ?assertMatch({match, _}, re:run(Message, "was made by Python 3.8, and the embedded Python"
                                     " is 3\\.[0-9]+")).
+
+%% Each first call on a node of its own: the stub that loads the NIF must not
+%% be returned into once loading has patched it (that crashed the VM).
+loaded_on_first_use() ->
+    FirstCalls = [{fun() -> is_reference(py_channel_nif:py_namespace_new()) end, true},
+                  {fun() -> py:eval(<<"6 * 7">>) end, {ok, 42}},
+                  {fun() -> element(1, py_channel:new()) end, ok},
+                  {fun() -> py_channel_nif:live_channels() >= 0 end, true}],
+    lists:foreach(
+      fun({First, Expected}) ->
+              with_node([], [],
+                        fun(Node) ->
+                                ?assertEqual(Expected, call(Node, erlang, apply, [First, []])),
+                                ?assertEqual({ok, 4.0},
+                                             call(Node, py, call, [math, sqrt, [16]]))
+                        end)
+      end, FirstCalls).
 
 %% Helpers
 
