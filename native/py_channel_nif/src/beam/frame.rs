@@ -307,7 +307,7 @@ const RECYCLED_ARENA_MAX_BYTES: usize = 16 * 1024;
 
 const ARENA_MAX_FRAMES: u32 = 64;
 const ARENA_MAX_BYTES: usize = 64 * 1024;
-const ARENA_MAX_SHARED_BYTES: usize = 32 * 1024 * 1024;
+const ARENA_MAX_SHARED_BYTES: usize = 64 * 1024 * 1024;
 
 // SAFETY: appending to the env happens only under the channel's `ArenaSlot` lock, or on an
 // arena private to one frame; reading terms of it is safe from any thread (see `ArenaTerm`).

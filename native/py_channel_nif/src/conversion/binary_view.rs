@@ -12,7 +12,8 @@ use rustler::{Binary, OwnedEnv, Term};
 use std::os::raw::{c_int, c_void};
 
 /// The exporter behind such a `memoryview` (its `.obj`): read-only, one dimension of bytes.
-#[pyclass(frozen, module = "erlang", name = "Binary")]
+/// One is made per binary read, so their allocations are kept for reuse (`freelist`).
+#[pyclass(frozen, freelist = 64, module = "erlang", name = "Binary")]
 pub struct BinaryView {
     /// Keeps `data` alive.
     _holder: Holder,
@@ -71,7 +72,8 @@ impl BinaryView {
     ) -> PyResult<()> {
         let this = slf.get();
         // SAFETY: `view` is the caller's to fill; the bytes outlive every view of them, as
-        // each holds a reference to this object (set by PyBuffer_FillInfo).
+        // each holds a reference to this object (set by PyBuffer_FillInfo). Releasing a view
+        // only drops that reference: no `__releasebuffer__`, so CPython calls none.
         let filled = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
@@ -87,8 +89,6 @@ impl BinaryView {
         }
         Ok(())
     }
-
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
 
     fn __len__(&self) -> usize {
         self.len
