@@ -75,6 +75,8 @@
 %% The ticket of a sender that has not parked yet (tickets start at 1).
 -define(FIRST_PARK, 0).
 
+%% A channel made on another node: the call is made there (py_channel_remote).
+-define(IS_REMOTE(Channel), is_reference(Channel) andalso node(Channel) =/= node()).
 
 %% @doc A new unbounded channel owned by the caller.
 %% @equiv new(#{})
@@ -111,6 +113,8 @@ check_options([{Key, _} | _]) ->
 %% `{error, too_large}' when the term alone exceeds it (it can never fit);
 %% `{error, closed}' after `close/1' or the owner's exit.
 -spec send(channel(), term()) -> ok | busy | {error, closed | too_large}.
+send(Channel, Term) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, send, [Channel, Term]);
 send(Channel, Term) ->
     py_channel_nif:send(Channel, Term).
 
@@ -127,6 +131,8 @@ send(Channel, Term) ->
 %% 4294967295; anything else is a `badarg' error, raised before the channel is
 %% touched.
 -spec send(channel(), term(), timeout()) -> ok | {error, timeout | closed | too_large}.
+send(Channel, Term, Timeout) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, send, [Channel, Term, Timeout]);
 send(Channel, Term, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Term, Timeout]),
     case py_channel_nif:send(Channel, Term) of
@@ -171,6 +177,8 @@ give_up_sending(Channel, Term, WaiterId, Tag) ->
 %% `{error, closed}' if the channel was closed before the first. Cheaper
 %% than one `send/2' per term. Not a list: `badarg'.
 -spec send_many(channel(), [term()]) -> {ok, non_neg_integer()} | {error, closed}.
+send_many(Channel, Terms) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, send_many, [Channel, Terms]);
 send_many(Channel, Terms) ->
     %% A proper list, checked before anything is queued.
     _ = length(Terms),
@@ -186,6 +194,8 @@ send_many(Channel, Terms, Accepted) ->
 %% @doc Closes the channel: sends fail from now on, queued terms can still be
 %% received, and every blocked reader (Python or Erlang) wakes. Idempotent.
 -spec close(channel()) -> ok.
+close(Channel) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, close, [Channel]);
 close(Channel) ->
     py_channel_nif:close(Channel).
 
@@ -193,12 +203,16 @@ close(Channel) ->
 %% `waiting_readers') and running totals (`sent', `received', `busy',
 %% `sent_bytes', `received_bytes'); see `info()'.
 -spec info(channel()) -> info().
+info(Channel) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, info, [Channel]);
 info(Channel) ->
     py_channel_nif:info(Channel).
 
 %% @doc Takes the oldest queued term without waiting. `{error, closed}' only
 %% once the channel is closed and drained.
 -spec try_receive(channel()) -> {ok, term()} | {error, empty | closed}.
+try_receive(Channel) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, try_receive, [Channel]);
 try_receive(Channel) ->
     py_channel_nif:try_receive(Channel).
 
@@ -215,6 +229,8 @@ recv(Channel) ->
 %% takes (0 to 4294967295); anything else is a `badarg' error, raised before
 %% the channel is touched.
 -spec recv(channel(), timeout()) -> {ok, term()} | {error, closed | timeout}.
+recv(Channel, Timeout) when ?IS_REMOTE(Channel) ->
+    py_channel_remote:call(Channel, recv, [Channel, Timeout]);
 recv(Channel, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Timeout]),
     case try_receive(Channel) of

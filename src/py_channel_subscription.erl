@@ -14,6 +14,7 @@
 -module(py_channel_subscription).
 
 -export([subscribe/2]).
+-export([start_helper/3]).
 
 %% The process dictionary key of the subscriber's helpers: one map, so that
 %% the ended ones can be found and dropped without scanning the whole
@@ -44,7 +45,7 @@ subscribe(Channel, Credit) when is_integer(Credit), Credit >= 0 ->
             put(?HELPERS, maps:remove(Channel, Helpers)),
             stop(Helper);
         {{ok, Helper}, _} ->
-            case is_process_alive(Helper) of
+            case is_alive(Helper) of
                 true -> Helper ! {credit, Credit}, ok;
                 false -> start(Channel, Credit, Helpers)
             end;
@@ -77,12 +78,60 @@ is_channel(Term) ->
 %% one of them alive in its dictionary.
 -spec start(py_channel:channel(), pos_integer(), #{py_channel:channel() => pid()}) -> ok.
 start(Channel, Credit, Helpers) ->
-    is_channel(Channel) orelse erlang:error(badarg, [Channel, Credit]),
+    Live = maps:filter(fun(_, Pid) -> is_alive(Pid) end, Helpers),
     Subscriber = self(),
-    Helper = proc_lib:spawn(fun() -> init(Channel, Subscriber, Credit) end),
-    Live = maps:filter(fun(_, Pid) -> is_process_alive(Pid) end, Helpers),
-    put(?HELPERS, Live#{Channel => Helper}),
+    case is_reference(Channel) andalso node(Channel) =/= node() of
+        false ->
+            is_channel(Channel) orelse erlang:error(badarg, [Channel, Credit]),
+            Helper = start_helper(Channel, Subscriber, Credit),
+            put(?HELPERS, Live#{Channel => Helper});
+        true ->
+            %% The helper reads on the owner node, sending to this process.
+            try erpc:call(node(Channel), ?MODULE, start_helper, [Channel, Subscriber, Credit],
+                          infinity) of
+                Helper ->
+                    watch_remote(Channel, Helper, Subscriber),
+                    put(?HELPERS, Live#{Channel => Helper})
+            catch
+                error:{erpc, noconnection} ->
+                    put(?HELPERS, Live),
+                    Subscriber ! {py_channel_closed, Channel};
+                error:{exception, badarg, _} ->
+                    erlang:error(badarg, [Channel, Credit])
+            end
+    end,
     ok.
+
+%% @private Starts the helper that reads `Channel' for `Subscriber' (on the
+%% node that owns the channel).
+-spec start_helper(py_channel:channel(), pid(), pos_integer()) -> pid().
+start_helper(Channel, Subscriber, Credit) ->
+    is_channel(Channel) orelse erlang:error(badarg, [Channel, Subscriber, Credit]),
+    proc_lib:spawn(fun() -> init(Channel, Subscriber, Credit) end).
+
+%% A helper on another node: if the connection to it drops, the subscription
+%% has ended for this process, which learns it as from a close. A small
+%% process here watches the helper for that, as long as both live.
+-spec watch_remote(py_channel:channel(), pid(), pid()) -> pid().
+watch_remote(Channel, Helper, Subscriber) ->
+    spawn(fun() ->
+                  HelperMonitor = erlang:monitor(process, Helper),
+                  SubscriberMonitor = erlang:monitor(process, Subscriber),
+                  receive
+                      {'DOWN', HelperMonitor, process, _, noconnection} ->
+                          Subscriber ! {py_channel_closed, Channel};
+                      {'DOWN', HelperMonitor, process, _, _} -> ok;
+                      {'DOWN', SubscriberMonitor, process, _, _} -> ok
+                  end
+          end).
+
+-spec is_alive(pid()) -> boolean().
+is_alive(Pid) when node(Pid) =:= node() ->
+    is_process_alive(Pid);
+is_alive(Pid) ->
+    try erpc:call(node(Pid), erlang, is_process_alive, [Pid], infinity)
+    catch error:{erpc, noconnection} -> false
+    end.
 
 %% The helper sends its term messages and then the reply to the same
 %% process, and the BEAM keeps messages between two processes in order: once
