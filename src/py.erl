@@ -113,7 +113,7 @@ exec(Code, Options) when is_map(Options) ->
 -spec exec(context(), iodata(), exec_options()) -> ok | py_error().
 exec(#py_context{} = Context, Code, Options) when is_map(Options) ->
     Timeout = exec_timeout(Options),
-    wait(fun(Ref) -> py_channel_nif:py_exec(Ref, namespace(Context), group_leader(), source(Code)) end,
+    wait(fun(Ref) -> py_channel_nif:py_exec(Ref, namespace(Context), output(), source(Code)) end,
          Timeout).
 
 exec_timeout(Options) ->
@@ -148,7 +148,7 @@ eval(Code, Locals, Timeout) when is_map(Locals) ->
 eval(Context, Code, Locals, Timeout) ->
     check_timeout(Timeout),
     wait(fun(Ref) ->
-                 py_channel_nif:py_eval(Ref, namespace(Context), group_leader(), source(Code), Locals)
+                 py_channel_nif:py_eval(Ref, namespace(Context), output(), source(Code), Locals)
          end, Timeout).
 
 %% @doc Calls `Module.Function(*Args)'. `Module' `'__main__'' is the caller's
@@ -229,7 +229,7 @@ stream(Module, Function, Args, Options) when is_map(Options) ->
     case py_channel:new(#{max_size => MaxSize}) of
         {ok, Channel} ->
             Ref = make_ref(),
-            Handle = py_channel_nif:py_stream(Ref, namespace(Context), group_leader(), Module,
+            Handle = py_channel_nif:py_stream(Ref, namespace(Context), output(), Module,
                                               Function, Args, Kwargs, Channel),
             {ok, Channel, #py_pending{ref = Ref, handle = Handle}};
         {error, {badarg, max_size}} ->
@@ -460,8 +460,13 @@ activate_venv(Path) ->
 
 %% Internals
 
+%% Where the Python code run for this process prints: its group leader, or a
+%% local relay of one on another node (see `py_runtime:output/1').
+output() ->
+    py_runtime:output(group_leader()).
+
 submit_call(Ref, Context, Module, Function, Args, Kwargs, Reply) ->
-    py_channel_nif:py_call(Ref, namespace(Context), group_leader(), Module, Function, Args,
+    py_channel_nif:py_call(Ref, namespace(Context), output(), Module, Function, Args,
                            Kwargs, Reply).
 
 check_call(Module, Function, Args, Kwargs) ->

@@ -20,7 +20,11 @@ cluster_test_() ->
              {"the owner's exit closes the channel for every node",
               fun owner_exit_closes_for_every_node/0},
              {"the owner node stopping: noconnection, and the subscriber's close",
-              fun owner_node_stops/0}],
+              fun owner_node_stops/0},
+             {"Python replies to a process on another node",
+              fun python_replies_across_nodes/0},
+             {"py called from another node: answered, printing to the caller's group leader",
+              fun py_called_from_another_node/0}],
     {setup, fun start_distribution/0, fun stop_distribution/1,
      [{Title, {timeout, 120, Test}} || {Title, Test} <- Tests]}.
 
@@ -226,6 +230,73 @@ owner_node_stops() ->
     ?assertEqual({error, noconnection}, py_channel:send(Channel, 2)),
     ?assertEqual({error, noconnection}, py_channel:recv(Channel, 1000)),
     ?assertEqual({error, noconnection}, py_channel:info(Channel)).
+
+python_replies_across_nodes() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    ok = py:exec(<<"
+from erlang.channel import Channel, reply
+
+def echo_squares(ref):
+    for sender, n in Channel(ref):
+        reply(sender, ('square', n * n))
+">>),
+    {ok, Ch} = py_channel:new(),
+    Echo = py:spawn_call('__main__', echo_squares, [Ch]),
+    with_peer(fun(Node, _) ->
+        Asker = fun() ->
+                        [ok = py_channel:send(Ch, {self(), N}) || N <- lists:seq(1, 50)],
+                        [receive {<<"square">>, S} -> S after 10000 -> timeout end
+                         || _ <- lists:seq(1, 50)]
+                end,
+        ?assertEqual([N * N || N <- lists:seq(1, 50)],
+                     peer_call(Node, erlang, apply, [Asker, []]))
+    end),
+    ok = py_channel:close(Ch),
+    ?assertEqual({ok, none}, py:await(Echo, 10000)).
+
+py_called_from_another_node() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    Here = node(),
+    with_peer(fun(Node, _) ->
+        Call = fun() ->
+                       %% A group leader of this (remote) node that keeps what it is asked to print.
+                       Printed = spawn(fun() -> capture_output([]) end),
+                       group_leader(Printed, self()),
+                       Answer = erpc:call(Here, py, eval,
+                                          [<<"print('printed far away') or 6 * 7">>]),
+                       Exec = erpc:call(Here, py, exec, [<<"print('and again')">>]),
+                       %% The output travels apart from the answer: wait for it.
+                       Text = printed(Printed, <<"printed far away\nand again\n">>, 250),
+                       {Answer, Exec, Text}
+               end,
+        {Answer, Exec, Text} = peer_call(Node, erlang, apply, [Call, []]),
+        ?assertEqual({ok, 42}, Answer),
+        ?assertEqual(ok, Exec),
+        ?assertEqual(<<"printed far away\nand again\n">>, Text)
+    end).
+
+capture_output(Acc) ->
+    receive
+        {io_request, From, ReplyAs, Request} ->
+            From ! {io_reply, ReplyAs, ok},
+            capture_output([chars(Request) | Acc]);
+        {text, From} ->
+            From ! {text, unicode:characters_to_binary(lists:reverse(Acc))},
+            capture_output(Acc)
+    end.
+
+printed(Printed, Expected, Tries) ->
+    Printed ! {text, self()},
+    receive
+        {text, Expected} -> Expected;
+        {text, Text} when Tries =:= 0 -> Text;
+        {text, _} -> timer:sleep(20), printed(Printed, Expected, Tries - 1)
+    end.
+
+chars({put_chars, unicode, Chars}) -> Chars;
+chars({put_chars, Chars}) -> Chars;
+chars({put_chars, unicode, M, F, A}) -> apply(M, F, A);
+chars(_) -> [].
 
 %% Helpers
 

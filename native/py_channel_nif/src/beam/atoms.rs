@@ -2,6 +2,7 @@
 
 rustler::atoms! {
     ok,
+    py_forward,
     error,
     busy,
     closed,

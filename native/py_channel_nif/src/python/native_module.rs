@@ -32,9 +32,15 @@ pyo3::create_exception!(
     "An Erlang function called with erlang.call failed or does not exist."
 );
 
-/// Sends `term` to the Erlang process `pid`, like `Pid ! Term`.
+/// Sends `term` to the Erlang process `pid`, like `Pid ! Term`. A process on another node
+/// (which Python sees as the opaque term of its pid) is sent to through the `py_runtime`
+/// process, as the NIF API sends only to local processes: in order, and, as `!` to another
+/// node, without knowing whether it is alive.
 #[pyfunction]
 fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(remote) = pid.cast::<PyTerm>() {
+        return send_to_other_node(remote.get(), term);
+    }
     let pid = pid
         .cast::<PyPid>()
         .map_err(|_| {
@@ -50,6 +56,31 @@ fn send(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
         Ok(())
     } else {
         Err(ProcessError::new_err("the process is not alive"))
+    }
+}
+
+/// `{py_forward, Pid, Term}` to `py_runtime`, which sends `Term` to `Pid` on its node.
+fn send_to_other_node(pid: &PyTerm, term: &Bound<'_, PyAny>) -> PyResult<()> {
+    let Some(runtime) = callbacks::runtime() else {
+        return Err(ProcessError::new_err(
+            "sending to a process on another node needs the py_channel application started",
+        ));
+    };
+    let sent = send_converted(&runtime, |env| {
+        let pid = pid
+            .to_term(env)
+            .filter(|pid| pid.get_type() == rustler::TermType::Pid)
+            .ok_or_else(|| {
+                pyo3::exceptions::PyTypeError::new_err("send() needs an erlang.Pid, not a term")
+            })?;
+        Ok((atoms::py_forward(), pid, to_erlang(env, term)?).encode(env))
+    })?;
+    if sent {
+        Ok(())
+    } else {
+        Err(ProcessError::new_err(
+            "the py_channel application is not running",
+        ))
     }
 }
 
