@@ -21,7 +21,7 @@
 -define(TABLES, [fun depth_table/0, fun stream_table/0, fun call_table/0,
                  fun python_stream_table/0, fun python_round_trip_table/0,
                  fun python_writes_table/0, fun waiting_producer_table/0,
-                 fun large_payload_table/0]).
+                 fun large_payload_table/0, fun remote_producer_table/0]).
 
 main() ->
     main(lists:seq(1, length(?TABLES))).
@@ -573,3 +573,63 @@ large_stream(Term, Count, Consumer) ->
     ok = py_channel:close(Ch),
     {ok, Count} = py:await(Pending, 600000),
     Count / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e3.
+
+%% A producer on another node.
+
+-define(REMOTE_MESSAGES, 1000000).
+
+remote_producer_table() ->
+    io:format("~n9. A producer on another node (started with peer, on this machine) streaming ~b "
+              "64 B binaries~n   (million terms/s, best of ~b runs each, higher is better)~n~n",
+              [?REMOTE_MESSAGES, ?STREAM_RUNS]),
+    Started = case node() of
+                  nonode@nohost ->
+                      _ = os:cmd("epmd -daemon"),
+                      {ok, _} = net_kernel:start([list_to_atom("py_bench_" ++ os:getpid()),
+                                                  shortnames]),
+                      true;
+                  _ -> false
+              end,
+    Paths = [filename:dirname(code:which(M)) || M <- [py_channel, ?MODULE]],
+    {ok, Peer, Node} = peer:start_link(#{name => peer:random_name(py_bench),
+                                         connection => standard_io,
+                                         args => ["+sbwt", "none"
+                                                  | lists:append([["-pa", P] || P <- Paths])]}),
+    {Channel, Mailbox} =
+        best_of([fun() -> remote_to_python(Node) end,
+                 fun() -> remote_to_mailbox(Node) end]),
+    io:format("~-40s | ~10s~n", ["stream", "M terms/s"]),
+    io:format("~-40s | ~10.2f~n", ["send/2 there -> channel -> Python here", Channel]),
+    io:format("~-40s | ~10.2f~n", ["! there -> process here (reference)", Mailbox]),
+    io:format("ratio: ~.2f (goal: >= 0.50; max_size 1 MiB, the producer retries on busy, "
+              "Python reads with receive_many)~n", [Channel / Mailbox]),
+    peer:stop(Peer),
+    Started andalso net_kernel:stop(),
+    ok.
+
+remote_to_python(Node) ->
+    {ok, Ch} = py_channel:new(#{max_size => 1 bsl 20}),
+    Term = payload('64 B'),
+    T0 = erlang:monotonic_time(nanosecond),
+    Pending = py:spawn_call('__main__', consume_batches, [Ch]),
+    ok = erpc:call(Node, fun() -> remote_send(Ch, Term, ?REMOTE_MESSAGES) end, infinity),
+    ok = erpc:call(Node, py_channel, close, [Ch], infinity),
+    N = ?REMOTE_MESSAGES,
+    {ok, N} = py:await(Pending, 600000),
+    N / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.
+
+remote_send(_Ch, _Term, 0) -> ok;
+remote_send(Ch, Term, N) ->
+    case py_channel:send(Ch, Term) of
+        ok -> remote_send(Ch, Term, N - 1);
+        busy -> erlang:yield(), remote_send(Ch, Term, N)
+    end.
+
+remote_to_mailbox(Node) ->
+    Term = payload('64 B'),
+    Self = self(),
+    T0 = erlang:monotonic_time(nanosecond),
+    Reader = spawn_link(fun() -> mailbox_drain(?REMOTE_MESSAGES), Self ! {self(), done} end),
+    _ = erpc:call(Node, fun() -> mailbox_send_n(Reader, Term, ?REMOTE_MESSAGES) end, infinity),
+    receive {Reader, done} -> ok end,
+    ?REMOTE_MESSAGES / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.

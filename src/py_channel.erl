@@ -21,7 +21,10 @@
 -export([new/0, new/1, send/2, send/3, send_many/2, close/1, info/1, try_receive/1,
          recv/1, recv/2, term_size/1, register_callbacks/0, stats/0]).
 -export([is_timeout/1]).
--export([subscribe/2]).
+-export([subscribe/2, monitor/1, demonitor/1]).
+
+%% py_channel:demonitor/1 is this module's, as py_channel:monitor/1.
+-compile({no_auto_import, [demonitor/1]}).
 
 -export_type([channel/0, options/0, info/0]).
 
@@ -114,7 +117,7 @@ check_options([{Key, _} | _]) ->
 %% `{error, closed}' after `close/1' or the owner's exit.
 -spec send(channel(), term()) -> ok | busy | {error, closed | too_large}.
 send(Channel, Term) when ?IS_REMOTE(Channel) ->
-    py_channel_remote:call(Channel, send, [Channel, Term]);
+    py_channel_link:send(Channel, Term);
 send(Channel, Term) ->
     py_channel_nif:send(Channel, Term).
 
@@ -132,6 +135,7 @@ send(Channel, Term) ->
 %% touched.
 -spec send(channel(), term(), timeout()) -> ok | {error, timeout | closed | too_large}.
 send(Channel, Term, Timeout) when ?IS_REMOTE(Channel) ->
+    ok = py_channel_link:flush(Channel), % after what this node sent with send/2
     py_channel_remote:call(Channel, send, [Channel, Term, Timeout]);
 send(Channel, Term, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Term, Timeout]),
@@ -178,6 +182,7 @@ give_up_sending(Channel, Term, WaiterId, Tag) ->
 %% than one `send/2' per term. Not a list: `badarg'.
 -spec send_many(channel(), [term()]) -> {ok, non_neg_integer()} | {error, closed}.
 send_many(Channel, Terms) when ?IS_REMOTE(Channel) ->
+    ok = py_channel_link:flush(Channel), % after what this node sent with send/2
     py_channel_remote:call(Channel, send_many, [Channel, Terms]);
 send_many(Channel, Terms) ->
     %% A proper list, checked before anything is queued.
@@ -195,7 +200,11 @@ send_many(Channel, Terms, Accepted) ->
 %% received, and every blocked reader (Python or Erlang) wakes. Idempotent.
 -spec close(channel()) -> ok.
 close(Channel) when ?IS_REMOTE(Channel) ->
-    py_channel_remote:call(Channel, close, [Channel]);
+    ok = py_channel_link:flush(Channel), % after what this node sent with send/2
+    case py_channel_remote:call(Channel, close, [Channel]) of
+        ok -> py_channel_link:closed(Channel);
+        Error -> Error
+    end;
 close(Channel) ->
     py_channel_nif:close(Channel).
 
@@ -320,6 +329,27 @@ remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 -spec subscribe(channel(), non_neg_integer()) -> ok.
 subscribe(Channel, Credit) ->
     py_channel_subscription:subscribe(Channel, Credit).
+
+%% @doc Asks to be told if terms this node sent to `Channel' with `send/2',
+%% answered `ok', may not have reached it: for a channel of another node,
+%% whose terms travel in batches (see the cluster guide), the caller gets once
+%% `{py_channel_down, Ref, Channel, Reason, Unconfirmed}' when the connection
+%% to the owner node drops (`Reason' `noconnection') or the channel turns out
+%% closed with terms on their way (`closed'): `Unconfirmed' of the terms sent
+%% from this node since the link to it was made were not confirmed queued
+%% (some may have been). For a channel of this node, whose sends are queued
+%% before they answer, nothing is ever sent. Not a channel: `badarg'.
+-spec monitor(channel()) -> reference().
+monitor(Channel) when ?IS_REMOTE(Channel) ->
+    py_channel_link:monitor_link(Channel);
+monitor(Channel) ->
+    _ = info(Channel),
+    make_ref().
+
+%% @doc Cancels `monitor/1'; a message already sent stays in the mailbox.
+-spec demonitor(reference()) -> ok.
+demonitor(Ref) when is_reference(Ref) ->
+    py_channel_link:demonitor_link(Ref).
 
 %% @doc The bytes `Term' counts against `max_size' and in `size': about the
 %% memory it takes, as the BEAM lays it out (8 bytes a word; a binary counts
