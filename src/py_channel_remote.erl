@@ -1,7 +1,8 @@
 %% @private
 %% @doc A channel used from another node than the one it was made on (the
-%% owner, `node(Channel)'): each `py_channel' call is made on the owner node,
-%% by a process of its own there, and answered as if it were local.
+%% owner, `node(Channel)'): a `py_channel' call other than `send/2' (which
+%% `py_channel_link' pipelines) is made on the owner node, by a process of its
+%% own there, and answered as if it were local. docs/cluster.md.
 %%
 %% A channel handle is a NIF resource; sent to another node it arrives as a
 %% reference that still names its owner node, and coming back home it is the
