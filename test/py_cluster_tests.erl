@@ -315,9 +315,13 @@ pipelined_disconnect() ->
         Pid = peer_call(Node, erlang, spawn, [Producer]),
         receive {started, Pid} -> ok end,
         py_test_support:wait_until(fun() -> maps:get(length, py_channel:info(Ch)) > 1000 end),
+        [Proxy] = proxies(),
         true = erlang:disconnect_node(PeerNode),
         receive
             {result, {Accepted, {noconnection, Unconfirmed}}} ->
+                %% The proxy here queues what reached it, and ends (a send after the
+                %% drop may have connected again, through a new link and proxy).
+                py_test_support:wait_until(fun() -> not is_process_alive(Proxy) end),
                 Received = drain_count(Ch, #{}),
                 %% Everything confirmed arrived, once; of the rest, some may have.
                 ?assert(Received =< Accepted),
@@ -338,6 +342,12 @@ produce_until_down(Ch, Monitor, I) ->
                 {error, noconnection} -> produce_until_down(Ch, Monitor, I)
             end
     end.
+
+%% The processes here queueing what another node sends.
+proxies() ->
+    [P || P <- processes(),
+          {current_function, {py_channel_link, F, _}} <- [process_info(P, current_function)],
+          lists:member(F, [proxy, queue_all, drain_batches])].
 
 %% How many distinct terms are queued (each at most once).
 drain_count(Ch, Seen) ->
