@@ -612,18 +612,11 @@ remote_to_python(Node) ->
     Term = payload('64 B'),
     T0 = erlang:monotonic_time(nanosecond),
     Pending = py:spawn_call('__main__', consume_batches, [Ch]),
-    ok = erpc:call(Node, fun() -> remote_send(Ch, Term, ?REMOTE_MESSAGES) end, infinity),
+    ok = erpc:call(Node, fun() -> channel_produce(Ch, Term, ?REMOTE_MESSAGES) end, infinity),
     ok = erpc:call(Node, py_channel, close, [Ch], infinity),
     N = ?REMOTE_MESSAGES,
     {ok, N} = py:await(Pending, 600000),
     N / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.
-
-remote_send(_Ch, _Term, 0) -> ok;
-remote_send(Ch, Term, N) ->
-    case py_channel:send(Ch, Term) of
-        ok -> remote_send(Ch, Term, N - 1);
-        busy -> erlang:yield(), remote_send(Ch, Term, N)
-    end.
 
 remote_to_mailbox(Node) ->
     Term = payload('64 B'),
