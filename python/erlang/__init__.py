@@ -6,7 +6,8 @@ Terms arrive as Python objects (see the type table in the py_channel docs): atom
 back to Erlang as the same term.
 """
 
-from _py_channel import (
+from ._atom import Atom
+from ._native import (
     Binary,
     CallError,
     Cancelled,
@@ -19,7 +20,6 @@ from _py_channel import (
     call,
     send,
 )
-
 from .channel import Channel, reply
 
 __all__ = [
@@ -38,16 +38,6 @@ __all__ = [
     "reply",
     "send",
 ]
-
-
-class Atom(str):
-    """An Erlang atom. A ``str``, so ``msg[0] == 'request'`` holds; only an ``Atom``
-    becomes an atom on the way back (a plain ``str`` becomes a binary)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Atom({str.__repr__(self)})"
 
 
 def _venv_version(path: str) -> str | None:

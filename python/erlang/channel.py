@@ -33,10 +33,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-# Straight from the native module, not through this package's __init__ (which imports us).
+# Straight from the native module (through _native, which outside the BEAM gives the
+# stand-ins of erlang.testing), not through this package's __init__ (which imports us).
 # reply is native: a consumer's `for pid, term in ch: reply(pid, term)` runs no bytecode of
 # its own between taking a term and sending it, so a cancel never falls in between.
-from _py_channel import ChannelClosed, _NativeChannel, reply
+from ._native import ChannelClosed, _NativeChannel, reply
 
 if TYPE_CHECKING:
     import asyncio
