@@ -77,12 +77,17 @@ test-mypy: setup
 	$(MYPY) python
 	$(MYPY) python/erlang/*.py
 
-## A sample consumer's unit tests, with pytest and erlang.testing, outside the BEAM: the
-## package imports without the native module (python/erlang/_native.py)
+## A sample consumer's unit tests, with pytest and erlang.testing, outside the BEAM, against
+## the package `erlang` installed as a distribution (pip install ./python) in a venv of its
+## own; then mypy over the consumer, finding the stubs in that install (PEP 561)
+PYTEST_VENV = _build/pytest-venv/$(PYTHON_VERSION)
+PIP_QUIET = --quiet --disable-pip-version-check
 test-pytest: setup
-	PYTHONPATH=python:test/pytest:.tools/pytest/python$(PYTHON_VERSION) $(PYTHON) -m pytest \
-	    -q -p no:cacheprovider test/pytest
-	MYPYPATH=python $(MYPY) test/pytest/sample_consumer.py
+	@[ -x $(PYTEST_VENV)/bin/python ] || $(PYTHON) -m venv $(PYTEST_VENV)
+	$(PYTEST_VENV)/bin/python -m pip install $(PIP_QUIET) pytest==8.3.4
+	$(PYTEST_VENV)/bin/python -m pip install $(PIP_QUIET) --force-reinstall --no-deps ./python
+	cd test/pytest && $(CURDIR)/$(PYTEST_VENV)/bin/python -m pytest -q -p no:cacheprovider .
+	$(MYPY) --python-executable $(PYTEST_VENV)/bin/python test/pytest/sample_consumer.py
 
 ## The Erlang suites against each Python of PYTHON_VERSIONS from pyenv, chosen by
 ## configuration only (PY_CHANNEL_PYTHON at start): the NIFs built once serve them all, and

@@ -49,18 +49,6 @@ sys.exit(mypy.version.__version__ != '$mypy_version')" 2>/dev/null; then
         --no-warn-script-location --target "$mypy_dir" "mypy==$mypy_version"
 fi
 
-# pytest, for the Python tests that run outside the BEAM (test/pytest, `make test-pytest`),
-# beside mypy and in the same way.
-pytest_version=8.3.4
-pytest_dir="$root/.tools/pytest/python$python_version"
-if ! PYTHONPATH="$pytest_dir" "$python" -c "import sys, pytest
-sys.exit(pytest.__version__ != '$pytest_version')" 2>/dev/null; then
-    echo "setup: installing pytest $pytest_version for $python into $pytest_dir"
-    rm -rf "$pytest_dir"
-    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check \
-        --no-warn-script-location --target "$pytest_dir" "pytest==$pytest_version"
-fi
-
 # A venv with uvloop and numpy, for the tests that run async_receive on uvloop
 # (test/py_reader_tests.erl) and round-trip numpy data (test/py_payload_tests.erl):
 # installed here, so no test reaches the network. One per Python version, like mypy above.
