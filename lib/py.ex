@@ -83,31 +83,112 @@ defmodule Py do
   def exec(code, options \\ []), do: :py.exec(code, Map.new(options))
 
   @doc """
-  Evaluates a Python expression, with local variables (atom or string names).
+  `exec/2` that raises `Py.Error` (with the exception's type, message and
+  traceback) instead of returning `{:error, reason}`.
+
+      iex> Py.exec!("answer = 42")
+      :ok
+      iex> Py.exec!("raise KeyError('k')")
+      ** (Py.Error) KeyError: 'k'
+  """
+  @spec exec!(iodata(), options()) :: :ok
+  def exec!(code, options \\ []), do: code |> exec(options) |> ok!()
+
+  @doc """
+  Evaluates a Python expression, with local variables (atom or string names),
+  as a map or a keyword list; options come third.
 
       iex> Py.eval("x + 1", %{x: 41}, timeout: 5_000)
       {:ok, 42}
+      iex> Py.eval("x + y", x: 40, y: 2)
+      {:ok, 42}
   """
-  @spec eval(iodata(), map(), options()) :: {:ok, term()} | error()
+  @spec eval(iodata(), map() | keyword(), options()) :: {:ok, term()} | error()
   def eval(code, locals \\ %{}, options \\ []) do
     case timeout(options) do
-      :default -> :py.eval(code, locals)
-      timeout -> :py.eval(code, locals, timeout)
+      :default -> :py.eval(code, Map.new(locals))
+      timeout -> :py.eval(code, Map.new(locals), timeout)
     end
   end
 
   @doc """
+  `eval/3` that returns the value itself, and raises `Py.Error` instead of
+  returning `{:error, reason}`.
+
+      iex> Py.eval!("6 * 7")
+      42
+      iex> Py.eval!("1 / 0")
+      ** (Py.Error) ZeroDivisionError: division by zero
+  """
+  @spec eval!(iodata(), map() | keyword(), options()) :: term()
+  def eval!(code, locals \\ %{}, options \\ []), do: code |> eval(locals, options) |> ok!()
+
+  @doc """
   Calls `module.function(*args, **kwargs)` and waits for the result.
   `function` may be a dotted path; module `:__main__` is the caller's
-  namespace. The last argument is `options()` or, as in `:py`, a timeout.
+  namespace. `kwargs` is a map or a keyword list; the last argument is
+  `options()` or, as in `:py`, a timeout.
+
+      iex> Py.call(:json, :dumps, [%{"b" => 1, "a" => 2}], sort_keys: true)
+      {:ok, ~s({"a": 2, "b": 1})}
   """
-  @spec call(atom() | binary(), atom() | binary(), list(), map(), options() | timeout()) ::
-          {:ok, term()} | error()
+  @spec call(
+          atom() | binary(),
+          atom() | binary(),
+          list(),
+          map() | keyword(),
+          options() | timeout()
+        ) :: {:ok, term()} | error()
   def call(module, function, args \\ [], kwargs \\ %{}, options \\ []) do
     case timeout(options) do
-      :default -> :py.call(module, function, args, kwargs)
-      timeout -> :py.call(module, function, args, kwargs, timeout)
+      :default -> :py.call(module, function, args, Map.new(kwargs))
+      timeout -> :py.call(module, function, args, Map.new(kwargs), timeout)
     end
+  end
+
+  @doc """
+  `call/5` that returns the value itself, and raises `Py.Error` (type,
+  message, traceback) instead of returning `{:error, reason}`.
+
+      iex> Py.call!(:math, :sqrt, [16])
+      4.0
+      iex> Py.call!(:math, :sqrt, [-1])
+      ** (Py.Error) ValueError: math domain error
+  """
+  @spec call!(
+          atom() | binary(),
+          atom() | binary(),
+          list(),
+          map() | keyword(),
+          options() | timeout()
+        ) :: term()
+  def call!(module, function, args \\ [], kwargs \\ %{}, options \\ []),
+    do: module |> call(function, args, kwargs, options) |> ok!()
+
+  @doc """
+  Starts `module.function(*args, **kwargs)` in a `Task`, for `Task.await/2`,
+  `Task.yield/2`, `Task.shutdown/2` and the `{ref, result}` messages a
+  GenServer handles in `handle_info/2`, as for any task. The task's result is
+  `{:ok, value}` or `{:error, reason}`, as `call/5` returns. Shutting the task
+  down (or its caller exiting) cancels the Python call. Options:
+  `timeout:` for the Python call (default `:infinity`: the task's own
+  `Task.await/2` timeout bounds the wait).
+
+      iex> task = Py.async(:math, :factorial, [10])
+      iex> Task.await(task)
+      {:ok, 3628800}
+      iex> :ok = Py.exec("import time")
+      iex> slow = Py.async(:time, :sleep, [10])
+      iex> Task.yield(slow, 50)
+      nil
+      iex> Task.shutdown(slow, :brutal_kill)
+      nil
+  """
+  @spec async(atom() | binary(), atom() | binary(), list(), map() | keyword(), options()) ::
+          Task.t()
+  def async(module, function, args \\ [], kwargs \\ %{}, options \\ []) do
+    options = Keyword.merge([timeout: :infinity], options)
+    Task.async(fn -> call(module, function, args, kwargs, options) end)
   end
 
   @doc """
@@ -120,9 +201,10 @@ defmodule Py do
   @spec spawn_call(atom() | binary(), atom() | binary(), list()) :: pending()
   def spawn_call(module, function, args \\ []), do: :py.spawn_call(module, function, args)
 
-  @doc "Starts `module.function(*args, **kwargs)` and returns at once."
-  @spec spawn_call(atom() | binary(), atom() | binary(), list(), map()) :: pending()
-  defdelegate spawn_call(module, function, args, kwargs), to: :py
+  @doc "Starts `module.function(*args, **kwargs)` and returns at once (`kwargs` a map or keyword list)."
+  @spec spawn_call(atom() | binary(), atom() | binary(), list(), map() | keyword()) :: pending()
+  def spawn_call(module, function, args, kwargs),
+    do: :py.spawn_call(module, function, args, Map.new(kwargs))
 
   @doc "The result of a `spawn_call/4`, waiting as long as it takes."
   @spec await(pending()) :: {:ok, term()} | error()
@@ -315,21 +397,28 @@ defmodule Py do
   @spec cast(atom() | binary(), atom() | binary(), list()) :: :ok
   def cast(module, function, args \\ []), do: :py.cast(module, function, args)
 
-  @doc "Calls `module.function(*args, **kwargs)` without waiting for the result."
-  @spec cast(atom() | binary(), atom() | binary(), list(), map()) :: :ok
-  defdelegate cast(module, function, args, kwargs), to: :py
+  @doc "Calls `module.function(*args, **kwargs)` without waiting for the result (`kwargs` a map or keyword list)."
+  @spec cast(atom() | binary(), atom() | binary(), list(), map() | keyword()) :: :ok
+  def cast(module, function, args, kwargs), do: :py.cast(module, function, args, Map.new(kwargs))
 
   @doc """
-  Makes `fun` callable from Python as `erlang.call(name, *args)`. A function of
-  arity 1 receives the argument list; others are applied to the arguments.
+  Makes `fun` callable from Python as `erlang.call(name, *args)`: it is applied
+  to the arguments, so its arity is the number Python passes (an arity-1
+  function gets the one argument; the Erlang `:py.register_function/2` gives
+  an arity-1 function the argument list instead, as erlang_python does). A
+  call with another number of arguments raises `erlang.CallError` in Python.
 
       iex> :ok = Py.register_function(:add, fn a, b -> a + b end)
+      iex> :ok = Py.register_function(:up, &String.upcase/1)
       iex> :ok = Py.exec("import erlang")
       iex> Py.eval("erlang.call('add', 2, 3)")
       {:ok, 5}
+      iex> Py.eval("erlang.call('up', 'shout')")
+      {:ok, "SHOUT"}
   """
   @spec register_function(atom() | binary(), function()) :: :ok
-  defdelegate register_function(name, fun), to: :py
+  def register_function(name, fun) when is_function(fun),
+    do: :py.register_function(name, fn args when is_list(args) -> apply(fun, args) end)
 
   @spec unregister_function(atom() | binary()) :: :ok
   defdelegate unregister_function(name), to: :py
@@ -373,6 +462,10 @@ defmodule Py do
   """
   @spec activate_venv(Path.t()) :: :ok | error()
   defdelegate activate_venv(path), to: :py
+
+  defp ok!(:ok), do: :ok
+  defp ok!({:ok, value}), do: value
+  defp ok!({:error, reason}), do: raise(Py.Error.from_reason(reason))
 
   defp timeout(timeout) when is_integer(timeout) or timeout == :infinity, do: timeout
 

@@ -18,6 +18,27 @@ defmodule ReadmeTest do
     end
   end
 
+  # Outside the BEAM, as a user's pytest runs it: in the venv `make test-pytest` makes.
+  test "the pytest block passes against the Python block, outside the BEAM" do
+    [consumer, pytest] = blocks("python")
+    dir = Path.join(System.tmp_dir!(), "py_channel_readme_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    File.write!(Path.join(dir, "consumer.py"), consumer)
+    File.write!(Path.join(dir, "test_readme.py"), pytest)
+
+    {version, 0} =
+      System.cmd(System.get_env("PY_CHANNEL_PYTHON", "python3"), [
+        "-c",
+        "import sys; print('%d.%d' % sys.version_info[:2], end='')"
+      ])
+
+    python = Path.expand("../_build/pytest-venv/#{version}/bin/python", __DIR__)
+    assert File.exists?(python), "no #{python}: make test-pytest makes it"
+    {output, status} = System.cmd(python, ["-m", "pytest", "-q", "-p", "no:cacheprovider", dir])
+    assert status == 0, output
+    assert output =~ "1 passed"
+  end
+
   test "the Erlang blocks run" do
     for block <- blocks("erlang") do
       {:ok, tokens, _} = :erl_scan.string(String.to_charlist(block))
@@ -36,7 +57,7 @@ defmodule ReadmeTest do
   end
 
   test "the Python block serves requests, sync and async" do
-    [python] = blocks("python")
+    [python, _pytest] = blocks("python")
 
     task =
       Task.async(fn ->

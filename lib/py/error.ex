@@ -1,7 +1,7 @@
 defmodule Py.Error do
   @moduledoc """
-  A Python call that gave no result, as an exception: raised by `Py.stream/4`
-  when the generator fails.
+  A Python call that gave no result, as an exception: raised by `Py.call!/5`,
+  `Py.eval!/3`, `Py.exec!/2`, and by `Py.stream/4` when the generator fails.
 
   `type` is the exception's class name (an atom or a binary, as in
   `{:error, {type, message}}`) or, when Python did not raise, one of
