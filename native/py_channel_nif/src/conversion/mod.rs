@@ -4,6 +4,7 @@
 //! code started itself.
 
 mod binary_view;
+mod elixir_structs;
 mod etf;
 pub mod flat_term;
 mod lent_bytes;

@@ -8,7 +8,7 @@ use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::to_python::atom_class;
 use super::type_name;
 use super::word_hasher::WordHashing;
-use super::{etf, nesting};
+use super::{elixir_structs, etf, nesting};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -145,6 +145,11 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
     if let Ok(term) = object.cast::<PyTerm>() {
         refuse_if_plain_only()?;
         return decoded(env, term.get().to_term(env));
+    }
+    // Dates, times and decimals as Elixir's structs (before the numbers below: a Decimal
+    // has __float__).
+    if let Some(term) = elixir_structs::to_erlang(env, object) {
+        return term;
     }
     // What ML code hands back, after every exact type so nothing above changes: arrays and
     // other buffers as binaries of their bytes, numpy-style scalars as numbers.
@@ -436,7 +441,7 @@ fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     binary.into()
 }
 
-fn integer<'a>(env: Env<'a>, int: &Bound<'_, PyInt>) -> PyResult<Term<'a>> {
+pub(super) fn integer<'a>(env: Env<'a>, int: &Bound<'_, PyInt>) -> PyResult<Term<'a>> {
     if let Ok(small) = int.extract::<i64>() {
         return Ok(small.encode(env));
     }

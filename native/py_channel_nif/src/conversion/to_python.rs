@@ -99,6 +99,9 @@ fn map<'py>(
     reading: &Reading<'_>,
     depth: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(converted) = super::elixir_structs::to_python(py, term) {
+        return converted;
+    }
     let dict = PyDict::new(py);
     for (key, value) in MapIterator::new(term).into_iter().flatten() {
         let py_key = python_key(py, key, reading, depth)?;
@@ -352,7 +355,7 @@ pub fn atom_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     ATOM.import(py, "erlang", "Atom")
 }
 
-fn integer<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn integer<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
     if let Ok(small) = term.decode::<i64>() {
         return Ok(small.into_pyobject(py)?.into_any());
     }
