@@ -48,9 +48,10 @@ defmodule PyChannel.MixProject do
       licenses: ["Apache-2.0"],
       links: %{},
       # checksum-py_channel_nif.exs is written by the release workflow: with it, a build
-      # uses the precompiled NIF for its target and Python; without, cargo builds one.
+      # uses the precompiled NIFs for its target; without, cargo builds them. `gleam/` is
+      # the Gleam package py_channel_gleam, shipped here for a path dependency.
       files: ~w(
-        lib src priv/.gitkeep python scripts mix.exs rebar.config Makefile docs
+        lib src priv/.gitkeep python gleam scripts mix.exs rebar.config Makefile docs
         native/py_channel_nif/Cargo.toml native/py_channel_nif/Cargo.lock
         native/py_channel_nif/build.rs native/py_channel_nif/src
         checksum-py_channel_nif.exs README.md CHANGELOG.md LICENSE

@@ -1,5 +1,6 @@
-import py_channel/channel.{Busy, Closed, Info, TooLarge}
-import py_channel/python.{PythonException, Timeout}
+import py_channel/channel.{Busy, Closed, Empty, Ended, Info, Message, Passive, TooLarge}
+import py_channel/python.{Cancelled, PythonException, Timeout}
+import py_channel/term
 
 pub fn send_and_info_test() {
   let ch = channel.new()
@@ -93,4 +94,140 @@ pub fn timeouts_stop_python_test() {
   let assert Error(Timeout) = python.exec_with_timeout("while True: pass", -5)
   let assert Ok(answer) = python.eval_with_timeout("6 * 7", 5000)
   let assert Ok(42) = python.to_int(answer)
+}
+
+pub fn send_with_timeout_test() {
+  let assert Ok(ch) = channel.new_with_max_size(120)
+  let forty = "0123456789012345678901234567890123456789"
+  let assert Ok(Nil) = channel.send_with_timeout(ch, forty, 100)
+  let assert Ok(Nil) = channel.send_with_timeout(ch, forty, 100)
+  // Full: no room within the timeout, and nothing queued.
+  let assert Error(channel.Timeout) = channel.send_with_timeout(ch, forty, 50)
+  let assert Info(length: 2, ..) = channel.info(ch)
+  let assert Error(TooLarge) =
+    channel.send_with_timeout(ch, #(forty, forty, forty), 50)
+  channel.close(ch)
+  let assert Error(Closed) = channel.send_with_timeout(ch, 1, 50)
+}
+
+pub fn receive_test() {
+  let ch = channel.new()
+  let assert Error(Empty) = channel.try_receive(ch)
+  let assert Error(channel.Timeout) = channel.receive(ch, 20)
+  let assert Ok(Nil) = channel.send(ch, #(1, "one"))
+  let assert Ok(Nil) = channel.send(ch, 2)
+  let assert Ok(first) = channel.receive(ch, 1000)
+  let assert Ok(#(one, name)) = term.to_tuple2(first)
+  let assert Ok(1) = term.to_int(one)
+  let assert Ok("one") = term.to_string(name)
+  let assert Ok(second) = channel.try_receive(ch)
+  let assert Ok(2) = term.to_int(second)
+  channel.close(ch)
+  let assert Error(Closed) = channel.receive(ch, 1000)
+  let assert Error(Closed) = channel.try_receive(ch)
+}
+
+// What Python writes, a Gleam process reads.
+pub fn receive_what_python_sends_test() {
+  let ch = channel.new()
+  let assert Ok(_) =
+    python.eval_with_channel(
+      "(lambda c: ([c.send(n) for n in range(3)], c.close()))(Channel(ch))",
+      "ch",
+      ch,
+    )
+  let assert Ok(zero) = channel.receive(ch, 1000)
+  let assert Ok(0) = term.to_int(zero)
+  let assert Ok(_) = channel.receive(ch, 1000)
+  let assert Ok(_) = channel.receive(ch, 1000)
+  let assert Error(Closed) = channel.receive(ch, 1000)
+}
+
+pub fn subscribe_test() {
+  let ch = channel.new()
+  let assert Ok(Nil) = channel.send(ch, 1)
+  let assert Ok(Nil) = channel.send(ch, 2)
+  let assert Ok(Nil) = channel.send(ch, 3)
+  channel.subscribe(ch, 2)
+  let assert Ok(Message(one)) = channel.receive_delivery(ch, 1000)
+  let assert Ok(1) = term.to_int(one)
+  let assert Ok(Message(_)) = channel.receive_delivery(ch, 1000)
+  let assert Ok(Passive) = channel.receive_delivery(ch, 1000)
+  let assert Error(Nil) = channel.receive_delivery(ch, 20)
+  channel.close(ch)
+  channel.subscribe(ch, 5)
+  let assert Ok(Message(three)) = channel.receive_delivery(ch, 1000)
+  let assert Ok(3) = term.to_int(three)
+  let assert Ok(Ended) = channel.receive_delivery(ch, 1000)
+}
+
+pub fn decoders_test() {
+  let assert Ok(value) =
+    python.eval(
+      "(1.5, True, b'\\xff\\x00', __import__('erlang').Atom('ok'), [1, 2], (1, 2, 3), {'b': 2, 'a': 1}, None)",
+    )
+  let assert Ok([f, b, bytes, atom, list, triple, dict, none]) =
+    tuple_items(value)
+  let assert Ok(1.5) = term.to_float(f)
+  let assert Ok(True) = term.to_bool(b)
+  let assert Ok(<<255, 0>>) = term.to_bit_string(bytes)
+  // Not UTF-8: a BitString, not a String.
+  let assert Error(Nil) = term.to_string(bytes)
+  let assert Ok("ok") = term.to_atom_name(atom)
+  let assert Ok([one, _]) = term.to_list(list)
+  let assert Ok(1) = term.to_int(one)
+  let assert Ok(#(_, _, three)) = term.to_tuple3(triple)
+  let assert Ok(3) = term.to_int(three)
+  let assert Ok([#(a, one_again), #(_, _)]) = term.to_dict(dict)
+  let assert Ok("a") = term.to_string(a)
+  let assert Ok(1) = term.to_int(one_again)
+  let assert Ok("none") = term.to_atom_name(none)
+  let assert Error(Nil) = term.to_int(f)
+  let assert Error(Nil) = term.to_tuple2(triple)
+}
+
+// A tuple of any size, as a list (the decoders read tuples of two and three).
+@external(erlang, "erlang", "tuple_to_list")
+fn tuple_to_list(tuple: term.Term) -> List(term.Term)
+
+fn tuple_items(value: term.Term) -> Result(List(term.Term), Nil) {
+  Ok(tuple_to_list(value))
+}
+
+pub fn call_test() {
+  let assert Ok(root) = python.call("math", "sqrt", [term.from(16)])
+  let assert Ok(4.0) = term.to_float(root)
+  let assert Ok(joined) =
+    python.call("os.path", "join", [term.from("a"), term.from("b")])
+  let assert Ok("a/b") = term.to_string(joined)
+  let assert Error(PythonException(name: "ValueError", message: _)) =
+    python.call("math", "sqrt", [term.from(-1)])
+  let assert Ok(Nil) = python.exec("import time")
+  let assert Error(Timeout) =
+    python.call_with_timeout("time", "sleep", [term.from(5)], 50)
+}
+
+pub fn spawn_await_cancel_test() {
+  let pending = python.spawn("math", "factorial", [term.from(10)])
+  let assert Ok(result) = python.await(pending, 5000)
+  let assert Ok(3_628_800) = term.to_int(result)
+  let slow = python.spawn("time", "sleep", [term.from(30)])
+  python.cancel(slow)
+  let assert Error(Cancelled) = python.await(slow, 5000)
+}
+
+// Python replies to the Gleam process, which reads the reply from its mailbox.
+pub fn python_replies_to_gleam_test() {
+  let ch = channel.new()
+  let assert Ok(Nil) = channel.send(ch, #(term.self(), 6))
+  channel.close(ch)
+  let assert Ok(_) =
+    python.eval_with_channel(
+      "[reply(pid, n * 7) for pid, n in Channel(ch)]",
+      "ch",
+      ch,
+    )
+  let assert Ok(reply) = term.receive(1000)
+  let assert Ok(42) = term.to_int(reply)
+  let assert Error(Nil) = term.receive(20)
 }

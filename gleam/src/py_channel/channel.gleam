@@ -12,6 +12,13 @@
 ////
 //// A channel is owned by the process that created it: when that process
 //// exits, the channel closes.
+////
+//// Reading in Gleam: `receive` (waiting up to a timeout), `try_receive`, or
+//// `subscribe` and `receive_delivery` (the messages come to the process, as a
+//// socket's in `{active, N}` mode). What is read is a `Term`, decoded with the
+//// functions of `py_channel/term`.
+
+import py_channel/term.{Term}
 
 /// A channel. It can be sent in messages and passed to Python.
 pub type Channel
@@ -40,14 +47,35 @@ pub type Info {
   )
 }
 
-/// Why a send was refused.
-pub type SendError {
-  /// The queued bytes plus this message's would exceed `max_size`: retry later.
+/// Why a send or a receive gave nothing: the outcomes of the channel guide.
+pub type ChannelError {
+  /// The queued bytes plus this message's would exceed `max_size`: retry
+  /// later (`send`).
   Busy
-  /// The channel is closed.
+  /// The channel is closed (a send), or closed and drained (a receive).
   Closed
-  /// The message alone exceeds `max_size`: it can never fit.
+  /// The message alone exceeds `max_size`: it can never fit (`send`,
+  /// `send_with_timeout`).
   TooLarge
+  /// Nothing within the timeout (`send_with_timeout`, `receive`).
+  Timeout
+  /// Nothing queued, and the channel is open (`try_receive`).
+  Empty
+}
+
+/// Why a send was refused (`Busy`, `Closed`, `TooLarge`; `Timeout` from
+/// `send_with_timeout`).
+pub type SendError =
+  ChannelError
+
+/// What a subscription delivers (`subscribe`, `receive_delivery`).
+pub type Delivery {
+  /// A message taken from the channel for this process.
+  Message(Term)
+  /// The credit ran out: `subscribe` again for more.
+  Passive
+  /// The channel is closed and drained: the subscription has ended.
+  Ended
 }
 
 /// A new unbounded channel owned by the calling process.
@@ -62,6 +90,41 @@ pub fn new_with_max_size(max_size: Int) -> Result(Channel, Nil)
 /// Queues `message` without blocking.
 @external(erlang, "py_channel_ffi", "send")
 pub fn send(channel: Channel, message: a) -> Result(Nil, SendError)
+
+/// Queues `message`, waiting up to `timeout_ms` milliseconds for room (in an
+/// ordinary receive: no scheduler waits): `Error(Timeout)` if none came, and
+/// nothing is queued. Waiting senders get room in the order they began to
+/// wait. A negative timeout is 0.
+@external(erlang, "py_channel_ffi", "send_with_timeout")
+pub fn send_with_timeout(
+  channel: Channel,
+  message: a,
+  timeout_ms: Int,
+) -> Result(Nil, SendError)
+
+/// Takes the oldest message, waiting up to `timeout_ms` milliseconds:
+/// `Error(Timeout)` if none came, `Error(Closed)` once the channel is closed
+/// and drained. Each message goes to exactly one reader (Python's, Erlang's or
+/// Gleam's). A negative timeout is 0.
+@external(erlang, "py_channel_ffi", "receive_term")
+pub fn receive(channel: Channel, timeout_ms: Int) -> Result(Term, ChannelError)
+
+/// Takes the oldest message without waiting: `Error(Empty)` when none is
+/// queued, `Error(Closed)` once the channel is closed and drained.
+@external(erlang, "py_channel_ffi", "try_receive")
+pub fn try_receive(channel: Channel) -> Result(Term, ChannelError)
+
+/// Subscribes the calling process: up to `credit` more messages come to its
+/// mailbox as they arrive (read them with `receive_delivery`), then
+/// `Passive`; `Ended` when the channel is closed and drained. 0 stops the
+/// subscription (what it had not taken stays queued).
+@external(erlang, "py_channel_ffi", "subscribe")
+pub fn subscribe(channel: Channel, credit: Int) -> Nil
+
+/// The next delivery of a subscription to `channel` in the calling process's
+/// mailbox, waiting up to `timeout_ms` milliseconds.
+@external(erlang, "py_channel_ffi", "receive_delivery")
+pub fn receive_delivery(channel: Channel, timeout_ms: Int) -> Result(Delivery, Nil)
 
 /// Closes the channel: sends fail from now on, queued messages can still be
 /// received, every waiting reader wakes. Idempotent.

@@ -1,17 +1,24 @@
 //// Running Python in the interpreter embedded in the BEAM: the subset of the
 //// Erlang `py` module a Gleam program needs to hand a channel to Python.
 ////
-//// Results come back as `Term`, a value from Python; `to_int` and
-//// `to_string` read the common cases.
+//// Results come back as `Term`, a value from Python, read with the decoders
+//// of `py_channel/term` (`to_int` and `to_string` here too); arguments are
+//// made with `term.from`. A Python `reply(pid, term)` to `term.self()` arrives
+//// in the process's mailbox: `term.receive`.
 ////
 //// Code runs in a namespace of the calling process, which starts with
 //// `Channel`, `ChannelClosed` and `reply` of `erlang.channel`: the same
 //// Python source runs from Gleam, Erlang and Elixir.
 
 import py_channel/channel
+import py_channel/term
 
-/// A value returned by Python.
-pub type Term
+/// A value returned by Python (see `py_channel/term`).
+pub type Term =
+  term.Term
+
+/// A call started with `spawn`, to `await` or `cancel`.
+pub type Pending
 
 /// Why Python did not give a result.
 pub type PythonError {
@@ -51,10 +58,44 @@ pub fn eval_with_channel(
   channel: channel.Channel,
 ) -> Result(Term, PythonError)
 
-/// The value as an Int, if it is one.
-@external(erlang, "py_channel_ffi", "to_int")
-pub fn to_int(term: Term) -> Result(Int, Nil)
+/// Calls `module.function(*args)` and waits for the result (30 s at most).
+@external(erlang, "py_channel_ffi", "call")
+pub fn call(
+  module: String,
+  function: String,
+  args: List(Term),
+) -> Result(Term, PythonError)
 
-/// The value as a String, if it is one.
-@external(erlang, "py_channel_ffi", "to_string")
-pub fn to_string(term: Term) -> Result(String, Nil)
+/// `call`, stopping the Python code after `timeout_ms` milliseconds
+/// (`Error(Timeout)`).
+@external(erlang, "py_channel_ffi", "call_with_timeout")
+pub fn call_with_timeout(
+  module: String,
+  function: String,
+  args: List(Term),
+  timeout_ms: Int,
+) -> Result(Term, PythonError)
+
+/// Starts `module.function(*args)` and returns at once.
+@external(erlang, "py_channel_ffi", "spawn")
+pub fn spawn(module: String, function: String, args: List(Term)) -> Pending
+
+/// The result of a `spawn`, waiting up to `timeout_ms` milliseconds
+/// (`Error(Timeout)`: the call is stopped).
+@external(erlang, "py_channel_ffi", "await")
+pub fn await(pending: Pending, timeout_ms: Int) -> Result(Term, PythonError)
+
+/// Stops a spawned call: it gets `erlang.Cancelled` at its next bytecode, a
+/// wait it is in wakes at once, and `await` gives `Error(Cancelled)`.
+@external(erlang, "py_channel_ffi", "cancel")
+pub fn cancel(pending: Pending) -> Nil
+
+/// The value as an Int, if it is one (`term.to_int`).
+pub fn to_int(value: Term) -> Result(Int, Nil) {
+  term.to_int(value)
+}
+
+/// The value as a String, if it is one (`term.to_string`).
+pub fn to_string(value: Term) -> Result(String, Nil) {
+  term.to_string(value)
+}
