@@ -21,7 +21,8 @@
 -define(TABLES, [fun depth_table/0, fun stream_table/0, fun call_table/0,
                  fun python_stream_table/0, fun python_round_trip_table/0,
                  fun python_writes_table/0, fun waiting_producer_table/0,
-                 fun large_payload_table/0, fun remote_producer_table/0]).
+                 fun large_payload_table/0, fun remote_producer_table/0,
+                 fun creation_table/0, fun picture_table/0]).
 
 main() ->
     main(lists:seq(1, length(?TABLES))).
@@ -626,3 +627,104 @@ remote_to_mailbox(Node) ->
     _ = erpc:call(Node, fun() -> mailbox_send_n(Reader, Term, ?REMOTE_MESSAGES) end, infinity),
     receive {Reader, done} -> ok end,
     ?REMOTE_MESSAGES / ((erlang:monotonic_time(nanosecond) - T0) / 1.0e9) / 1.0e6.
+
+%% Creating channels.
+
+creation_table() ->
+    io:format("~n10. Creating a channel and dropping it, beside spawn and an ETS table "
+              "(us each, median of 20 batches of 10,000, lower is better)~n~n"),
+    Rows = [{"py_channel:new() + drop", fun() -> {ok, _} = py_channel:new() end},
+            {"spawn (reference)", fun() -> spawn(fun() -> ok end) end},
+            {"ets:new + ets:delete (reference)",
+             fun() -> ets:delete(ets:new(bench, [])) end}],
+    io:format("~-34s | ~10s~n", ["operation", "us"]),
+    [io:format("~-34s | ~10.2f~n", [Label, creation_cost(Make)]) || {Label, Make} <- Rows],
+    erlang:garbage_collect(),
+    Before = erlang:memory(total),
+    Idle = [element(2, py_channel:new()) || _ <- lists:seq(1, 10000)],
+    PerChannel = (erlang:memory(total) - Before) / length(Idle),
+    io:format("memory of an idle empty channel (native and BEAM, from erlang:memory(total)): "
+              "~b bytes~n", [round(PerChannel)]),
+    io:format("(goals: new + drop <= 3 us; an idle channel under 1 KiB)~n").
+
+%% In a process of its own, which owns the channels it makes.
+creation_cost(Make) ->
+    Self = self(),
+    {Pid, Ref} = spawn_monitor(
+                   fun() ->
+                           Self ! {self(), median([begin
+                                                      T0 = erlang:monotonic_time(nanosecond),
+                                                      repeat(Make, 10000),
+                                                      (erlang:monotonic_time(nanosecond) - T0)
+                                                          / 10000 / 1000
+                                                  end || _ <- lists:seq(1, 20)])}
+                   end),
+    receive
+        {Pid, Median} -> erlang:demonitor(Ref, [flush]), Median
+    end.
+
+repeat(_Make, 0) -> ok;
+repeat(Make, N) -> Make(), repeat(Make, N - 1).
+
+%% The picture: throughput by payload size for each way of reading, and the round trips,
+%% measured here and drawn by scripts/plot_bench.py into docs/bench.png.
+
+-define(PICTURE_SIZES, [{'64 B', 200000}, {'1 KiB', 200000}, {'16 KiB', 100000},
+                        {'1 MiB', 20000}]).
+
+picture_table() ->
+    io:format("~n11. The picture: streams from an Erlang process into Python by payload size, "
+              "beside Erlang !~n    (thousand terms/s, best of ~b runs each), and round trips "
+              "(us, median of 5,000)~n~n", [?STREAM_RUNS]),
+    io:format("~-8s | ~14s ~14s ~14s | ~10s~n",
+              ["term", "for msg in ch", "receive_many", "memoryview", "Erlang !"]),
+    Streams =
+        [begin
+             Term = payload(Kind),
+             {For, Many, Views, Mailbox} =
+                 best_of([fun() -> large_stream(Term, Count, consume_iterating) end,
+                          fun() -> large_stream(Term, Count, consume_batches) end,
+                          fun() -> large_stream(Term, Count, consume_views) end,
+                          fun() -> mailbox_stream(Term, Count) * 1000 end]),
+             io:format("~-8s | ~14.1f ~14.1f ~14.1f | ~10.1f~n",
+                       [Kind, For, Many, Views, Mailbox]),
+             {Kind, For, Many, Views, Mailbox}
+         end || {Kind, Count} <- ?PICTURE_SIZES],
+    RoundTrips = picture_round_trips(),
+    io:format("~n~-40s | ~10s~n", ["round trip", "median us"]),
+    [io:format("~-40s | ~10.1f~n", [Label, Us]) || {Label, Us} <- RoundTrips],
+    Csv = filename:absname("_build/bench/figures.tsv"),
+    ok = file:write_file(
+           Csv,
+           %% Tab-separated: the labels hold commas.
+           [lists:join("\t", ["stream", atom_to_list(Kind)
+                              | [float_to_list(V, [{decimals, 1}])
+                                 || V <- [For, Many, Views, Mailbox]]]) ++ "\n"
+            || {Kind, For, Many, Views, Mailbox} <- Streams] ++
+           [lists:join("\t", ["round_trip", Label, float_to_list(Us, [{decimals, 2}])]) ++ "\n"
+            || {Label, Us} <- RoundTrips]),
+    Plot = os:cmd("sh scripts/plot_bench.sh " ++ Csv ++ " docs/bench.png 2>&1"),
+    io:format("~n~ts", [Plot]).
+
+picture_round_trips() ->
+    {ok, Ch} = py_channel:new(),
+    Echo = py:spawn_call('__main__', echo, [Ch]),
+    Ponger = spawn_link(fun Loop() -> receive {From, Seq} -> From ! Seq, Loop() end end),
+    {ok, Server} = gen_server:start_link(?MODULE, [], []),
+    Rows = [{"channel + Python reply/2",
+             fun(Seq) -> ok = py_channel:send(Ch, {self(), Seq}), receive Seq -> ok end end},
+            {"Erlang ping-pong (reference)",
+             fun(Seq) -> Ponger ! {self(), Seq}, receive Seq -> ok end end},
+            {"py:call(math, sqrt, [16])", fun(_) -> {ok, 4.0} = py:call(math, sqrt, [16]) end},
+            {"gen_server:call (reference)", fun(_) -> 16 = gen_server:call(Server, 16) end}],
+    Medians = [begin
+                   [RoundTrip(Seq) || Seq <- lists:seq(1, 1000)],
+                   {Label, median([timed(fun() -> RoundTrip(Seq) end)
+                                   || Seq <- lists:seq(1, 5000)]) / 1000}
+               end || {Label, RoundTrip} <- Rows],
+    ok = py_channel:close(Ch),
+    {ok, none} = py:await(Echo, 10000),
+    unlink(Ponger),
+    exit(Ponger, kill),
+    gen_server:stop(Server),
+    Medians.

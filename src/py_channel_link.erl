@@ -37,6 +37,9 @@
 -define(BATCH_TERMS, 512).
 -define(BATCH_BYTES, (256 * 1024)).
 
+%% The credit of a link that is ending: no send fits.
+-define(ENDED, -(1 bsl 62)).
+
 %% Slots of a link's atomics.
 -define(CREDIT_LEFT, 1).
 -define(ACCEPTED, 2).
@@ -66,12 +69,15 @@ send(Channel, Term) ->
                             atomics:add(Credit, ?ACCEPTED, 1),
                             Link ! {send, Term, Weight},
                             ok;
+                        Left when Left < ?ENDED div 2 ->
+                            %% The link is ending: the send goes through a new one (or
+                            %% learns why there can be none) once it is gone.
+                            Ref = erlang:monitor(process, Link),
+                            receive {'DOWN', Ref, process, _, _} -> ok end,
+                            resend(Channel, Term);
                         _ ->
                             atomics:add(Credit, ?CREDIT_LEFT, Weight),
-                            case is_process_alive(Link) of
-                                true -> busy;
-                                false -> resend(Channel, Term) % the link just ended
-                            end
+                            busy
                     end
             end;
         {error, badarg} ->
@@ -80,8 +86,7 @@ send(Channel, Term) ->
             Error
     end.
 
-%% Once the registry has dropped the ended link, the send goes through a new
-%% one (or learns why there can be none).
+%% The registry drops an ended link (and makes a new one) when asked.
 resend(Channel, Term) ->
     _ = gen_server_call({link, Channel}),
     send(Channel, Term).
@@ -287,7 +292,7 @@ down(Reason, #link{channel = Channel, credit = Credit, confirmed = Confirmed,
                    flushes = Flushes, monitors = Monitors}) ->
     %% No more sends through this link: a send until the registry drops it finds
     %% no credit.
-    atomics:put(Credit, ?CREDIT_LEFT, -(1 bsl 62)),
+    atomics:put(Credit, ?CREDIT_LEFT, ?ENDED),
     Unconfirmed = atomics:get(Credit, ?ACCEPTED) - Confirmed,
     [From ! {py_channel_down, Ref, Channel, Reason, Unconfirmed}
      || {Ref, From} <- maps:to_list(Monitors)],
@@ -302,7 +307,11 @@ start_proxy(Channel, Link) ->
         #{closed := true} ->
             {error, closed};
         #{max_size := MaxSize} ->
-            Proxy = spawn(fun() -> proxy(Channel, Link, erlang:monitor(process, Link)) end),
+            Proxy = spawn(fun() ->
+                                  %% What this process is, for observers (and tests).
+                                  put(py_channel_proxy_for, Link),
+                                  proxy(Channel, Link, erlang:monitor(process, Link))
+                          end),
             {ok, Proxy, MaxSize}
     end.
 

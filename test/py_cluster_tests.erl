@@ -346,8 +346,8 @@ produce_until_down(Ch, Monitor, I) ->
 %% The processes here queueing what another node sends.
 proxies() ->
     [P || P <- processes(),
-          {current_function, {py_channel_link, F, _}} <- [process_info(P, current_function)],
-          lists:member(F, [proxy, queue_all, drain_batches])].
+          {dictionary, Dictionary} <- [process_info(P, dictionary)],
+          lists:keymember(py_channel_proxy_for, 1, Dictionary)].
 
 %% How many distinct terms are queued (each at most once).
 drain_count(Ch, Seen) ->

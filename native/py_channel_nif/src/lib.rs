@@ -49,7 +49,9 @@ mod python;
 
 #[cfg(feature = "nif")]
 fn load(env: rustler::Env, load_info: rustler::Term) -> bool {
-    beam::channel_resource::open_resource_type(env) && python::py_nifs::load(load_info)
+    beam::channel_resource::open_resource_type(env)
+        && beam::open_owner_watch_type(env)
+        && python::py_nifs::load(load_info)
 }
 
 /// `py_channel_nif:loaded/0`, whose Erlang stub answers `false`.

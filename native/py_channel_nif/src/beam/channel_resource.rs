@@ -6,13 +6,13 @@
 //! counted reference (what `ResourceArc` would be).
 
 use crate::beam::frame::{ArenaSlot, Frame};
+use crate::beam::owners;
 use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::channel::{Channel, Signal, TryRecvError};
 use rustler::sys::{
     c_void, enif_alloc_resource, enif_get_resource, enif_keep_resource, enif_make_resource,
-    enif_monitor_process, enif_release_resource, ErlNifEnv, ErlNifMonitor, ErlNifPid,
-    ErlNifResourceDown, ErlNifResourceDtor, ErlNifResourceFlags, ErlNifResourceType,
-    ErlNifResourceTypeInit,
+    enif_release_resource, ErlNifEnv, ErlNifResourceDown, ErlNifResourceDtor, ErlNifResourceFlags,
+    ErlNifResourceType, ErlNifResourceTypeInit,
 };
 use rustler::{Decoder, Encoder, EnifAllocator, Env, Error, LocalPid, NifResult, Term};
 use std::mem::{align_of, size_of, MaybeUninit};
@@ -37,6 +37,8 @@ pub struct ChannelResource {
     pub channel: Channel<Frame, TaskWake>,
     /// Where the terms sent to this channel are held (see `frame::TermArena`).
     pub arena: Mutex<ArenaSlot>,
+    /// The owner's key in `owners.rs` (0 until adopted).
+    owner: AtomicUsize,
 }
 
 impl ChannelResource {
@@ -45,7 +47,13 @@ impl ChannelResource {
         ChannelResource {
             channel: Channel::with_block_allocator(max_size, &QUEUE_ALLOCATOR),
             arena: Mutex::new(ArenaSlot::default()),
+            owner: AtomicUsize::new(0),
         }
+    }
+
+    /// Set by `owners::adopt`, which keeps the channel in its owner's set until it is freed.
+    pub fn set_owner(&self, owner: usize) {
+        self.owner.store(owner, Ordering::Release);
     }
 
     /// Closes the channel and wakes every parked reader and sender. `env` is the caller's,
@@ -93,7 +101,8 @@ pub fn open_resource_type(env: Env<'_>) -> bool {
     let init = ErlNifResourceTypeInit {
         dtor: destructor as *const ErlNifResourceDtor,
         stop: ptr::null(),
-        down: owner_down as *const ErlNifResourceDown,
+        // The owner is watched by `owners.rs`, one monitor per owning process.
+        down: ptr::null::<ErlNifResourceDown>(),
         #[cfg(feature = "nif_version_2_16")]
         members: 3,
         #[cfg(feature = "nif_version_2_16")]
@@ -140,21 +149,15 @@ fn data(object: *const c_void) -> *mut ChannelResource {
 }
 
 unsafe extern "C" fn destructor(_env: *mut ErlNifEnv, object: *mut c_void) {
-    // SAFETY: the BEAM calls this once, when the last reference is gone.
-    unsafe { ptr::drop_in_place(data(object)) }
-}
-
-/// The owner exited: close, like an ETS table whose owner dies. Queued frames still drain.
-unsafe extern "C" fn owner_down(
-    env: *mut ErlNifEnv,
-    object: *mut c_void,
-    _pid: *const ErlNifPid,
-    _monitor: *const ErlNifMonitor,
-) {
-    // SAFETY: the object is alive during the callback; `env` is the callback's env.
+    // SAFETY: the BEAM calls this once, when the last reference is gone. The channel leaves
+    // its owner's set first, so the owner's exit never closes it while it is freed.
     unsafe {
-        let env = Env::new(&(), env);
-        (*data(object)).close(Some(env));
+        let channel = data(object);
+        let owner = (*channel).owner.load(Ordering::Acquire);
+        if owner != 0 {
+            owners::release(owner, &*channel);
+        }
+        ptr::drop_in_place(channel)
     }
 }
 
@@ -178,18 +181,9 @@ impl ChannelHandle {
         }
     }
 
-    /// Monitors `pid` on behalf of the channel: its exit closes it. False if `pid` is dead.
+    /// Makes `pid` the channel's owner: its exit closes it. False if `pid` is dead.
     pub fn monitor(&self, env: Env<'_>, pid: &LocalPid) -> bool {
-        let mut monitor = MaybeUninit::<ErlNifMonitor>::uninit();
-        // SAFETY: a live resource of a type with a down callback; a local pid.
-        unsafe {
-            enif_monitor_process(
-                env.as_c_arg(),
-                self.object,
-                pid.as_c_arg(),
-                monitor.as_mut_ptr(),
-            ) == 0
-        }
+        owners::adopt(env, pid, self)
     }
 
     pub fn ptr_eq(&self, resource: &ChannelResource) -> bool {

@@ -1,9 +1,12 @@
 //! What touches the BEAM and never Python: the channel as a resource, how a term is stored in
-//! it, the channel NIFs, and waking readers parked on it.
+//! it, the channel NIFs, channel owners, and waking readers parked on it.
 
 pub mod atoms;
 mod channel_nifs;
 pub mod channel_resource;
 pub mod frame;
+mod owners;
 pub mod task_wake;
 mod term_scan;
+
+pub use owners::open_watch_type as open_owner_watch_type;
