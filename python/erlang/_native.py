@@ -6,67 +6,23 @@ stand-ins of ``erlang.testing`` and says clearly what needs the BEAM."""
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from _py_channel import (
-        Binary,
-        CallError,
-        Cancelled,
-        ChannelClosed,
-        ChannelRef,
-        Pid,
-        ProcessError,
-        Ref,
-        Term,
-        _NativeChannel,
-        call,
-        reply,
-        send,
-    )
+    import _py_channel as native
 else:
     try:
-        from _py_channel import (
-            Binary,
-            CallError,
-            Cancelled,
-            ChannelClosed,
-            ChannelRef,
-            Pid,
-            ProcessError,
-            Ref,
-            Term,
-            _NativeChannel,
-            call,
-            reply,
-            send,
-        )
+        import _py_channel as native
     except ModuleNotFoundError:
-        from ._standalone import (
-            Binary,
-            CallError,
-            Cancelled,
-            ChannelClosed,
-            ChannelRef,
-            Pid,
-            ProcessError,
-            Ref,
-            Term,
-            _NativeChannel,
-            call,
-            reply,
-            send,
-        )
+        from . import _standalone as native
 
-__all__ = [
-    "Binary",
-    "CallError",
-    "Cancelled",
-    "ChannelClosed",
-    "ChannelRef",
-    "Pid",
-    "ProcessError",
-    "Ref",
-    "Term",
-    "_NativeChannel",
-    "call",
-    "reply",
-    "send",
-]
+Binary = native.Binary
+CallError = native.CallError
+Cancelled = native.Cancelled
+ChannelClosed = native.ChannelClosed
+ChannelRef = native.ChannelRef
+Pid = native.Pid
+ProcessError = native.ProcessError
+Ref = native.Ref
+Term = native.Term
+_NativeChannel = native._NativeChannel
+call = native.call
+reply = native.reply
+send = native.send

@@ -15,6 +15,7 @@ use rustler::sys::{
     ErlNifResourceType, ErlNifResourceTypeInit,
 };
 use rustler::{Decoder, Encoder, EnifAllocator, Env, Error, LocalPid, NifResult, Term};
+use std::ffi::CStr;
 use std::mem::{align_of, size_of, MaybeUninit};
 use std::ops::Deref;
 use std::ptr;
@@ -98,11 +99,23 @@ impl Drop for ChannelResource {
 
 /// Registers the resource type; called once from the NIF's `load`.
 pub fn open_resource_type(env: Env<'_>) -> bool {
+    // The owner is watched by `owners.rs`, one monitor per owning process: no down callback.
+    let resource_type = open_type(env, c"py_channel", destructor as *const _, ptr::null());
+    CHANNEL_TYPE.store(resource_type, Ordering::Release);
+    !resource_type.is_null()
+}
+
+/// Registers a resource type of this NIF (null on failure); from `load` only.
+pub(super) fn open_type(
+    env: Env<'_>,
+    name: &CStr,
+    dtor: *const ErlNifResourceDtor,
+    down: *const ErlNifResourceDown,
+) -> *mut ErlNifResourceType {
     let init = ErlNifResourceTypeInit {
-        dtor: destructor as *const ErlNifResourceDtor,
+        dtor,
         stop: ptr::null(),
-        // The owner is watched by `owners.rs`, one monitor per owning process.
-        down: ptr::null::<ErlNifResourceDown>(),
+        down,
         #[cfg(feature = "nif_version_2_16")]
         members: 3,
         #[cfg(feature = "nif_version_2_16")]
@@ -110,21 +123,20 @@ pub fn open_resource_type(env: Env<'_>) -> bool {
     };
     let mut tried = MaybeUninit::uninit();
     // SAFETY: called from `load` with its env; the name is a static C string.
-    let resource_type = unsafe {
+    unsafe {
         #[cfg(feature = "nif_version_2_16")]
         let open = rustler::sys::enif_init_resource_type;
         #[cfg(not(feature = "nif_version_2_16"))]
         let open = rustler::sys::enif_open_resource_type_x;
         open(
             env.as_c_arg(),
-            c"py_channel".as_ptr(),
+            name.as_ptr(),
             &init,
             ErlNifResourceFlags::ERL_NIF_RT_CREATE,
             tried.as_mut_ptr(),
         )
-    };
-    CHANNEL_TYPE.store(resource_type.cast_mut(), Ordering::Release);
-    !resource_type.is_null()
+        .cast_mut()
+    }
 }
 
 fn resource_type() -> *const ErlNifResourceType {

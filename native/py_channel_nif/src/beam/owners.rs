@@ -8,11 +8,10 @@
 //! small watch resource, and the others join that watch: a channel's drop only leaves a
 //! set, and the owner's exit closes every channel still in it.
 
-use crate::beam::channel_resource::ChannelResource;
+use crate::beam::channel_resource::{open_type, ChannelResource};
 use rustler::sys::{
     c_void, enif_alloc_resource, enif_monitor_process, enif_release_resource, ErlNifEnv,
-    ErlNifMonitor, ErlNifPid, ErlNifResourceDown, ErlNifResourceDtor, ErlNifResourceFlags,
-    ErlNifResourceType, ErlNifResourceTypeInit,
+    ErlNifMonitor, ErlNifPid, ErlNifResourceType,
 };
 use rustler::{Env, LocalPid};
 use std::collections::hash_map::Entry;
@@ -31,31 +30,13 @@ static OWNERS: Mutex<Option<HashMap<usize, HashSet<usize>>>> = Mutex::new(None);
 
 /// Registers the watch resource type; called once from the NIF's `load`.
 pub fn open_watch_type(env: Env<'_>) -> bool {
-    let init = ErlNifResourceTypeInit {
-        dtor: ptr::null::<ErlNifResourceDtor>(),
-        stop: ptr::null(),
-        down: owner_down as *const ErlNifResourceDown,
-        #[cfg(feature = "nif_version_2_16")]
-        members: 3,
-        #[cfg(feature = "nif_version_2_16")]
-        dyncall: ptr::null(),
-    };
-    let mut tried = MaybeUninit::uninit();
-    // SAFETY: called from `load` with its env; the name is a static C string.
-    let watch_type = unsafe {
-        #[cfg(feature = "nif_version_2_16")]
-        let open = rustler::sys::enif_init_resource_type;
-        #[cfg(not(feature = "nif_version_2_16"))]
-        let open = rustler::sys::enif_open_resource_type_x;
-        open(
-            env.as_c_arg(),
-            c"py_channel_owner".as_ptr(),
-            &init,
-            ErlNifResourceFlags::ERL_NIF_RT_CREATE,
-            tried.as_mut_ptr(),
-        )
-    };
-    WATCH_TYPE.store(watch_type.cast_mut(), Ordering::Release);
+    let watch_type = open_type(
+        env,
+        c"py_channel_owner",
+        ptr::null(),
+        owner_down as *const _,
+    );
+    WATCH_TYPE.store(watch_type, Ordering::Release);
     !watch_type.is_null()
 }
 
