@@ -38,8 +38,8 @@ class Pid:
 class Binary:
     def __len__(self) -> int: ...
     if sys.version_info >= (3, 12):
+        # No __release_buffer__: releasing a view only drops its reference to this object.
         def __buffer__(self, flags: int, /) -> memoryview: ...
-        def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
 @final
 class Ref:
