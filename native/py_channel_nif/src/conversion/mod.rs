@@ -16,7 +16,7 @@ mod word_hasher;
 
 use pyo3::prelude::*;
 
-pub use binary_view::BinaryView;
+pub use binary_view::exporter_type;
 pub use to_erlang::{set_none_atom, to_erlang, to_erlang_plain};
 pub use to_python::{to_python, to_python_held, BinaryMode};
 

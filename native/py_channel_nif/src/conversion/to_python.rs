@@ -1,6 +1,6 @@
 //! Erlang term -> Python object.
 
-use super::binary_view::BinaryView;
+use super::binary_view;
 use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::word_hasher::WordHashing;
 use super::{etf, nesting};
@@ -215,14 +215,9 @@ fn binary_view<'py>(
     bytes: &[u8],
     frame: Option<&Frame>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let view = match frame.and_then(Frame::memory) {
-        Some(memory) => BinaryView::in_memory(memory, bytes),
-        None => BinaryView::copied(binary),
-    };
-    let exporter = Bound::new(py, view)?;
-    // SAFETY: returns a new reference or NULL with an exception set.
-    unsafe {
-        Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyMemoryView_FromObject(exporter.as_ptr()))
+    match frame.and_then(Frame::memory) {
+        Some(memory) => binary_view::in_memory(py, memory, bytes),
+        None => binary_view::copied(py, binary),
     }
 }
 

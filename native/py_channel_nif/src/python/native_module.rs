@@ -4,7 +4,7 @@
 
 use crate::beam::atoms;
 use crate::conversion::term_classes::{PyChannelRef, PyPid, PyRef, PyTerm};
-use crate::conversion::{to_erlang, to_python, type_name, BinaryMode, BinaryView};
+use crate::conversion::{exporter_type, to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
 use crate::python::cancel::{self, Cancelled};
 use crate::python::native_channel::{ChannelClosed, NativeChannel};
@@ -177,7 +177,7 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(output::_flush_output, module)?)?;
     module.add_function(wrap_pyfunction!(output::_log, module)?)?;
     module.add_class::<PyPid>()?;
-    module.add_class::<BinaryView>()?;
+    module.add("Binary", exporter_type(module.py())?)?;
     module.add_class::<PyRef>()?;
     module.add_class::<PyTerm>()?;
     module.add_class::<PyChannelRef>()?;
