@@ -256,11 +256,17 @@ owner_node_stops() ->
                     end, []]),
     {_Keeper, Channel} = Ch,
     ?assertEqual(OwnerNode, node(Channel)),
+    Monitor = py_channel:monitor(Channel),
     ?assertEqual(ok, py_channel:send(Channel, 1)),
     ok = py_channel:subscribe(Channel, 1),
     receive {py_channel, Channel, 1} -> ok after 10000 -> ?assert(false) end,
     peer:stop(Owner),
     receive {py_channel_closed, Channel} -> ok after 30000 -> ?assert(false) end,
+    %% This node's link to the channel hears of it too (the one term it sent was
+    %% confirmed queued); from then on a send finds no owner to reach.
+    receive {py_channel_down, Monitor, Channel, _Reason, 0} -> ok
+    after 30000 -> ?assert(false)
+    end,
     ?assertEqual({error, noconnection}, py_channel:send(Channel, 2)),
     ?assertEqual({error, noconnection}, py_channel:recv(Channel, 1000)),
     ?assertEqual({error, noconnection}, py_channel:info(Channel)).
