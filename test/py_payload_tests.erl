@@ -87,8 +87,47 @@ payload_test_() ->
       {timeout, 60, {"a 100 MB bytes reaches Erlang without a second copy, released after",
                      fun lent_bytes/0}},
       {timeout, 60, {"the interpreter keeps large blocks: right contents, bounded memory",
-                     fun allocator/0}}
+                     fun allocator/0}},
+      {"on a thread Python started: views made and dropped, dates and decimals both ways",
+       fun on_a_python_thread/0}
       | numpy_tests()]}.
+
+%% The exporters behind views (and their free list) and the date and decimal structs,
+%% used from a threading.Thread: made, read and released there, converted both ways.
+on_a_python_thread() ->
+    ok = py:exec(<<"
+import datetime, decimal, threading
+from erlang.channel import Channel
+
+def on_thread(ref):
+    out = {}
+    def work():
+        channel = Channel(ref, binary='memoryview')
+        views = [channel.receive() for _ in range(200)]
+        out['kinds'] = sorted({type(view).__name__ for view in views})
+        out['sizes'] = sorted({bytes(view).count(b'x') for view in views})
+        date = channel.receive()
+        out['date'] = (type(date).__name__, date.isoformat())
+        del views
+        channel.send((datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+                      decimal.Decimal('1.50')))
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return (out['kinds'], out['sizes'], out['date'])
+">>),
+    {ok, Ch} = py_channel:new(),
+    Bin = binary:copy(<<"x">>, 100000),
+    [ok = py_channel:send(Ch, Bin) || _ <- lists:seq(1, 200)],
+    ok = py_channel:send(Ch, #{'__struct__' => 'Elixir.Date', calendar => 'Elixir.Calendar.ISO',
+                               year => 2024, month => 2, day => 29}),
+    ?assertEqual({ok, {[<<"memoryview">>], [100000], {<<"date">>, <<"2024-02-29">>}}},
+                 py:call('__main__', on_thread, [Ch])),
+    {ok, {DateTime, Decimal}} = py_channel:try_receive(Ch),
+    ?assertMatch(#{'__struct__' := 'Elixir.DateTime', year := 2024, hour := 3,
+                   time_zone := <<"Etc/UTC">>}, DateTime),
+    ?assertEqual(#{'__struct__' => 'Elixir.Decimal', sign => 1, coef => 150, exp => -2},
+                 Decimal).
 
 buffers() ->
     define_helpers(),
