@@ -27,8 +27,7 @@ call(Channel, Function, Args) ->
     catch
         error:{erpc, noconnection} -> {error, noconnection};
         error:{exception, Reason, Stack} -> erlang:raise(error, Reason, Stack);
-        exit:{exception, Reason} -> exit(Reason);
-        throw:Thrown -> throw(Thrown)
+        exit:{exception, Reason} -> exit(Reason)
     end.
 
 %% @doc On the owner node: the call, watched so that the caller's exit (or the

@@ -248,7 +248,7 @@ open_libpython(Python, #{shared := false, full_version := Full}) ->
                   " (configure --enable-shared; pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared,",
                   " uv and python.org builds have one)"]);
 open_libpython(Python, #{libdir := LibDir, soname := SoName, ldlibrary := LdLibrary,
-                         multiarch := Multiarch, prefix := _}) ->
+                         multiarch := Multiarch}) ->
     Candidates = [filename:join(Dir, Name)
                   || Dir <- [LibDir, filename:join(LibDir, Multiarch)], Dir =/= <<>>,
                      Name <- [SoName, LdLibrary], Name =/= <<>>],

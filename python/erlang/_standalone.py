@@ -7,24 +7,8 @@ from __future__ import annotations
 from typing import Any, Literal, NoReturn
 
 from . import testing
-from .testing import ChannelClosed
+from .testing import ChannelClosed as ChannelClosed
 from .testing import Pid as Pid
-
-__all__ = [
-    "Binary",
-    "CallError",
-    "Cancelled",
-    "ChannelClosed",
-    "ChannelRef",
-    "Pid",
-    "ProcessError",
-    "Ref",
-    "Term",
-    "_NativeChannel",
-    "call",
-    "reply",
-    "send",
-]
 
 _OUTSIDE = "outside the BEAM (no py_channel NIF in this interpreter)"
 

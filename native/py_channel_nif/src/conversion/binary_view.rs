@@ -66,32 +66,15 @@ fn type_object(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
     if let Some(made) = EXPORTER_TYPE.get() {
         return Ok(made.0);
     }
+    let slot = |slot, pfunc: *mut c_void| ffi::PyType_Slot { slot, pfunc };
+    let doc = c"What a memoryview of an Erlang binary exports: read-only bytes.";
     let mut slots = [
-        ffi::PyType_Slot {
-            slot: ffi::Py_bf_getbuffer,
-            pfunc: get_buffer as *mut c_void,
-        },
-        ffi::PyType_Slot {
-            slot: ffi::Py_tp_dealloc,
-            pfunc: dealloc as *mut c_void,
-        },
-        ffi::PyType_Slot {
-            slot: ffi::Py_tp_repr,
-            pfunc: repr as *mut c_void,
-        },
-        ffi::PyType_Slot {
-            slot: ffi::Py_sq_length,
-            pfunc: length as *mut c_void,
-        },
-        ffi::PyType_Slot {
-            slot: ffi::Py_tp_doc,
-            pfunc: c"What a memoryview of an Erlang binary exports: read-only bytes.".as_ptr()
-                as *mut c_void,
-        },
-        ffi::PyType_Slot {
-            slot: 0,
-            pfunc: ptr::null_mut(),
-        },
+        slot(ffi::Py_bf_getbuffer, get_buffer as *mut c_void),
+        slot(ffi::Py_tp_dealloc, dealloc as *mut c_void),
+        slot(ffi::Py_tp_repr, repr as *mut c_void),
+        slot(ffi::Py_sq_length, length as *mut c_void),
+        slot(ffi::Py_tp_doc, doc.as_ptr() as *mut c_void),
+        slot(0, ptr::null_mut()),
     ];
     let mut spec = ffi::PyType_Spec {
         name: c"erlang.Binary".as_ptr(),
