@@ -9,12 +9,18 @@
 start(_Type, _Args) ->
     %% The NIF for the configured Python is loaded here, so a Python that is
     %% missing or unusable is an error of this start, not a node that fails to boot.
-    case py_loader:load() of
+    case start_settings() of
         ok ->
             py_channel_sup:start_link();
         {error, Reason} ->
-            logger:error("~ts", [py_loader:format_error(Reason)]),
+            logger:error("~ts", [format_error(Reason)]),
             {error, Reason}
+    end.
+
+start_settings() ->
+    case py_loader:load() of
+        ok -> py:init_await_spin();
+        Error -> Error
     end.
 
 -spec stop(term()) -> ok.
@@ -23,5 +29,8 @@ stop(_State) ->
 
 %% @doc A sentence for the reason a start failed (see `py_loader').
 -spec format_error(term()) -> unicode:chardata().
+format_error({badarg, {await_spin, Value}}) ->
+    io_lib:format("py_channel: await_spin must be a number of microseconds, 0 or more, not ~tp",
+                  [Value]);
 format_error(Reason) ->
     py_loader:format_error(Reason).

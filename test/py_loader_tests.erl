@@ -22,7 +22,9 @@ loader_test_() ->
       {"py:activate_venv/1 refuses a venv of another minor",
        fun activate_venv_of_another_minor/0},
       {"without the application, the first call loads the NIF and is answered",
-       fun loaded_on_first_use/0}]}.
+       fun loaded_on_first_use/0},
+      {"await_spin is read at start, and a bad one is an error of the start",
+       fun await_spin_configured/0}]}.
 
 app_env_chooses_the_python() ->
     Other = other_python(),
@@ -241,6 +243,38 @@ loaded_on_first_use() ->
                                              call(Node, py, call, [math, sqrt, [16]]))
                         end)
       end, FirstCalls).
+
+await_spin_configured() ->
+    lists:foreach(
+      fun(Micros) ->
+              with_node([], [{await_spin, Micros}],
+                        fun(Node) ->
+                                {ok, _} = call(Node, application, ensure_all_started,
+                                               [py_channel]),
+                                Expected = case call(Node, erlang, system_info,
+                                                     [schedulers_online]) of
+                                               1 -> 0;
+                                               _ -> Micros
+                                           end,
+                                ?assertEqual(Expected, call(Node, persistent_term, get,
+                                                            [{py, await_spin}])),
+                                %% Answers come whether the caller looks for them or sleeps.
+                                ?assertEqual({ok, 4.0}, call(Node, py, call, [math, sqrt, [16]])),
+                                ?assertMatch({error, timeout},
+                                             call(Node, py, eval,
+                                                  [<<"__import__('time').sleep(1)">>, #{}, 50]))
+                        end)
+      end, [0, 5]),
+    with_node([], [{await_spin, fast}],
+              fun(Node) ->
+                      {error, {py_channel, {Reason, _}}} =
+                          call(Node, application, ensure_all_started, [py_channel]),
+                      ?assertEqual({badarg, {await_spin, fast}}, Reason),
+                      ?assertEqual("py_channel: await_spin must be a number of microseconds,"
+                                   " 0 or more, not fast",
+                                   lists:flatten(call(Node, py_channel_app, format_error,
+                                                      [Reason])))
+              end).
 
 %% Helpers
 

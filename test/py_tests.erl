@@ -26,6 +26,10 @@ py_test_() ->
       {"a namespace is freed when its process exits", fun namespace_freed/0},
       {"Channel, ChannelClosed and reply need no import, in every namespace",
        fun channel_names_without_import/0},
+      {"a module not imported yet, or gone from sys.modules, is imported",
+       fun modules_imported_when_needed/0},
+      {"a call submitted timed answers with the time of each stage (bench)",
+       fun timed_stages/0},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -189,6 +193,36 @@ serve_through_python(Context, Serve) ->
             Error
     end.
 
+modules_imported_when_needed() ->
+    {ok, false} = py:eval(<<"'colorsys' in __import__('sys').modules">>),
+    ?assertEqual({ok, {0.0, 0.0, 1.0}}, py:call(colorsys, rgb_to_hsv, [1.0, 1.0, 1.0])),
+    {ok, true} = py:eval(<<"'colorsys' in __import__('sys').modules">>),
+    ok = py:exec(<<"import sys; del sys.modules['colorsys']">>),
+    ?assertEqual({ok, {0.0, 0.0, 1.0}}, py:call(colorsys, rgb_to_hsv, [1.0, 1.0, 1.0])),
+    ?assertMatch({error, {'ModuleNotFoundError', _}}, py:call(no_such_module_here, f, [])),
+    ?assertEqual({ok, <<"b">>}, py:call('os.path', basename, [<<"a/b">>])).
+
+%% `make bench' breaks py:call down with the NIF's own clock (`timed').
+timed_stages() ->
+    Ref = make_ref(),
+    Namespace = py_channel_nif:py_namespace_new(),
+    _Handle = py_channel_nif:py_call(Ref, Namespace, group_leader(), math, sqrt, [16], #{},
+                                     timed),
+    receive
+        {py_timed, Ref, Result, Stages} ->
+            ?assertEqual({ok, 4.0}, Result),
+            ?assertEqual([<<"started">>, <<"gil">>, <<"arguments">>, <<"lookup">>,
+                          <<"call">>, <<"result">>],
+                         [Stage || {Stage, _} <- Stages]),
+            Times = [Ns || {_, Ns} <- Stages],
+            ?assertEqual(Times, lists:sort(Times))
+    after 10000 ->
+            error(no_answer)
+    end,
+    ?assertError(badarg, py_channel_nif:py_call(make_ref(), Namespace, group_leader(), math,
+                                                sqrt, [16], #{}, sometimes)),
+    {{ok, 4.0}, [_, _, _, _, _, _, {<<"answered">>, _}]} = py:timed_call(math, sqrt, [16]).
+
 spawn_call_await() ->
     Pending = py:spawn_call(math, pow, [2, 10]),
     ?assertEqual({ok, 1024.0}, py:await(Pending)),
@@ -283,6 +317,8 @@ version_and_contexts() ->
 
 bad_arguments() ->
     ?assertError(badarg, py:call(math, sqrt, not_a_list)),
+    ?assertEqual({error, {'TypeError', <<"the arguments of a call must be a proper list">>}},
+                 py:call(math, sqrt, [16 | 2])),
     ?assertError(badarg, py:call(42, sqrt, [1])),
     ?assertError(badarg, py:call(math, sqrt, [1], not_a_map, 1000)),
     ?assertError(badarg, py:eval([16#110000])),

@@ -29,6 +29,8 @@ rustler::atoms! {
     bytes,
     memoryview,
     py_response,
+    py_timed,
+    timed,
     py_callback,
     py_log,
     debug,

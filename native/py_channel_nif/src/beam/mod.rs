@@ -4,6 +4,7 @@
 pub mod atoms;
 mod channel_nifs;
 pub mod channel_resource;
+pub mod env_pool;
 pub mod frame;
 mod owners;
 pub mod task_wake;

@@ -2,14 +2,39 @@
 //! job to a worker thread and returns: no scheduler ever waits for Python or the GIL.
 
 use crate::beam::atoms;
+use crate::beam::env_pool::PooledEnv;
 use crate::conversion;
 use crate::python::callbacks::{self, CallbackHandle};
 use crate::python::interpreter;
-use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Work};
+use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Timings, Work};
 use crate::worker_pool;
-use rustler::{Atom, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
+use rustler::{Atom, Env, LocalPid, NifResult, ResourceArc, Term};
 
 type Submitted = NifResult<ResourceArc<JobHandle>>;
+
+/// Who hears the outcome of a job.
+#[derive(Clone, Copy, PartialEq)]
+enum Reply {
+    /// Nobody (`py:cast`).
+    Nobody,
+    /// The caller: `{py_response, Ref, Result}`.
+    Caller,
+    /// The caller, with the time each stage took: `{py_timed, Ref, Result, Stages}`.
+    CallerTimed,
+}
+
+impl<'a> rustler::Decoder<'a> for Reply {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        if term.is_atom() && term == atoms::timed().to_term(term.get_env()) {
+            return Ok(Reply::CallerTimed);
+        }
+        Ok(if term.decode::<bool>()? {
+            Reply::Caller
+        } else {
+            Reply::Nobody
+        })
+    }
+}
 
 /// Hands a job to the workers. `inputs` are copied into the job's own env first.
 fn submit<'a, const N: usize>(
@@ -17,13 +42,14 @@ fn submit<'a, const N: usize>(
     reference: Term<'a>,
     namespace: Option<ResourceArc<Namespace>>,
     output: Option<LocalPid>,
-    reply: bool,
+    reply: Reply,
     inputs: [Term<'a>; N],
     work: impl FnOnce([rustler::env::SavedTerm; N]) -> Work,
 ) -> Submitted {
-    let job_env = OwnedEnv::new();
+    let timings = (reply == Reply::CallerTimed).then(Timings::start_now);
+    let job_env = PooledEnv::take();
     let saved = inputs.map(|input| job_env.save(input));
-    let answer = if reply {
+    let answer = if reply != Reply::Nobody {
         Answer::Reply {
             to: env.pid(),
             reference: job_env.save(reference),
@@ -32,10 +58,13 @@ fn submit<'a, const N: usize>(
         Answer::Cast
     };
     let handle = ResourceArc::new(JobHandle::default());
-    if reply {
-        JobHandle::watch_caller(&handle, env, &env.pid());
+    match (&namespace, reply) {
+        (_, Reply::Nobody) => {}
+        (Some(namespace), _) => namespace.await_job(&handle.token),
+        (None, _) => JobHandle::watch_caller(&handle, env, &env.pid()),
     }
     let job = Job {
+        timings,
         env: job_env,
         work: work(saved),
         namespace,
@@ -50,7 +79,9 @@ fn submit<'a, const N: usize>(
 
 #[rustler::nif]
 fn py_start<'a>(env: Env<'a>, reference: Term<'a>) -> Submitted {
-    submit(env, reference, None, None, true, [], |[]| Work::Start)
+    submit(env, reference, None, None, Reply::Caller, [], |[]| {
+        Work::Start
+    })
 }
 
 #[rustler::nif]
@@ -66,7 +97,7 @@ fn py_exec<'a>(
         reference,
         Some(namespace),
         Some(output),
-        true,
+        Reply::Caller,
         [code],
         |[code]| Work::Exec { code },
     )
@@ -86,13 +117,13 @@ fn py_eval<'a>(
         reference,
         Some(namespace),
         Some(output),
-        true,
+        Reply::Caller,
         [code, locals],
         |[code, locals]| Work::Eval { code, locals },
     )
 }
 
-/// `reply` false is a cast: nobody hears the result. `output` is where the code's
+/// `reply` false is a cast: nobody hears the result; `timed` answers with the stages' times. `output` is where the code's
 /// `print` goes: the caller's group leader.
 #[allow(clippy::too_many_arguments)]
 #[rustler::nif]
@@ -105,7 +136,7 @@ fn py_call<'a>(
     function: Term<'a>,
     arguments: Term<'a>, // not `args`: the nif macro uses that name
     kwargs: Term<'a>,
-    reply: bool,
+    reply: Reply,
 ) -> Submitted {
     submit(
         env,
@@ -145,7 +176,7 @@ fn py_stream<'a>(
         reference,
         Some(namespace),
         Some(output),
-        true,
+        Reply::Caller,
         [module, function, arguments, kwargs, channel],
         |[module, function, args, kwargs, channel]| Work::Call {
             module,
@@ -176,8 +207,8 @@ fn py_cancel(handle: ResourceArc<JobHandle>) -> Atom {
 }
 
 #[rustler::nif]
-fn py_namespace_new() -> ResourceArc<Namespace> {
-    ResourceArc::new(Namespace::default())
+fn py_namespace_new(env: Env<'_>) -> ResourceArc<Namespace> {
+    Namespace::for_caller(env)
 }
 
 #[rustler::nif]
