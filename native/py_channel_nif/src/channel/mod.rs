@@ -56,7 +56,6 @@ pub use signal::{Signal, ThreadSignal};
 
 use queue::Queue;
 
-use crossbeam_utils::CachePadded;
 use std::alloc::System;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
@@ -139,12 +138,10 @@ impl<W> Sleeper<W> {
 }
 
 pub struct Channel<T, W> {
-    queue: Queue<T>,
-    /// Senders' line: `CLOSED` | `PARKED` | sends in flight | bytes sent, and the readers'
-    /// total as last seen.
-    sender: CachePadded<SenderLine>,
-    /// Readers' line: bytes of every frame ever received, and `SENDERS_PARKED`.
-    received: CachePadded<AtomicU64>,
+    /// The frames, with the senders' line on the tail's cache line (`CLOSED` | `PARKED` |
+    /// sends in flight | bytes sent, and the readers' total as last seen) and the readers'
+    /// on the head's (bytes of every frame ever received, and `SENDERS_PARKED`).
+    queue: Queue<T, AtomicU64, SenderLine>,
     /// 0 means unlimited.
     max_size: u64,
     /// Set once, after `CLOSED` (see the module doc).
@@ -191,8 +188,6 @@ impl<T: Weighed, W> Channel<T, W> {
     pub fn with_block_allocator(max_size: u64, allocator: BlockAllocator) -> Self {
         Channel {
             queue: Queue::new(allocator),
-            sender: CachePadded::new(SenderLine::default()),
-            received: CachePadded::new(AtomicU64::new(0)),
             max_size: max_size.min(MAX_BYTES),
             closed: AtomicBool::new(false),
             sleepers: Mutex::new(VecDeque::new()),
@@ -211,21 +206,29 @@ impl<T: Weighed, W> Channel<T, W> {
         if bytes > limit {
             return Err(TrySendError::TooLarge(frame));
         }
-        let mut word = self.sender.word.load(Ordering::SeqCst);
+        let mut word = self.queue.sender_line().word.load(Ordering::SeqCst);
         loop {
             if word & CLOSED != 0 {
                 return Err(TrySendError::Closed(frame));
             }
             // The readers' total as last seen can only understate what they have received,
             // so this can only overstate what is queued; look at their line when it says no.
-            let mut received = self.sender.received_seen.load(Ordering::Relaxed);
+            let mut received = self
+                .queue
+                .sender_line()
+                .received_seen
+                .load(Ordering::Relaxed);
             if queued(word, received) + bytes > limit {
                 received = self.received_bytes();
-                self.sender
+                self.queue
+                    .sender_line()
                     .received_seen
                     .fetch_max(received, Ordering::Relaxed);
                 if queued(word, received) + bytes > limit {
-                    self.sender.busy.fetch_add(1, Ordering::Relaxed);
+                    self.queue
+                        .sender_line()
+                        .busy
+                        .fetch_add(1, Ordering::Relaxed);
                     return Err(TrySendError::Busy(frame));
                 }
             }
@@ -235,7 +238,7 @@ impl<T: Weighed, W> Channel<T, W> {
                 word & IN_FLIGHT_MASK != IN_FLIGHT_MASK,
                 "too many sends in flight"
             );
-            match self.sender.word.compare_exchange_weak(
+            match self.queue.sender_line().word.compare_exchange_weak(
                 word,
                 admitted,
                 Ordering::SeqCst,
@@ -260,7 +263,7 @@ impl<T: Weighed, W> Channel<T, W> {
         mut make: impl FnMut(P) -> T,
     ) -> SentMany<W> {
         let limit = self.limit();
-        let mut word = self.sender.word.load(Ordering::SeqCst);
+        let mut word = self.queue.sender_line().word.load(Ordering::SeqCst);
         let (admitted, stop) = loop {
             if word & CLOSED != 0 {
                 return SentMany::nothing(Some(TrySendError::Closed(())));
@@ -271,13 +274,19 @@ impl<T: Weighed, W> Channel<T, W> {
             let room = |received| limit - queued(word, received).min(limit);
             let mut fit = fitting_prefix(
                 &pending,
-                room(self.sender.received_seen.load(Ordering::Relaxed)),
+                room(
+                    self.queue
+                        .sender_line()
+                        .received_seen
+                        .load(Ordering::Relaxed),
+                ),
                 limit,
             );
             if fit.count < pending.len() && fit.stop.is_none() {
                 // As in `send`: the readers' total as last seen may be behind.
                 let received = self.received_bytes();
-                self.sender
+                self.queue
+                    .sender_line()
                     .received_seen
                     .fetch_max(received, Ordering::Relaxed);
                 fit = fitting_prefix(&pending, room(received), limit);
@@ -293,7 +302,7 @@ impl<T: Weighed, W> Channel<T, W> {
             );
             let admitted =
                 ((word & !SENT_MASK) + IN_FLIGHT_ONE) | (word.wrapping_add(fit.bytes) & SENT_MASK);
-            match self.sender.word.compare_exchange_weak(
+            match self.queue.sender_line().word.compare_exchange_weak(
                 word,
                 admitted,
                 Ordering::SeqCst,
@@ -304,7 +313,10 @@ impl<T: Weighed, W> Channel<T, W> {
             }
         };
         if matches!(stop, Some(TrySendError::Busy(()))) {
-            self.sender.busy.fetch_add(1, Ordering::Relaxed);
+            self.queue
+                .sender_line()
+                .busy
+                .fetch_add(1, Ordering::Relaxed);
         }
         if admitted == 0 {
             return SentMany::nothing(stop);
@@ -341,7 +353,11 @@ impl<T: Weighed, W> Channel<T, W> {
     /// Ends a send in flight whose `frames` frames are in the queue, and says whom to wake:
     /// a parked reader per frame.
     fn land_in_flight(&self, frames: usize) -> Vec<W> {
-        let before_landing = self.sender.word.fetch_sub(IN_FLIGHT_ONE, Ordering::SeqCst);
+        let before_landing = self
+            .queue
+            .sender_line()
+            .word
+            .fetch_sub(IN_FLIGHT_ONE, Ordering::SeqCst);
         if before_landing & (CLOSED | IN_FLIGHT_MASK) == CLOSED | IN_FLIGHT_ONE {
             // The last send in flight after `close` landed: from here on the channel drains to
             // its end, and readers parked meanwhile must all look again.
@@ -365,7 +381,7 @@ impl<T: Weighed, W> Channel<T, W> {
         match self.queue.pop() {
             Some(frame) => {
                 let bytes = weight_of(&frame);
-                let before = self.received.fetch_add(bytes, Ordering::AcqRel);
+                let before = self.queue.reader_line().fetch_add(bytes, Ordering::AcqRel);
                 if before & SENDERS_PARKED != 0 {
                     self.wake_senders_after_receive(before + bytes, wake);
                 }
@@ -502,7 +518,10 @@ impl<T: Weighed, W> Channel<T, W> {
     /// readers and senders, and returns every parked task's waker for the caller to fire.
     /// Idempotent.
     pub fn close(&self) -> Vec<W> {
-        self.sender.word.fetch_or(CLOSED, Ordering::SeqCst);
+        self.queue
+            .sender_line()
+            .word
+            .fetch_or(CLOSED, Ordering::SeqCst);
         self.closed.store(true, Ordering::SeqCst);
         let mut woken = self.wake_all();
         woken.extend(self.wake_all_senders());
@@ -511,7 +530,7 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Bytes of every frame ever received.
     fn received_bytes(&self) -> u64 {
-        self.received.load(Ordering::SeqCst) & !SENDERS_PARKED
+        self.queue.reader_line().load(Ordering::SeqCst) & !SENDERS_PARKED
     }
 
     /// Bytes of accepted frames not yet received, as they were at one moment: never more
@@ -528,7 +547,7 @@ impl<T: Weighed, W> Channel<T, W> {
     fn byte_totals(&self) -> (u64, u64) {
         loop {
             let received = self.received_bytes();
-            let word = self.sender.word.load(Ordering::SeqCst);
+            let word = self.queue.sender_line().word.load(Ordering::SeqCst);
             if self.received_bytes() == received {
                 return (word, received);
             }
@@ -547,7 +566,7 @@ impl<T: Weighed, W> Channel<T, W> {
         Totals {
             sent: self.queue.pushed().max(received),
             received,
-            busy: self.sender.busy.load(Ordering::Relaxed),
+            busy: self.queue.sender_line().busy.load(Ordering::Relaxed),
             sent_bytes: received_bytes + queued(word, received_bytes),
             received_bytes,
         }
@@ -567,7 +586,7 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.sender.word.load(Ordering::Acquire) & CLOSED != 0
+        self.queue.sender_line().word.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Number of frames queued.
@@ -605,7 +624,8 @@ impl<T: Weighed, W> Channel<T, W> {
         // A send in flight passes the gate before its frame lands; with none in flight after
         // the close, every accepted frame is in the queue, so an empty queue is the end.
         self.closed.load(Ordering::SeqCst)
-            && self.sender.word.load(Ordering::SeqCst) & (CLOSED | IN_FLIGHT_MASK) == CLOSED
+            && self.queue.sender_line().word.load(Ordering::SeqCst) & (CLOSED | IN_FLIGHT_MASK)
+                == CLOSED
             && {
                 fence(Ordering::SeqCst);
                 self.queue.is_empty()
@@ -621,14 +641,20 @@ impl<T: Weighed, W> Channel<T, W> {
         let mut sleepers = self.lock_sleepers();
         sleepers.push_back(sleeper);
         // Pairs with the landing step in `land`; the caller looks at the queue after this.
-        self.sender.word.fetch_or(PARKED, Ordering::SeqCst);
+        self.queue
+            .sender_line()
+            .word
+            .fetch_or(PARKED, Ordering::SeqCst);
         id
     }
 
     /// After a sleeper left the list (under its lock): nobody parked, nobody to wake.
     fn note_departure(&self, sleepers: &VecDeque<Sleeper<W>>) {
         if sleepers.is_empty() {
-            self.sender.word.fetch_and(!PARKED, Ordering::SeqCst);
+            self.queue
+                .sender_line()
+                .word
+                .fetch_and(!PARKED, Ordering::SeqCst);
         }
     }
 

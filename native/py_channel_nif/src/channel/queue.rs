@@ -131,7 +131,7 @@ impl<T> Block<T> {
     }
 }
 
-struct Head<T> {
+struct Head<T, R> {
     index: AtomicUsize,
     block: AtomicPtr<Block<T>>,
     /// A tail index read earlier: the real tail is at or past it.
@@ -139,16 +139,6 @@ struct Head<T> {
     /// Readers looking at the head's slot before claiming it (`written_at`): while any is, no
     /// block is given back to the allocator.
     peekers: AtomicUsize,
-}
-
-struct Tail<T> {
-    index: AtomicUsize,
-    block: AtomicPtr<Block<T>>,
-}
-
-pub struct Queue<T> {
-    head: CachePadded<Head<T>>,
-    tail: CachePadded<Tail<T>>,
     /// One reclaimed block, ready to be the next one.
     spare: AtomicPtr<Block<T>>,
     /// Reclaimed blocks that could not be freed because a reader was peeking (rare), linked
@@ -156,18 +146,36 @@ pub struct Queue<T> {
     /// the queue.
     retired: AtomicPtr<Block<T>>,
     allocator: BlockAllocator,
+    /// The user's readers' fields, on the readers' cache line.
+    companion: R,
+}
+
+struct Tail<T, S> {
+    index: AtomicUsize,
+    block: AtomicPtr<Block<T>>,
+    /// The user's senders' fields, on the senders' cache line.
+    companion: S,
+}
+
+/// Two padded cache lines, one written by readers, one by senders. `R` and `S` are fields
+/// of the queue's user that readers and senders write: they share those lines, and so do
+/// the block recycling's fields (a sender touches them once per block), so a channel holds
+/// two padded lines where it held five (an idle channel is 384 bytes smaller).
+pub struct Queue<T, R = (), S = ()> {
+    head: CachePadded<Head<T, R>>,
+    tail: CachePadded<Tail<T, S>>,
 }
 
 // SAFETY: values move between threads through the queue, as through a channel.
-unsafe impl<T: Send> Send for Queue<T> {}
-unsafe impl<T: Send> Sync for Queue<T> {}
+unsafe impl<T: Send, R: Send, S: Send> Send for Queue<T, R, S> {}
+unsafe impl<T: Send, R: Sync, S: Sync> Sync for Queue<T, R, S> {}
 
 /// Slots before position `position` (one position per lap is not a slot).
 fn slots_before(position: usize) -> usize {
     position - position / LAP
 }
 
-impl<T> Queue<T> {
+impl<T, R: Default, S: Default> Queue<T, R, S> {
     /// An empty queue: it holds no block until the first push.
     pub fn new(allocator: BlockAllocator) -> Self {
         Queue {
@@ -176,21 +184,35 @@ impl<T> Queue<T> {
                 block: AtomicPtr::new(ptr::null_mut()),
                 tail_seen: AtomicUsize::new(0),
                 peekers: AtomicUsize::new(0),
+                spare: AtomicPtr::new(ptr::null_mut()),
+                retired: AtomicPtr::new(ptr::null_mut()),
+                allocator,
+                companion: R::default(),
             }),
             tail: CachePadded::new(Tail {
                 index: AtomicUsize::new(0),
                 block: AtomicPtr::new(ptr::null_mut()),
+                companion: S::default(),
             }),
-            spare: AtomicPtr::new(ptr::null_mut()),
-            retired: AtomicPtr::new(ptr::null_mut()),
-            allocator,
         }
+    }
+}
+
+impl<T, R, S> Queue<T, R, S> {
+    /// The readers' fields of the user (see [`Queue`]).
+    pub fn reader_line(&self) -> &R {
+        &self.head.companion
+    }
+
+    /// The senders' fields of the user (see [`Queue`]).
+    pub fn sender_line(&self) -> &S {
+        &self.tail.companion
     }
 
     fn take_spare_or_new(&self) -> *mut Block<T> {
-        let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
+        let spare = self.head.spare.swap(ptr::null_mut(), Ordering::Acquire);
         if spare.is_null() {
-            Block::new(self.allocator)
+            Block::new(self.head.allocator)
         } else {
             spare
         }
@@ -202,6 +224,7 @@ impl<T> Queue<T> {
         // SAFETY: the caller owns `block`; peekers only read its flags.
         unsafe { Block::reset(block) };
         if self
+            .head
             .spare
             .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
             .is_err()
@@ -213,12 +236,13 @@ impl<T> Queue<T> {
     /// Keeps `block`, which was never part of the queue, as the spare, or frees it.
     fn recycle_unpublished(&self, block: *mut Block<T>) {
         if self
+            .head
             .spare
             .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
             // SAFETY: allocated by `Block::new`, and no other thread ever saw it.
-            unsafe { Block::free(block, self.allocator) };
+            unsafe { Block::free(block, self.head.allocator) };
         }
     }
 
@@ -234,27 +258,27 @@ impl<T> Queue<T> {
         }
         // Every retired block left the queue before it was retired, so with no reader
         // peeking now, none can be looking at one of them either.
-        let mut next = self.retired.swap(ptr::null_mut(), Ordering::AcqRel);
+        let mut next = self.head.retired.swap(ptr::null_mut(), Ordering::AcqRel);
         // SAFETY: allocated by `Block::new`, unreachable from the queue, and no reader is
         // peeking: one that starts now finds the head in another block. The retired blocks
         // were taken off the list by the swap, so they are this thread's alone.
         unsafe {
-            Block::free(block, self.allocator);
+            Block::free(block, self.head.allocator);
             while !next.is_null() {
                 let block = next;
                 next = (*block).next.load(Ordering::Relaxed);
-                Block::free(block, self.allocator);
+                Block::free(block, self.head.allocator);
             }
         }
     }
 
     /// Puts the chain `first`..=`last` (linked through `next`) on the retired list.
     fn retire(&self, first: *mut Block<T>, last: *mut Block<T>) {
-        let mut head = self.retired.load(Ordering::Relaxed);
+        let mut head = self.head.retired.load(Ordering::Relaxed);
         loop {
             // SAFETY: the chain is the caller's alone until the exchange publishes it.
             unsafe { (*last).next.store(head, Ordering::Relaxed) };
-            match self.retired.compare_exchange_weak(
+            match self.head.retired.compare_exchange_weak(
                 head,
                 first,
                 Ordering::Release,
@@ -340,7 +364,7 @@ impl<T> Queue<T> {
             // A queue gets its first block from its first push: a channel that is made and
             // dropped without a frame costs no block.
             if block.is_null() {
-                let first = Block::new(self.allocator);
+                let first = Block::new(self.head.allocator);
                 if self
                     .tail
                     .block
@@ -531,7 +555,7 @@ impl<T> Queue<T> {
     }
 }
 
-impl<T> Drop for Queue<T> {
+impl<T, R, S> Drop for Queue<T, R, S> {
     fn drop(&mut self) {
         let mut head = *self.head.index.get_mut() & !HAS_NEXT;
         let tail = *self.tail.index.get_mut();
@@ -545,23 +569,23 @@ impl<T> Drop for Queue<T> {
                     (*slot.value.get()).assume_init_drop();
                 } else {
                     let next = *(*block).next.get_mut();
-                    Block::free(block, self.allocator);
+                    Block::free(block, self.head.allocator);
                     block = next;
                 }
                 head = head.wrapping_add(1 << SHIFT);
             }
             if !block.is_null() {
-                Block::free(block, self.allocator);
+                Block::free(block, self.head.allocator);
             }
-            let spare = *self.spare.get_mut();
+            let spare = *self.head.spare.get_mut();
             if !spare.is_null() {
-                Block::free(spare, self.allocator);
+                Block::free(spare, self.head.allocator);
             }
-            let mut retired = *self.retired.get_mut();
+            let mut retired = *self.head.retired.get_mut();
             while !retired.is_null() {
                 let block = retired;
                 retired = *(*block).next.get_mut();
-                Block::free(block, self.allocator);
+                Block::free(block, self.head.allocator);
             }
         }
     }
@@ -617,7 +641,7 @@ mod tests {
         drop(queue);
         assert_eq!(blocks.allocated.load(Ordering::SeqCst), 0);
 
-        let queue = Queue::new(blocks);
+        let queue = Queue::<_>::new(blocks);
         queue.push(1u64);
         assert_eq!(blocks.live.load(Ordering::SeqCst), 1);
         assert_eq!(queue.pop(), Some(1));
@@ -640,7 +664,7 @@ mod tests {
         const EACH: u64 = 100;
         for _ in 0..200 {
             let blocks = counting();
-            let queue = Arc::new(Queue::new(blocks));
+            let queue = Arc::new(Queue::<_>::new(blocks));
             let start = Arc::new(std::sync::Barrier::new(PRODUCERS as usize + 1));
             let producers: Vec<_> = (0..PRODUCERS)
                 .map(|producer| {
@@ -679,7 +703,7 @@ mod tests {
         const READERS: usize = 4;
         const VALUES: u64 = 200_000;
         let blocks = counting();
-        let queue = Arc::new(Queue::new(blocks));
+        let queue = Arc::new(Queue::<_>::new(blocks));
         let taken = Arc::new(AtomicUsize::new(0));
         let readers: Vec<_> = (0..READERS)
             .map(|_| {
@@ -716,7 +740,7 @@ mod tests {
 
     #[test]
     fn fifo_len_and_empty_across_blocks() {
-        let queue = Queue::new(&System);
+        let queue = Queue::<_>::new(&System);
         assert!(queue.is_empty());
         assert_eq!(queue.pop(), None);
         for round in 0..3 {
@@ -736,7 +760,7 @@ mod tests {
     #[test]
     fn batches_start_and_end_anywhere_in_a_block_and_keep_their_order() {
         let blocks = counting();
-        let queue = Queue::new(blocks);
+        let queue = Queue::<_>::new(blocks);
         let mut next = 0u64;
         let mut expected = 0u64;
         for size in [1, 62, 63, 64, 1, 200, 0, 126, 5] {
@@ -761,21 +785,21 @@ mod tests {
 
     #[test]
     fn interleaved_push_pop_reuses_the_spare_block() {
-        let queue = Queue::new(&System);
+        let queue = Queue::<_>::new(&System);
         for value in 0..10_000u64 {
             queue.push(value);
             queue.push(value + 1_000_000);
             assert_eq!(queue.pop(), Some(value));
             assert_eq!(queue.pop(), Some(value + 1_000_000));
         }
-        assert!(!queue.spare.load(Ordering::SeqCst).is_null());
+        assert!(!queue.head.spare.load(Ordering::SeqCst).is_null());
     }
 
     #[test]
     fn dropping_the_queue_drops_what_is_left_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         {
-            let queue = Queue::new(&System);
+            let queue = Queue::<_>::new(&System);
             for value in 0..500 {
                 queue.push(Counted(drops.clone(), value));
             }
@@ -792,7 +816,7 @@ mod tests {
         const PRODUCERS: u64 = 4;
         const READERS: usize = 4;
         const EACH: u64 = 100_000;
-        let queue = Arc::new(Queue::new(&System));
+        let queue = Arc::new(Queue::<_>::new(&System));
         let drops = Arc::new(AtomicUsize::new(0));
         let taken = Arc::new(AtomicUsize::new(0));
         let producers: Vec<_> = (0..PRODUCERS)

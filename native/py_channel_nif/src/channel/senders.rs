@@ -214,7 +214,7 @@ impl<T: Weighed, W> Channel<T, W> {
     /// senders to wake. None while the channel is over half full; the first one at most
     /// half full; all of them once it is empty (see the module doc).
     pub(super) fn wake_senders_after_receive(&self, received: u64, mut wake: impl FnMut(W)) {
-        let word = self.sender.word.load(Ordering::SeqCst);
+        let word = self.queue.sender_line().word.load(Ordering::SeqCst);
         let left = queued(word, received & !SENDERS_PARKED);
         if left == 0 {
             self.wake_all_senders().into_iter().for_each(wake);
@@ -228,7 +228,7 @@ impl<T: Weighed, W> Channel<T, W> {
     fn has_room(&self, bytes: u64) -> bool {
         let limit = self.limit();
         let received = self.received_bytes();
-        let word = self.sender.word.load(Ordering::Acquire);
+        let word = self.queue.sender_line().word.load(Ordering::Acquire);
         word & CLOSED != 0 || queued(word, received) + bytes <= limit
     }
 
@@ -244,7 +244,9 @@ impl<T: Weighed, W> Channel<T, W> {
         parked.insert(place, sleeper);
         // Pairs with a reader's `fetch_add` on the same word (see the module doc); the caller
         // tries its send again after this.
-        self.received.fetch_or(SENDERS_PARKED, Ordering::SeqCst);
+        self.queue
+            .reader_line()
+            .fetch_or(SENDERS_PARKED, Ordering::SeqCst);
         id
     }
 
@@ -275,7 +277,9 @@ impl<T: Weighed, W> Channel<T, W> {
     /// Under the list's lock: the bit says exactly whether the list is empty.
     fn note_sender_departure(&self, parked: &VecDeque<Sleeper<W>>) {
         if parked.is_empty() {
-            self.received.fetch_and(!SENDERS_PARKED, Ordering::SeqCst);
+            self.queue
+                .reader_line()
+                .fetch_and(!SENDERS_PARKED, Ordering::SeqCst);
         }
     }
 

@@ -222,7 +222,8 @@ fn readers_parked_during_a_send_in_flight_at_close_all_wake_when_it_lands() {
     let channel = TestChannel::new(0);
     // A send that passed its check before the close, frame not yet in the queue.
     channel
-        .sender
+        .queue
+        .sender_line()
         .word
         .fetch_add(8 + IN_FLIGHT_ONE, Ordering::SeqCst);
     channel.close();
@@ -454,7 +455,7 @@ fn a_timeout_too_long_for_the_clock_waits_like_none() {
 
 /// Whether the senders' word says a reader is parked: what a send looks at to decide to wake.
 fn parked_flag(channel: &TestChannel) -> bool {
-    channel.sender.word.load(Ordering::SeqCst) & PARKED != 0
+    channel.queue.sender_line().word.load(Ordering::SeqCst) & PARKED != 0
 }
 
 #[test]
