@@ -200,7 +200,12 @@ modules_imported_when_needed() ->
     ok = py:exec(<<"import sys; del sys.modules['colorsys']">>),
     ?assertEqual({ok, {0.0, 0.0, 1.0}}, py:call(colorsys, rgb_to_hsv, [1.0, 1.0, 1.0])),
     ?assertMatch({error, {'ModuleNotFoundError', _}}, py:call(no_such_module_here, f, [])),
-    ?assertEqual({ok, <<"b">>}, py:call('os.path', basename, [<<"a/b">>])).
+    ?assertEqual({ok, <<"b">>}, py:call('os.path', basename, [<<"a/b">>])),
+    %% Names of characters beyond Latin-1, as atoms and as binaries.
+    ok = py:exec(<<"def \x{444}(x):\n    return x + 1\n"/utf8>>),
+    ?assertEqual({ok, 2}, py:call('__main__', '\x{444}', [1])),
+    ?assertEqual({ok, 2}, py:call('__main__', <<"\x{444}"/utf8>>, [1])),
+    ?assertMatch({error, {'TypeError', _}}, py:call('__main__', <<255>>, [1])).
 
 %% `make bench' breaks py:call down with the NIF's own clock (`timed').
 timed_stages() ->

@@ -584,9 +584,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A module or function name: an atom or a binary.
+/// A module or function name: an atom or a binary, read as text without a Python object
+/// made for it where it can be (an `erlang.Atom` is a str subclass built through its class).
 fn name(py: Python<'_>, term: Term<'_>) -> PyResult<String> {
-    to_python(py, term, BinaryMode::Auto)?
-        .extract::<String>()
-        .map_err(|_| PyTypeError::new_err("a module or function name must be an atom or a binary"))
+    let text = if term.is_atom() {
+        // Latin-1 atoms; an atom of other characters takes the long way.
+        term.atom_to_string().ok()
+    } else {
+        rustler::Binary::from_term(term).ok().and_then(|binary| {
+            std::str::from_utf8(binary.as_slice())
+                .ok()
+                .map(str::to_owned)
+        })
+    };
+    match text {
+        Some(text) => Ok(text),
+        None => to_python(py, term, BinaryMode::Auto)?
+            .extract::<String>()
+            .map_err(|_| {
+                PyTypeError::new_err("a module or function name must be an atom or a binary")
+            }),
+    }
 }
