@@ -92,7 +92,7 @@
 -define(DEFAULT_TIMEOUT, 30000).
 -define(LAST_TRACEBACK, {?MODULE, last_traceback}).
 -define(AWAIT_SPIN, {?MODULE, await_spin}).
--define(DEFAULT_AWAIT_SPIN, 30).
+-define(DEFAULT_AWAIT_SPIN, 20).
 -define(DEFAULT_CONTEXTS, 4).
 -define(DEFAULT_STREAM_MAX_SIZE, 65536).
 
