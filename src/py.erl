@@ -93,6 +93,7 @@
 -define(LAST_TRACEBACK, {?MODULE, last_traceback}).
 -define(AWAIT_SPIN, {?MODULE, await_spin}).
 -define(DEFAULT_AWAIT_SPIN, 20).
+-define(START_WITHIN, 5).
 -define(DEFAULT_CONTEXTS, 4).
 -define(DEFAULT_STREAM_MAX_SIZE, 65536).
 
@@ -356,7 +357,7 @@ timed_call(Module, Function, Args) ->
 
 %% @private
 %% Called by the application's start: how long a caller looks for a short
-%% call's answer before it sleeps (see take_answer/2). The app env
+%% call's answer before it sleeps (see take_answer/3). The app env
 %% `await_spin' is in microseconds; a node with one scheduler never spins.
 -spec init_await_spin() -> ok | {error, {badarg, {await_spin, term()}}}.
 init_await_spin() ->
@@ -523,7 +524,7 @@ wait(Submit, Timeout) ->
     receive_answer(Ref, Handle, Timeout).
 
 receive_answer(Ref, Handle, Timeout) ->
-    case take_answer(Ref, Timeout) of
+    case take_answer(Ref, Handle, Timeout) of
         {answer, Result} ->
             Result;
         no_answer ->
@@ -534,42 +535,55 @@ receive_answer(Ref, Handle, Timeout) ->
                     {error, timeout};
                 %% The answer is being sent right now: take it.
                 delivered ->
-                    {answer, Result} = take_answer(Ref, infinity),
+                    {answer, Result} = wait_answer(Ref, infinity),
                     Result
             end
     end.
 
-%% A raised exception's answer carries its traceback, kept for last_traceback/0.
-%%
 %% A short call answers within microseconds; a process that sleeps in
 %% `receive' meanwhile often takes its scheduler to sleep with it, and the
 %% answer must then wake that thread, which costs 5 to 30 microseconds on a
 %% virtual machine. So the caller first looks for the answer for a moment
-%% (`await_spin', in microseconds; 0 on a node with one scheduler, where it
-%% would only keep the Python thread from running), yielding between looks so
-%% that other processes run.
-take_answer(Ref, 0) ->
+%% (`await_spin', in microseconds; 0 on a node with one scheduler), yielding
+%% between looks so that other processes run. A scheduler that looks keeps its
+%% core, though: a job no worker has begun after ?START_WITHIN microseconds
+%% may be waiting for that very core, so the caller then sleeps at once.
+take_answer(Ref, _Handle, 0) ->
     wait_answer(Ref, 0);
-take_answer(Ref, Timeout) ->
+take_answer(Ref, Handle, Timeout) ->
     case persistent_term:get(?AWAIT_SPIN, 0) of
-        0 -> wait_answer(Ref, Timeout);
-        Spin -> poll_answer(Ref, Timeout, erlang:monotonic_time(microsecond) + Spin)
+        0 ->
+            wait_answer(Ref, Timeout);
+        Spin ->
+            Now = erlang:monotonic_time(microsecond),
+            poll_answer(Ref, Timeout, {Handle, Now + ?START_WITHIN}, Now + Spin)
     end.
 
-poll_answer(Ref, Timeout, Until) ->
+%% `Unstarted' is `{Handle, By}' until the job is seen begun, then `started'.
+poll_answer(Ref, Timeout, Unstarted, Until) ->
     case wait_answer(Ref, 0) of
         no_answer ->
-            case erlang:monotonic_time(microsecond) < Until of
-                true ->
+            Now = erlang:monotonic_time(microsecond),
+            case Unstarted of
+                _ when Now >= Until ->
+                    wait_answer(Ref, Timeout);
+                {Handle, By} when Now >= By ->
+                    case py_channel_nif:py_started(Handle) of
+                        true ->
+                            erlang:yield(),
+                            poll_answer(Ref, Timeout, started, Until);
+                        false ->
+                            wait_answer(Ref, Timeout)
+                    end;
+                _ ->
                     erlang:yield(),
-                    poll_answer(Ref, Timeout, Until);
-                false ->
-                    wait_answer(Ref, Timeout)
+                    poll_answer(Ref, Timeout, Unstarted, Until)
             end;
         Answer ->
             Answer
     end.
 
+%% A raised exception's answer carries its traceback, kept for last_traceback/0.
 wait_answer(Ref, Timeout) ->
     receive
         {py_response, Ref, Result} ->

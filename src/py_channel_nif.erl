@@ -13,14 +13,14 @@
          wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
          term_size/1, live_channels/0,
          py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
-         py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
+         py_started/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([loaded/0, new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
        term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
-       py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
+       py_started/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_pool_counts/0]).
 
 %% @doc Loads the library at `Path' (no extension) into this module; only
@@ -61,6 +61,7 @@ py_stream(Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel) ->
     ?LOADED(py_stream, [Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel]).
 py_abandon(Handle) -> ?LOADED(py_abandon, [Handle]).
 py_cancel(Handle) -> ?LOADED(py_cancel, [Handle]).
+py_started(Handle) -> ?LOADED(py_started, [Handle]).
 py_namespace_new() -> ?LOADED(py_namespace_new, []).
 py_callback_reply(Handle, Result) -> ?LOADED(py_callback_reply, [Handle, Result]).
 py_set_runtime(Pid) -> ?LOADED(py_set_runtime, [Pid]).

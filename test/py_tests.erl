@@ -30,6 +30,7 @@ py_test_() ->
        fun modules_imported_when_needed/0},
       {"a call submitted timed answers with the time of each stage (bench)",
        fun timed_stages/0},
+      {"a job's handle says once a worker has begun it", fun job_started/0},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -227,6 +228,17 @@ timed_stages() ->
     ?assertError(badarg, py_channel_nif:py_call(make_ref(), Namespace, group_leader(), math,
                                                 sqrt, [16], #{}, sometimes)),
     {{ok, 4.0}, [_, _, _, _, _, _, {<<"answered">>, _}]} = py:timed_call(math, sqrt, [16]).
+
+%% What a caller looking for a short call's answer asks (py:take_answer/3).
+job_started() ->
+    Namespace = py_channel_nif:py_namespace_new(),
+    Ref = make_ref(),
+    Handle = py_channel_nif:py_eval(Ref, Namespace, group_leader(),
+                                    <<"__import__('time').sleep(0.2)">>, #{}),
+    wait_until(fun() -> py_channel_nif:py_started(Handle) end),
+    receive {py_response, Ref, {ok, none}} -> ok after 10000 -> error(no_answer) end,
+    ?assert(py_channel_nif:py_started(Handle)),
+    ?assertError(badarg, py_channel_nif:py_started(Namespace)).
 
 spawn_call_await() ->
     Pending = py:spawn_call(math, pow, [2, 10]),

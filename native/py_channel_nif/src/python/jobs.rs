@@ -24,7 +24,7 @@ use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -117,6 +117,8 @@ const ABANDONED: u8 = 2;
 #[derive(Default)]
 pub struct JobHandle {
     state: AtomicU8,
+    /// A worker thread has begun the job.
+    started: AtomicBool,
     pub token: Arc<CancelToken>,
     /// The caller, monitored while the job runs: its exit cancels the job.
     caller: Mutex<Option<Monitor>>,
@@ -135,6 +137,10 @@ impl JobHandle {
         self.state
             .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
     }
 
     fn claim_delivery(&self) -> bool {
@@ -237,6 +243,7 @@ enum Outcome {
 
 impl Job {
     pub fn run(mut self) {
+        self.handle.started.store(true, Ordering::Release);
         self.mark("started");
         let token = Arc::clone(&self.handle.token);
         if token.is_cancelled() {

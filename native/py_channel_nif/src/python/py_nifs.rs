@@ -198,6 +198,13 @@ fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
     }
 }
 
+/// Whether a worker thread has begun the job: a caller looking for a short call's answer
+/// stops looking if it has not (see `py:take_answer/3`).
+#[rustler::nif]
+fn py_started(handle: ResourceArc<JobHandle>) -> bool {
+    handle.started()
+}
+
 /// Stops the job: its Python code gets `erlang.Cancelled`, and its answer is
 /// `{error, cancelled}` unless it was already done. Returns at once.
 #[rustler::nif]
