@@ -243,32 +243,44 @@ call_table() ->
     io:format("(goal: py:call median <= 3 us, p99 <= 8 us)~n"),
     call_breakdown().
 
-%% Where the time of a py:call goes: each call submitted `timed' (py:timed_call/3,
-%% the same path as py:call/3) reports when each stage ended.
+%% Where the time of a py:call and a py:eval goes: each request submitted
+%% `timed' (py:timed_call/3 and py:timed_eval/1, the paths of call/3 and
+%% eval/1) reports when each stage ended.
 call_breakdown() ->
-    [py:timed_call(math, sqrt, [16]) || _ <- lists:seq(1, 1000)],
-    Runs = [Stages || _ <- lists:seq(1, ?ROUND_TRIPS),
-                      {{ok, 4.0}, Stages} <- [py:timed_call(math, sqrt, [16])]],
+    Requests = [fun() -> py:timed_call(math, sqrt, [16]) end,
+                fun() -> py:timed_eval(<<"2 * 21">>) end],
+    [[Request() || _ <- lists:seq(1, 1000)] || Request <- Requests],
+    [CallRuns, EvalRuns] =
+        [[Stages || _ <- lists:seq(1, ?ROUND_TRIPS), {{ok, _}, Stages} <- [Request()]]
+         || Request <- Requests],
     Labels = [{<<"started">>, "a worker thread has the job"},
               {<<"gil">>, "it holds the GIL"},
-              {<<"arguments">>, "the arguments are Python objects"},
-              {<<"lookup">>, "math.sqrt is found"},
-              {<<"call">>, "math.sqrt(16) returned"},
+              {<<"arguments">>, "the arguments (locals) are Python objects"},
+              {<<"lookup">>, "math.sqrt found (the code compiled)"},
+              {<<"call">>, "math.sqrt(16) (2 * 21) returned"},
               {<<"result">>, "the answer is an Erlang term"},
               {<<"answered">>, "the caller has received it"}],
-    io:format("~n   Where a py:call(math, sqrt, [16]) spends its time (median of ~b calls, us):~n~n",
-              [length(Runs)]),
-    io:format("~-44s | ~10s ~10s~n", ["stage ended", "since call", "stage"]),
+    io:format("~n   Where a py:call(math, sqrt, [16]) and a py:eval(<<\"2 * 21\">>) spend their "
+              "time (median of ~b each, us):~n~n", [?ROUND_TRIPS]),
+    io:format("~-42s | ~9s ~9s | ~9s ~9s~n",
+              ["stage ended", "call: at", "stage", "eval: at", "stage"]),
     lists:foldl(
       fun({Stage, Label}, Previous) ->
-              Ends = [proplists:get_value(Stage, Stages) || Stages <- Runs],
-              Lengths = [End - proplists:get_value(Previous, Stages, 0)
-                         || {End, Stages} <- lists:zip(Ends, Runs)],
-              io:format("~-44s | ~10.2f ~10.2f~n",
-                        [Label, median(Ends) / 1000, median(Lengths) / 1000]),
+              [{CallEnd, CallLength}, {EvalEnd, EvalLength}] =
+                  [stage_medians(Runs, Stage, Previous) || Runs <- [CallRuns, EvalRuns]],
+              io:format("~-42s | ~9.2f ~9.2f | ~9.2f ~9.2f~n",
+                        [Label, CallEnd / 1000, CallLength / 1000, EvalEnd / 1000,
+                         EvalLength / 1000]),
               Stage
       end, none, Labels),
     ok.
+
+%% The median time at which `Stage' ended, and the median time it took.
+stage_medians(Runs, Stage, Previous) ->
+    Ends = [proplists:get_value(Stage, Stages) || Stages <- Runs],
+    Lengths = [End - proplists:get_value(Previous, Stages, 0)
+               || {End, Stages} <- lists:zip(Ends, Runs)],
+    {median(Ends), median(Lengths)}.
 
 timed(Request) ->
     T0 = erlang:monotonic_time(nanosecond),

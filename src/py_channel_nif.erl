@@ -12,14 +12,14 @@
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
          wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
          term_size/1, live_channels/0,
-         py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
+         py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
          py_started/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([loaded/0, new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
        term_size/1, live_channels/0,
-       py_start/1, py_exec/4, py_eval/5, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
+       py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
        py_started/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_pool_counts/0]).
 
@@ -53,8 +53,8 @@ cancel_send_wait(Channel, WaiterId) -> ?LOADED(cancel_send_wait, [Channel, Waite
 send_many(Channel, Terms) -> ?LOADED(send_many, [Channel, Terms]).
 py_start(Ref) -> ?LOADED(py_start, [Ref]).
 py_exec(Ref, Namespace, Output, Code) -> ?LOADED(py_exec, [Ref, Namespace, Output, Code]).
-py_eval(Ref, Namespace, Output, Code, Locals) ->
-    ?LOADED(py_eval, [Ref, Namespace, Output, Code, Locals]).
+py_eval(Ref, Namespace, Output, Code, Locals, Reply) ->
+    ?LOADED(py_eval, [Ref, Namespace, Output, Code, Locals, Reply]).
 py_call(Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply) ->
     ?LOADED(py_call, [Ref, Namespace, Output, Module, Function, Args, Kwargs, Reply]).
 py_stream(Ref, Namespace, Output, Module, Function, Args, Kwargs, Channel) ->

@@ -234,7 +234,7 @@ job_started() ->
     Namespace = py_channel_nif:py_namespace_new(),
     Ref = make_ref(),
     Handle = py_channel_nif:py_eval(Ref, Namespace, group_leader(),
-                                    <<"__import__('time').sleep(0.2)">>, #{}),
+                                    <<"__import__('time').sleep(0.2)">>, #{}, true),
     wait_until(fun() -> py_channel_nif:py_started(Handle) end),
     receive {py_response, Ref, {ok, none}} -> ok after 10000 -> error(no_answer) end,
     ?assert(py_channel_nif:py_started(Handle)),

@@ -103,6 +103,7 @@ fn py_exec<'a>(
     )
 }
 
+/// `reply` is true, or `timed` (the answer has the stages' times).
 #[rustler::nif]
 fn py_eval<'a>(
     env: Env<'a>,
@@ -111,13 +112,14 @@ fn py_eval<'a>(
     output: LocalPid,
     code: Term<'a>,
     locals: Term<'a>,
+    reply: Reply,
 ) -> Submitted {
     submit(
         env,
         reference,
         Some(namespace),
         Some(output),
-        Reply::Caller,
+        reply,
         [code, locals],
         |[code, locals]| Work::Eval { code, locals },
     )
