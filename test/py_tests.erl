@@ -227,7 +227,13 @@ timed_stages() ->
     end,
     ?assertError(badarg, py_channel_nif:py_call(make_ref(), Namespace, group_leader(), math,
                                                 sqrt, [16], #{}, sometimes)),
-    {{ok, 4.0}, [_, _, _, _, _, _, {<<"answered">>, _}]} = py:timed_call(math, sqrt, [16]).
+    {{ok, 4.0}, [_, _, _, _, _, _, {<<"answered">>, _}]} = py:timed_call(math, sqrt, [16]),
+    {{ok, 42}, EvalStages} = py:timed_eval(<<"2 * 21">>),
+    ?assertEqual([<<"started">>, <<"gil">>, <<"arguments">>, <<"lookup">>, <<"call">>,
+                  <<"result">>, <<"answered">>],
+                 [Stage || {Stage, _} <- EvalStages]),
+    ?assertError(badarg, py_channel_nif:py_eval(make_ref(), Namespace, group_leader(),
+                                                <<"1">>, #{}, sometimes)).
 
 %% What a caller looking for a short call's answer asks (py:take_answer/3).
 job_started() ->
