@@ -18,8 +18,10 @@
 //! 4. reply: `reply(pid, term)` -> `python/native_module.rs` (`send`) ->
 //!    `conversion/to_erlang.rs` (a large `bytes` lent, not copied: `conversion/lent_bytes.rs`)
 //!    -> `enif_send`.
-//! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` -> `worker_pool/` (a thread at
-//!    once) -> `python/jobs.rs` -> `{py_response, Ref, Result}` to the caller.
+//! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
+//!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once) -> `python/jobs.rs` ->
+//!    `{py_response, Ref, Result}` to the caller, sent with the GIL still held; the caller
+//!    (`py.erl`) looks for it a few microseconds before it sleeps in `receive`.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
 //!    encoded by `conversion/flat_term.rs` (the reader builds it), anything else built by
 //!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)

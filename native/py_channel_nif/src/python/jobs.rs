@@ -120,7 +120,8 @@ pub struct JobHandle {
     /// A worker thread has begun the job.
     started: AtomicBool,
     pub token: Arc<CancelToken>,
-    /// The caller, monitored while the job runs: its exit cancels the job.
+    /// For a job without a namespace (`py_start`): the caller, monitored while the job runs,
+    /// whose exit cancels the job.
     caller: Mutex<Option<Monitor>>,
 }
 
@@ -196,7 +197,7 @@ pub enum Answer {
 }
 
 pub struct Job {
-    /// When the caller asked for the stages' times (`make bench`'s breakdown of `py:call`).
+    /// When the caller asked for the stages' times (`make bench`'s breakdowns).
     pub timings: Option<Timings>,
     pub env: PooledEnv,
     pub work: Work,
@@ -208,8 +209,8 @@ pub struct Job {
 }
 
 /// When each stage of a job ended, in nanoseconds since the submitting NIF was entered.
-/// Kept only for a job submitted with `timed` (the bench's breakdown of `py:call`): the
-/// answer is then `{py_timed, Ref, Result, [{Stage, Ns}]}`.
+/// Kept only for a job submitted with `timed` (the bench's breakdowns of `py:call` and
+/// `py:eval`): the answer is then `{py_timed, Ref, Result, [{Stage, Ns}]}`.
 pub struct Timings {
     origin: Instant,
     marks: RefCell<Vec<(&'static str, u64)>>,
