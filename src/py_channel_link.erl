@@ -40,9 +40,16 @@
 %% The credit of a link that is ending: no send fits.
 -define(ENDED, -(1 bsl 62)).
 
-%% Slots of a link's atomics.
+%% Slots of a link's atomics: bytes a sender may still hand over, sends
+%% answered ok, and senders between taking credit and counting their send.
 -define(CREDIT_LEFT, 1).
 -define(ACCEPTED, 2).
+-define(IN_FLIGHT, 3).
+
+%% How long an ending link waits for senders caught between taking credit and
+%% counting their send (only a sender killed in that window makes it wait this
+%% long; its send then counts as possibly lost).
+-define(SETTLE_MS, 100).
 
 -record(link, {channel, proxy, proxy_monitor, credit,
                confirmed = 0 :: non_neg_integer(),
@@ -64,12 +71,18 @@ send(Channel, Term) ->
                     flush(Channel),
                     py_channel_remote:call(Channel, send, [Channel, Term]);
                 false ->
+                    %% In flight from the credit taken to the send counted: a link that
+                    %% ends meanwhile waits for the count (see down/2), so every send
+                    %% answered ok is either confirmed or reported.
+                    atomics:add(Credit, ?IN_FLIGHT, 1),
                     case atomics:sub_get(Credit, ?CREDIT_LEFT, Weight) of
                         Left when Left >= 0 ->
                             atomics:add(Credit, ?ACCEPTED, 1),
+                            atomics:sub(Credit, ?IN_FLIGHT, 1),
                             Link ! {send, Term, Weight},
                             ok;
                         Left when Left < ?ENDED div 2 ->
+                            atomics:sub(Credit, ?IN_FLIGHT, 1),
                             %% The link is ending: the send goes through a new one (or
                             %% learns why there can be none) once it is gone.
                             Ref = erlang:monitor(process, Link),
@@ -77,6 +90,7 @@ send(Channel, Term) ->
                             resend(Channel, Term);
                         _ ->
                             atomics:add(Credit, ?CREDIT_LEFT, Weight),
+                            atomics:sub(Credit, ?IN_FLIGHT, 1),
                             busy
                     end
             end;
@@ -217,7 +231,7 @@ registry_loop(Links) ->
 %% A link process for `Channel', with its proxy on the owner node.
 start_link(Channel) ->
     Self = self(),
-    Credit = atomics:new(2, [{signed, true}]),
+    Credit = atomics:new(3, [{signed, true}]),
     {Link, Ref} = spawn_monitor(fun() -> init_link(Self, Channel, Credit) end),
     receive
         {Link, {started, Window}} ->
@@ -291,13 +305,32 @@ answer_flushes(#link{confirmed = Confirmed, flushes = Flushes} = State) ->
 down(Reason, #link{channel = Channel, credit = Credit, confirmed = Confirmed,
                    flushes = Flushes, monitors = Monitors}) ->
     %% No more sends through this link: a send until the registry drops it finds
-    %% no credit.
+    %% no credit. One that took credit just before counts its send just after:
+    %% read the count once no send is in between (one that read it first, then
+    %% counted, was reported as not lost and then lost with the link's mailbox).
     atomics:put(Credit, ?CREDIT_LEFT, ?ENDED),
-    Unconfirmed = atomics:get(Credit, ?ACCEPTED) - Confirmed,
+    Stuck = settle(Credit, erlang:monotonic_time(millisecond) + ?SETTLE_MS),
+    Unconfirmed = atomics:get(Credit, ?ACCEPTED) + Stuck - Confirmed,
     [From ! {py_channel_down, Ref, Channel, Reason, Unconfirmed}
      || {Ref, From} <- maps:to_list(Monitors)],
     [From ! {Ref, flushed} || {_, From, Ref} <- Flushes],
     ok.
+
+%% Waits until no sender is between taking credit and counting its send; the
+%% number still there at `Deadline' (senders killed in that window).
+settle(Credit, Deadline) ->
+    case atomics:get(Credit, ?IN_FLIGHT) of
+        0 ->
+            0;
+        InFlight ->
+            case erlang:monotonic_time(millisecond) >= Deadline of
+                true ->
+                    InFlight;
+                false ->
+                    erlang:yield(),
+                    settle(Credit, Deadline)
+            end
+    end.
 
 %% On the owner node: the proxy that queues a link's batches, in order.
 -spec start_proxy(py_channel:channel(), pid()) ->
