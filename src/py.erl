@@ -347,26 +347,24 @@ start_options(Options) ->
           {{ok, term()} | {error, term()}, [{binary(), non_neg_integer()}]}.
 timed_call(Module, Function, Args) ->
     check_call(Module, Function, Args, #{}),
-    Context = context(),
-    T0 = erlang:monotonic_time(nanosecond),
-    {Result, Stages} =
-        wait(fun(Ref) ->
-                     py_channel_nif:py_call(Ref, namespace(Context), output(), Module, Function,
-                                            Args, #{}, timed)
-             end, ?DEFAULT_TIMEOUT),
-    {Result, Stages ++ [{<<"answered">>, erlang:monotonic_time(nanosecond) - T0}]}.
+    timed(fun(Ref, Namespace) ->
+                  py_channel_nif:py_call(Ref, Namespace, output(), Module, Function, Args, #{},
+                                         timed)
+          end).
 
 %% @private
 %% `eval/1' as `make bench' breaks it down (see timed_call/3).
 -spec timed_eval(binary()) ->
           {{ok, term()} | {error, term()}, [{binary(), non_neg_integer()}]}.
 timed_eval(Code) when is_binary(Code) ->
-    Context = context(),
+    timed(fun(Ref, Namespace) ->
+                  py_channel_nif:py_eval(Ref, Namespace, output(), Code, #{}, timed)
+          end).
+
+timed(Submit) ->
+    Namespace = namespace(context()),
     T0 = erlang:monotonic_time(nanosecond),
-    {Result, Stages} =
-        wait(fun(Ref) ->
-                     py_channel_nif:py_eval(Ref, namespace(Context), output(), Code, #{}, timed)
-             end, ?DEFAULT_TIMEOUT),
+    {Result, Stages} = wait(fun(Ref) -> Submit(Ref, Namespace) end, ?DEFAULT_TIMEOUT),
     {Result, Stages ++ [{<<"answered">>, erlang:monotonic_time(nanosecond) - T0}]}.
 
 %% @private

@@ -318,7 +318,7 @@ pipelined_disconnect() ->
         Producer = fun() ->
                            Monitor = py_channel:monitor(Ch),
                            Self ! {started, self()},
-                           Self ! {result, produce_until_down(Ch, Monitor, 1)}
+                           Self ! {result, produce_until_down(Ch, Monitor, fun(I) -> I end)}
                    end,
         Pid = peer_call(Node, erlang, spawn, [Producer]),
         receive {started, Pid} -> ok end,
@@ -332,7 +332,7 @@ pipelined_disconnect() ->
                 py_test_support:wait_until(fun() -> not is_process_alive(Proxy) end),
                 %% Sends answered ok through a new link are queued before counting.
                 ok = peer_call(Node, py_channel_link, flush, [Ch]),
-                Received = drain_count(Ch, #{}),
+                Received = map_size(drain_seen(Ch, #{})),
                 %% Everything confirmed arrived, once; of the rest, some may have.
                 ?assert(Received =< Accepted),
                 ?assert(Received >= Accepted - Unconfirmed),
@@ -356,7 +356,9 @@ pipelined_disconnects_repeated() ->
                                      fun() ->
                                              Monitor = py_channel:monitor(Ch),
                                              Self ! {started, self()},
-                                             Self ! {result, P, tagged_until_down(Ch, Monitor, P, 1)}
+                                             Tagged = fun(I) -> {P, I} end,
+                                             Self ! {result, P,
+                                                     produce_until_down(Ch, Monitor, Tagged)}
                                      end
                              end,
                   Pids = [peer_call(Node, erlang, spawn, [Producer(P)]) || P <- [1, 2, 3]],
@@ -374,7 +376,10 @@ pipelined_disconnects_repeated() ->
                     fun() -> not lists:any(fun is_process_alive/1, Proxies) end),
                   %% Sends answered ok through a new link are queued before counting.
                   ok = peer_call(Node, py_channel_link, flush, [Ch]),
-                  Received = tagged_count(Ch, #{}),
+                  Count = fun({P, _}, Counts) ->
+                                  maps:update_with(P, fun(N) -> N + 1 end, 1, Counts)
+                          end,
+                  Received = lists:foldl(Count, #{}, maps:keys(drain_seen(Ch, #{}))),
                   [begin
                        Got = maps:get(P, Received, 0),
                        ?assert(Got =< Accepted),
@@ -383,34 +388,19 @@ pipelined_disconnects_repeated() ->
               end)
       end, lists:seq(1, 6)).
 
-%% send/2 of {P, I} until the monitor reports the link down.
-tagged_until_down(Ch, Monitor, P, I) ->
+%% send/2 of Term(1), Term(2), ... until the monitor reports the link down:
+%% {Accepted, {Reason, Unconfirmed}}.
+produce_until_down(Ch, Monitor, Term) ->
+    produce_until_down(Ch, Monitor, Term, 1).
+
+produce_until_down(Ch, Monitor, Term, I) ->
     receive
         {py_channel_down, Monitor, Ch, Reason, Unconfirmed} -> {I - 1, {Reason, Unconfirmed}}
     after 0 ->
-            case py_channel:send(Ch, {P, I}) of
-                ok -> tagged_until_down(Ch, Monitor, P, I + 1);
-                busy -> erlang:yield(), tagged_until_down(Ch, Monitor, P, I);
-                {error, noconnection} -> tagged_until_down(Ch, Monitor, P, I)
-            end
-    end.
-
-%% How many distinct terms of each producer are queued (each at most once).
-tagged_count(Ch, Counts) ->
-    case py_channel:try_receive(Ch) of
-        {ok, {P, _}} -> tagged_count(Ch, maps:update_with(P, fun(N) -> N + 1 end, 1, Counts));
-        {error, empty} -> Counts
-    end.
-
-%% send/2 until the monitor reports the link down: {Accepted, {Reason, Unconfirmed}}.
-produce_until_down(Ch, Monitor, I) ->
-    receive
-        {py_channel_down, Monitor, Ch, Reason, Unconfirmed} -> {I - 1, {Reason, Unconfirmed}}
-    after 0 ->
-            case py_channel:send(Ch, I) of
-                ok -> produce_until_down(Ch, Monitor, I + 1);
-                busy -> erlang:yield(), produce_until_down(Ch, Monitor, I);
-                {error, noconnection} -> produce_until_down(Ch, Monitor, I)
+            case py_channel:send(Ch, Term(I)) of
+                ok -> produce_until_down(Ch, Monitor, Term, I + 1);
+                busy -> erlang:yield(), produce_until_down(Ch, Monitor, Term, I);
+                {error, noconnection} -> produce_until_down(Ch, Monitor, Term, I)
             end
     end.
 
@@ -420,14 +410,14 @@ proxies() ->
           {dictionary, Dictionary} <- [process_info(P, dictionary)],
           lists:keymember(py_channel_proxy_for, 1, Dictionary)].
 
-%% How many distinct terms are queued (each at most once).
-drain_count(Ch, Seen) ->
+%% The terms queued, each at most once.
+drain_seen(Ch, Seen) ->
     case py_channel:try_receive(Ch) of
         {ok, Term} ->
             ?assertNot(maps:is_key(Term, Seen)),
-            drain_count(Ch, Seen#{Term => true});
+            drain_seen(Ch, Seen#{Term => true});
         {error, empty} ->
-            map_size(Seen)
+            Seen
     end.
 
 python_replies_across_nodes() ->
