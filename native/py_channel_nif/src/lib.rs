@@ -6,13 +6,16 @@
 //!    libpython with global symbols (`loader.rs`, the NIF of `py_loader`, built apart), and
 //!    loads this NIF as built for that Python's minor; `load` below hands the executable,
 //!    venv and path entries to `python/interpreter.rs`, which starts Python on first use.
-//! 1. send: `py_channel:send/2` -> `beam/channel_nifs.rs` (`send`) -> `beam/term_scan.rs` (size,
-//!    channels inside) -> `beam/frame.rs` (the term copied into an arena env) -> `channel/`
-//!    (admitted against `max_size`, queued) -> `beam/task_wake.rs` (a parked reader woken).
+//! 1. send: `py_channel:send/2` -> `beam/channel_nifs.rs` (`send`) -> `beam/frame.rs`: small
+//!    plain data encoded by `beam/flat_term.rs` into `beam/flat_chunks.rs`, anything else
+//!    measured by `beam/term_scan.rs` (size, channels inside) and copied into an arena env ->
+//!    `channel/` (admitted against `max_size`, queued) -> `beam/task_wake.rs` (a parked reader
+//!    woken).
 //! 2. read from Python: `python/native_channel.rs` (`Channel.receive`, `for msg in ch`; waits
-//!    with the GIL released) -> `channel/` -> `conversion/to_python.rs` (the frame read where it
-//!    is stored; with `binary='memoryview'`, `conversion/binary_view.rs` views its binaries
-//!    there, holding the frame's memory).
+//!    with the GIL released) -> `channel/` -> `conversion/to_python.rs` (an encoded frame built
+//!    by `conversion/flat_term.rs`, a term read where it is stored; with
+//!    `binary='memoryview'`, `conversion/binary_view.rs` views its binaries there, holding the
+//!    frame's memory).
 //! 3. read from Erlang: `py_channel:recv/2` -> `beam/channel_nifs.rs` (`try_receive`, `wait`:
 //!    the process parks and gets a message) -> `channel/`.
 //! 4. reply: `reply(pid, term)` -> `python/native_module.rs` (`send`) ->

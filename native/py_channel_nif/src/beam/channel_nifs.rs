@@ -25,8 +25,11 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
     resource
 }
 
-/// Copies `term` into a frame for `channel`, telling the scheduler what a large copy cost.
+/// Stores `term` in a frame for `channel`, telling the scheduler what a large copy cost.
 fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Frame {
+    if let Some(frame) = Frame::encoded(term) {
+        return frame;
+    }
     let scan = term_scan::scan(term, Some(channel));
     report_copied_bytes(env, scan.bytes - scan.shared);
     Frame::encode_scanned(term, scan, channel)
@@ -198,8 +201,7 @@ fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> Ni
             batch_full = true;
             break;
         }
-        let scan = term_scan::scan(head, Some(channel));
-        pending.push(PendingTerm { term: head, scan });
+        pending.push(PendingTerm::new(head, channel));
         tails.push(tail);
         rest = tail;
     }
@@ -208,13 +210,12 @@ fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> Ni
         // py_channel:send_many/2): nothing is queued.
         return Err(rustler::Error::BadArg);
     }
-    let copied: usize = pending.iter().map(|p| p.scan.bytes - p.scan.shared).sum();
+    let copied: usize = pending.iter().map(PendingTerm::copied_bytes).sum();
     let mut frames = FrameBatch::new(channel);
-    let sent = channel
-        .channel
-        .send_many(pending, |PendingTerm { term, scan }| {
-            frames.encode(term, scan)
-        });
+    let sent = channel.channel.send_many(pending, |pending| match pending {
+        PendingTerm::Encoded(frame) => frame,
+        PendingTerm::Scanned { term, scan } => frames.encode(term, scan),
+    });
     drop(frames);
     report_copied_bytes(env, copied);
     channel.wake(sent.wakes, Some(env));
@@ -230,15 +231,40 @@ fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> Ni
     Ok((sent.accepted, stop, rest).encode(env))
 }
 
-/// A term of a `send_many` batch, scanned, its frame not made yet.
-struct PendingTerm<'a> {
-    term: Term<'a>,
-    scan: TermScan,
+/// A term of a `send_many` batch, before it is admitted: encoded already, or scanned, its
+/// frame to be copied into the channel's arena if admitted.
+enum PendingTerm<'a> {
+    Encoded(Frame),
+    Scanned { term: Term<'a>, scan: TermScan },
+}
+
+impl<'a> PendingTerm<'a> {
+    fn new(term: Term<'a>, channel: &ChannelResource) -> Self {
+        match Frame::encoded(term) {
+            Some(frame) => PendingTerm::Encoded(frame),
+            None => PendingTerm::Scanned {
+                term,
+                scan: term_scan::scan(term, Some(channel)),
+            },
+        }
+    }
+
+    /// The bytes of term its frame copies (a binary shared by reference is not copied; an
+    /// encoding is small).
+    fn copied_bytes(&self) -> usize {
+        match self {
+            PendingTerm::Encoded(_) => 0,
+            PendingTerm::Scanned { scan, .. } => scan.bytes - scan.shared,
+        }
+    }
 }
 
 impl Weighed for PendingTerm<'_> {
     fn weight(&self) -> usize {
-        self.scan.bytes
+        match self {
+            PendingTerm::Encoded(frame) => frame.weight(),
+            PendingTerm::Scanned { scan, .. } => scan.bytes,
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //! The copy goes into an env shared with neighbouring frames (`TermArena`): an env of its own
 //! per frame would cost about 2.7 KB, which makes a deep queue slow (measured by `make bench`).
 //!
-//! Small plain data a Python sender sends is stored encoded instead, in memory of its own
-//! (`conversion/flat_term.rs` says why), and built by the reader.
+//! Small plain data is stored encoded instead, in memory of its own (`flat_term.rs` says
+//! why), and built by the reader.
 //!
 //! One exception: a term holding the very channel it is sent to. A copy would keep the channel
 //! alive from inside its own queue, a cycle never freed, so that term is encoded in external
@@ -16,13 +16,15 @@
 //! holds other channels gets an arena of its own, so they are let go once it is received.
 
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
+use crate::beam::flat_chunks::{ChunkMemory, EncodedSlice};
+use crate::beam::flat_term;
 use crate::beam::term_scan::{scan, TermScan};
 use crate::channel::Weighed;
-use crate::conversion::flat_term::EncodedSlice;
 use rustler::sys::{
     enif_alloc_env, enif_clear_env, enif_free_env, enif_make_copy, ErlNifEnv, ErlNifTerm,
 };
 use rustler::{Env, OwnedBinary, Term};
+use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -36,7 +38,7 @@ pub struct Frame {
 enum Stored {
     Copied(ArenaTerm),
     Encoded(Box<EncodedTerm>),
-    /// Plain data a Python sender encoded (`conversion/flat_term.rs`): the reader builds it.
+    /// Small plain data, encoded (`flat_term.rs`): the reader builds it.
     Plain(EncodedSlice),
 }
 
@@ -46,23 +48,47 @@ struct EncodedTerm {
     channels: Vec<ChannelHandle>,
 }
 
+thread_local! {
+    /// The buffer a thread encodes the terms it sends in, before they are copied into a chunk.
+    static ENCODING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Frame {
     /// Stores `term` for the channel `destination`.
     pub fn encode(term: Term<'_>, destination: &ChannelResource) -> Frame {
-        Self::encode_scanned(term, scan(term, Some(destination)), destination)
+        Self::encoded(term).unwrap_or_else(|| {
+            Self::encode_scanned(term, scan(term, Some(destination)), destination)
+        })
     }
 
-    /// [`encode`](Self::encode) for a term already scanned for `destination`.
+    /// `term` stored encoded, if it is small plain data (`flat_term.rs`).
+    pub fn encoded(term: Term<'_>) -> Option<Frame> {
+        ENCODING.with(|buffer| {
+            let mut buffer = buffer.try_borrow_mut().ok()?;
+            let bytes = flat_term::encode(term, &mut buffer)?;
+            Some(Frame::from_encoding(&buffer, bytes))
+        })
+    }
+
+    /// `term` copied as a term, scanned for `destination` (`term_scan.rs`).
     pub fn encode_scanned(term: Term<'_>, scan: TermScan, destination: &ChannelResource) -> Frame {
         FrameBatch::new(destination).encode(term, scan)
     }
 
-    /// A frame of plain data encoded by `conversion/flat_term.rs`, `bytes` as `max_size` counts
+    /// A frame of the flat encoding `encoded` (`flat_term.rs`), `bytes` as `max_size` counts
     /// the term.
-    pub fn from_external(etf: EncodedSlice, bytes: usize) -> Frame {
+    pub fn from_encoding(encoded: &[u8], bytes: usize) -> Frame {
         Frame {
-            stored: Stored::Plain(etf),
+            stored: Stored::Plain(EncodedSlice::copy_of(encoded)),
             bytes,
+        }
+    }
+
+    /// The frame's flat encoding, when it is stored so (`flat_term.rs`).
+    pub fn encoding(&self) -> Option<&[u8]> {
+        match &self.stored {
+            Stored::Plain(encoded) => Some(encoded.as_slice()),
+            _ => None,
         }
     }
 
@@ -122,11 +148,13 @@ impl Frame {
         }
     }
 
-    /// What keeps the term `read` presents in memory, when it is stored rather than decoded.
+    /// What keeps the frame's memory alive: the term `read` presents, or the bytes of its
+    /// `encoding`. `None` for a term decoded when read.
     pub fn memory(&self) -> Option<TermMemory> {
         match &self.stored {
-            Stored::Copied(held) => Some(TermMemory(held.arena.clone())),
-            Stored::Encoded(_) | Stored::Plain(_) => None,
+            Stored::Copied(held) => Some(TermMemory(Held::Arena(held.arena.clone()))),
+            Stored::Plain(encoded) => Some(TermMemory(Held::Chunk(encoded.memory()))),
+            Stored::Encoded(_) => None,
         }
     }
 
@@ -146,8 +174,7 @@ impl Frame {
                     .expect("a frame holds valid external term format")
                     .0
             }
-            // Encoded by a Python sender (conversion/flat_term.rs), built on the reader's heap.
-            Stored::Plain(encoded) => crate::conversion::flat_term::decode(env, encoded.as_slice()),
+            Stored::Plain(encoded) => flat_term::decode(env, encoded.as_slice()),
         }
     }
 }
@@ -223,8 +250,13 @@ pub struct ArenaTerm {
 
 /// Keeps the memory a received term was stored in alive, so its binaries can be read where
 /// they are (a `memoryview` in Python) after the frame is gone.
-#[derive(Clone)]
-pub struct TermMemory(#[expect(dead_code, reason = "held only to keep the arena alive")] ArenaRef);
+pub struct TermMemory(#[expect(dead_code, reason = "held only to keep the memory alive")] Held);
+
+#[expect(dead_code, reason = "held only to keep the memory alive")]
+enum Held {
+    Arena(ArenaRef),
+    Chunk(ChunkMemory),
+}
 
 // SAFETY: `term` is immutable once made, and reading it (enif_make_copy reads the term, never
 // the env it lives in) is safe while a sender appends other terms to the same arena.

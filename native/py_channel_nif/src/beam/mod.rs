@@ -5,6 +5,8 @@ pub mod atoms;
 mod channel_nifs;
 pub mod channel_resource;
 pub mod env_pool;
+pub mod flat_chunks;
+pub mod flat_term;
 pub mod frame;
 mod owners;
 pub mod task_wake;

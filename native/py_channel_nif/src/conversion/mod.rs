@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 
 pub use binary_view::exporter_type;
 pub use to_erlang::{set_none_atom, to_erlang, to_erlang_plain};
-pub use to_python::{to_python, to_python_held, BinaryMode};
+pub use to_python::{to_python, to_python_from_frame, BinaryMode};
 
 /// The name of an object's type, for error messages.
 pub fn type_name(object: &Bound<'_, PyAny>) -> String {

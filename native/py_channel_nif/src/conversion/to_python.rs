@@ -3,7 +3,7 @@
 use super::binary_view;
 use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::word_hasher::WordHashing;
-use super::{etf, nesting};
+use super::{etf, flat_term, nesting};
 use crate::beam::atoms;
 use crate::beam::channel_resource::ChannelHandle;
 use crate::beam::frame::Frame;
@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use rustler::sys::enif_get_tuple;
 use rustler::sys::ErlNifTerm;
 use rustler::types::map::MapIterator;
-use rustler::{Binary, LocalPid, Term, TermType};
+use rustler::{Binary, Env, LocalPid, Term, TermType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -35,25 +35,70 @@ pub fn to_python<'py>(
     term: Term<'_>,
     mode: BinaryMode,
 ) -> PyResult<Bound<'py, PyAny>> {
-    to_python_held(py, term, mode, None)
+    convert(py, term, &Reading { mode, frame: None }, 0)
 }
 
-/// [`to_python`] for the term `frame` stores: a `memoryview` of one of its binaries holds the
-/// frame's memory instead of a copy of the binary.
-pub fn to_python_held<'py>(
+/// The Python object of the term `frame` stores, made on this thread with the help of `env`
+/// (which it may leave terms in): a `memoryview` of one of its binaries holds the frame's
+/// memory instead of a copy of the binary.
+pub fn to_python_from_frame<'py, 'a>(
     py: Python<'py>,
-    term: Term<'_>,
+    env: Env<'a>,
+    frame: &'a Frame,
     mode: BinaryMode,
-    frame: Option<&Frame>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, term, &Reading { mode, frame }, 0)
+    let reading = Reading {
+        mode,
+        frame: Some(frame),
+    };
+    match frame.encoding() {
+        Some(encoded) => flat_term::to_python(py, env, encoded, &reading),
+        None => convert(py, frame.read(env), &reading, 0),
+    }
 }
 
 /// How a term is being read: its binaries' mode, and what keeps the term in memory.
-struct Reading<'m> {
+pub(super) struct Reading<'m> {
     mode: BinaryMode,
     /// Asked for its memory only when a binary is viewed: holding it costs two atomic steps.
     frame: Option<&'m Frame>,
+}
+
+impl Reading<'_> {
+    /// A binary of the frame, whose bytes are `bytes`, as this reading's mode says.
+    pub(super) fn binary<'py>(&self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        match self.mode {
+            BinaryMode::MemoryView => self.view(py, bytes),
+            mode => Ok(binary_object(py, bytes, mode)),
+        }
+    }
+
+    /// A read-only `memoryview` of `bytes`, which live in the frame's memory.
+    pub(super) fn view<'py>(&self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let memory = self
+            .frame
+            .and_then(Frame::memory)
+            .expect("an encoded frame's bytes are in memory it can hold");
+        binary_view::in_memory(py, memory, bytes)
+    }
+}
+
+/// The Python object of an immediate term (an atom, a local pid or port, a small integer,
+/// `[]`), which needs no reading mode.
+pub(super) fn immediate<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    match term.get_type() {
+        TermType::Atom => atom(py, term),
+        TermType::Pid => pid(py, term),
+        _ => convert(
+            py,
+            term,
+            &Reading {
+                mode: BinaryMode::Auto,
+                frame: None,
+            },
+            0,
+        ),
+    }
 }
 
 fn convert<'py>(
@@ -221,7 +266,11 @@ fn binary_view<'py>(
     }
 }
 
-fn binary_object<'py>(py: Python<'py>, bytes: &[u8], mode: BinaryMode) -> Bound<'py, PyAny> {
+pub(super) fn binary_object<'py>(
+    py: Python<'py>,
+    bytes: &[u8],
+    mode: BinaryMode,
+) -> Bound<'py, PyAny> {
     if mode == BinaryMode::Auto {
         if bytes.is_ascii() {
             if let Some(text) = ascii_string(py, bytes) {

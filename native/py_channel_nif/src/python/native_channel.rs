@@ -14,7 +14,7 @@ use crate::channel::{
 use crate::conversion::term_classes::PyChannelRef;
 use crate::conversion::type_name;
 use crate::conversion::{flat_term, to_erlang, to_erlang_plain};
-use crate::conversion::{to_python_held, BinaryMode};
+use crate::conversion::{to_python_from_frame, BinaryMode};
 use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -52,14 +52,16 @@ fn frame_to_python<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut env) => {
-            let converted = env.run(|env| to_python_held(py, frame.read(env), mode, Some(frame)));
-            if frame.is_decoded_when_read() {
+            let converted = env.run(|env| to_python_from_frame(py, env, frame, mode));
+            // An encoded frame is read from its encoding: only a frame `read` decodes leaves
+            // terms in the env.
+            if frame.encoding().is_none() && frame.is_decoded_when_read() {
                 env.clear();
             }
             converted
         }
         // Re-entered from inside a conversion: use an env of its own.
-        Err(_) => OwnedEnv::new().run(|env| to_python_held(py, frame.read(env), mode, Some(frame))),
+        Err(_) => OwnedEnv::new().run(|env| to_python_from_frame(py, env, frame, mode)),
     })
 }
 
@@ -97,7 +99,7 @@ fn encoded_frame(object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
             return Ok(None);
         };
         let size = flat_term::encode(object, &mut buffer)?;
-        Ok(size.map(|size| Frame::from_external(flat_term::EncodedSlice::copy_of(&buffer), size)))
+        Ok(size.map(|size| Frame::from_encoding(&buffer, size)))
     })
 }
 

@@ -1,0 +1,179 @@
+%% Small plain terms are queued in a flat encoding of their own rather than
+%% copied as terms (native/py_channel_nif/src/beam/flat_term.rs), and a Python
+%% reader builds its objects from that encoding without the term. These tests
+%% hold that store to the term's: every term at and past the edges of what is
+%% encoded comes back exact to an Erlang reader, weighs what term_size/1 says,
+%% and reaches Python as the same objects a py:call argument becomes; binaries
+%% viewed from an encoded frame outlive it.
+-module(py_encoded_terms_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-define(PYTHON, <<"
+from erlang import Atom
+from erlang.channel import Channel, reply
+
+def describe(x):
+    '''The object's shape: types all the way down, and the leaves' values.'''
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, [describe(item) for item in x])
+    if isinstance(x, memoryview):
+        return ('memoryview', x.readonly, x.tobytes())
+    return (type(x).__name__, repr(x))
+
+def describe_each(ref, count, binary):
+    channel = Channel(ref, binary=binary)
+    return [describe(channel.receive()) for _ in range(count)]
+
+def echo_each(ref, count, pid):
+    channel = Channel(ref)
+    for _ in range(count):
+        reply(pid, channel.receive())
+
+def keep_views(ref, count):
+    '''Reads count binaries as views, keeps them all, and answers whether each
+    still holds what it held when read, after every later frame was read.'''
+    channel = Channel(ref, binary='memoryview')
+    kept = []
+    for _ in range(count):
+        view = channel.receive()
+        kept.append((view, view.tobytes()))
+    return all(view.tobytes() == seen for view, seen in kept)
+
+SENT_FROM_PYTHON = [('request', 1, b'raw', 2.5, None, True, [Atom('a'), 'text', (), []]),
+                    2**63, -2**63, 2**64, b'x' * 100, [1.5] * 10, float('nan')]
+
+def python_to_python(ref):
+    channel = Channel(ref)
+    for item in SENT_FROM_PYTHON:
+        channel.send(item)
+    return [describe(channel.receive()) for _ in SENT_FROM_PYTHON]
+">>).
+
+setup() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    ok.
+
+%% A namespace is the calling process's: each test defines the helpers in its own.
+helpers() ->
+    ok = py:exec(?PYTHON).
+
+encoded_terms_test_() ->
+    {setup, fun setup/0,
+     [{"terms at the edges of the encoding come back exact, weighing what term_size/1 says",
+       fun erlang_reader_exact/0},
+      {"Python reads each as the objects a py:call argument becomes, in every binary mode",
+       fun python_reader_same_objects/0},
+      {"what Python reads goes back exact (by the type table)", fun python_round_trip/0},
+      {"views of encoded binaries outlive their frames and the chunks after them",
+       fun views_outlive_frames/0},
+      {"Python to Python: read as the terms Python sent would be", fun python_to_python/0}]}.
+
+%% Encoded, and just past what is encoded (each of those is copied as a term).
+edge_terms() ->
+    Big = binary:copy(<<"0123456789">>, 100),
+    Port = hd(erlang:ports()),
+    Nested = fun(Depth) -> lists:foldl(fun(_, Inner) -> [Inner] end, leaf, lists:seq(1, Depth)) end,
+    [atom, [], {}, self(), Port, true, false, undefined, nil, none,
+     0, -1, 42, (1 bsl 59) - 1, 1 bsl 59, -(1 bsl 59) - 1,
+     (1 bsl 63) - 1, -(1 bsl 63), 1 bsl 63, (1 bsl 64) - 1,
+     1 bsl 64, -(1 bsl 63) - 1, 1 bsl 200,
+     1.5, -0.0, 0.0, 1.0e300,
+     <<>>, <<"data">>, <<"héllo"/utf8>>, <<255, 0, 254>>,
+     binary:copy(<<"x">>, 64), binary:copy(<<"x">>, 65), Big,
+     binary:part(Big, 10, 20), binary:part(Big, 10, 64), <<1:3>>, <<"ab", 1:5>>,
+     {request, self(), <<"data">>}, {1, {2, {3, [4, 5, {}]}}}, [a, [b, [c, []]]],
+     {bytes, <<"raw">>}, {memoryview, <<"seen">>}, {bytes, Big}, {bytes, <<1:3>>},
+     Nested(63), Nested(64), Nested(65),
+     lists:duplicate(400, atom), lists:duplicate(500, atom),
+     lists:seq(1, 300), [binary:copy(<<"y">>, 64) || _ <- lists:seq(1, 70)],
+     [a | b], [1, 2 | <<"tail">>], {a, #{k => v}}, [1, make_ref()], {fun() -> ok end},
+     {{}, [], <<>>, 0}].
+
+erlang_reader_exact() ->
+    {ok, Ch} = py_channel:new(),
+    lists:foreach(
+      fun(Term) ->
+              ok = py_channel:send(Ch, Term),
+              ?assertEqual({Term, py_channel:term_size(Term)},
+                           {Term, maps:get(size, py_channel:info(Ch))}),
+              {ok, Back} = py_channel:try_receive(Ch),
+              ?assert(Back =:= Term, {Term, Back})
+      end, edge_terms() ++ [{Ch, self()}]),
+    %% The same through send_many/2 and a subscriber.
+    Terms = edge_terms(),
+    {ok, Sent} = py_channel:send_many(Ch, Terms),
+    ?assertEqual(length(Terms), Sent),
+    ok = py_channel:subscribe(Ch, length(Terms)),
+    Received = [receive {py_channel, Ch, T} -> T after 5000 -> timeout end || _ <- Terms],
+    ?assert(Received =:= Terms),
+    receive {py_channel_passive, Ch} -> ok after 5000 -> error(no_passive) end.
+
+python_reader_same_objects() ->
+    helpers(),
+    Terms = edge_terms(),
+    lists:foreach(
+      fun(Mode) ->
+              {ok, Ch} = py_channel:new(),
+              {ok, Sent} = py_channel:send_many(Ch, Terms),
+              ?assertEqual(length(Terms), Sent),
+              {ok, FromChannel} =
+                  py:call('__main__', describe_each, [Ch, length(Terms), Mode], #{}, 30000),
+              Expected = [begin
+                              {ok, Described} = py:call('__main__', describe, [as_argument(T, Mode)]),
+                              Described
+                          end || T <- Terms],
+              lists:foreach(fun({Term, Got, Want}) -> ?assertEqual({Term, Want}, {Term, Got}) end,
+                            lists:zip3(Terms, FromChannel, Expected))
+      end, [<<"auto">>, <<"bytes">>, <<"memoryview">>]).
+
+%% What a py:call argument must be to arrive as a channel's reader in `Mode' reads
+%% the term: its binaries tagged, outside a tag of their own.
+as_argument(Term, <<"auto">>) -> Term;
+as_argument(Term, Mode) -> tag_binaries(Term, binary_to_atom(Mode)).
+
+tag_binaries({bytes, B} = Tagged, _Tag) when is_binary(B) -> Tagged;
+tag_binaries({memoryview, B} = Tagged, _Tag) when is_binary(B) -> Tagged;
+tag_binaries(B, Tag) when is_binary(B) -> {Tag, B};
+tag_binaries(T, Tag) when is_tuple(T) -> list_to_tuple(tag_binaries(tuple_to_list(T), Tag));
+tag_binaries([H | T], Tag) when is_list(T) -> [tag_binaries(H, Tag) | tag_binaries(T, Tag)];
+tag_binaries(Other, _Tag) -> Other.
+
+python_round_trip() ->
+    helpers(),
+    Terms = edge_terms(),
+    {ok, Ch} = py_channel:new(),
+    Echo = py:spawn_call('__main__', echo_each, [Ch, length(Terms), self()]),
+    {ok, _} = py_channel:send_many(Ch, Terms),
+    lists:foreach(
+      fun(Term) ->
+              receive Back -> ?assert(Back =:= normal_form(Term), {Term, Back})
+              after 5000 -> error({no_echo, Term})
+              end
+      end, Terms),
+    ?assertEqual({ok, none}, py:await(Echo, 5000)).
+
+%% The type table's normal form: the none atoms come back as none, a tagged
+%% binary as the binary.
+normal_form(undefined) -> none;
+normal_form(nil) -> none;
+normal_form({bytes, B}) when is_binary(B) -> B;
+normal_form({memoryview, B}) when is_binary(B) -> B;
+normal_form(T) when is_tuple(T) -> list_to_tuple(normal_form(tuple_to_list(T)));
+normal_form([H | T]) when is_list(T) -> [normal_form(H) | normal_form(T)];
+normal_form(Other) -> Other.
+
+views_outlive_frames() ->
+    helpers(),
+    Count = 20000,
+    {ok, Ch} = py_channel:new(),
+    Reader = py:spawn_call('__main__', keep_views, [Ch, Count]),
+    [ok = py_test_support:send_retrying(Ch, integer_to_binary(N * 7919)) || N <- lists:seq(1, Count)],
+    ?assertEqual({ok, true}, py:await(Reader, 60000)).
+
+python_to_python() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(),
+    {ok, Sent} = py:eval(<<"SENT_FROM_PYTHON">>),
+    Expected = [begin {ok, D} = py:call('__main__', describe, [T]), D end || T <- Sent],
+    ?assertEqual({ok, Expected}, py:call('__main__', python_to_python, [Ch])).
