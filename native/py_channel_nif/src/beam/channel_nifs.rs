@@ -5,7 +5,7 @@
 
 use crate::beam::atoms;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
-use crate::beam::frame::{Frame, FrameBatch};
+use crate::beam::frame::{Frame, FrameBatch, Prepared};
 use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::beam::term_scan::{self, TermScan};
 use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
@@ -27,12 +27,13 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
 
 /// Stores `term` in a frame for `channel`, telling the scheduler what a large copy cost.
 fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Frame {
-    if let Some(frame) = Frame::encoded(term) {
-        return frame;
+    match Frame::prepare(term, channel) {
+        Prepared::Encoded(frame) => frame,
+        Prepared::Scanned(scan) => {
+            report_copied_bytes(env, scan.bytes - scan.shared);
+            Frame::encode_scanned(term, scan, channel)
+        }
     }
-    let scan = term_scan::scan(term, Some(channel));
-    report_copied_bytes(env, scan.bytes - scan.shared);
-    Frame::encode_scanned(term, scan, channel)
 }
 
 /// Tells the scheduler what copying `bytes` of terms cost, so a large copy counts as more
@@ -240,12 +241,9 @@ enum PendingTerm<'a> {
 
 impl<'a> PendingTerm<'a> {
     fn new(term: Term<'a>, channel: &ChannelResource) -> Self {
-        match Frame::encoded(term) {
-            Some(frame) => PendingTerm::Encoded(frame),
-            None => PendingTerm::Scanned {
-                term,
-                scan: term_scan::scan(term, Some(channel)),
-            },
+        match Frame::prepare(term, channel) {
+            Prepared::Encoded(frame) => PendingTerm::Encoded(frame),
+            Prepared::Scanned(scan) => PendingTerm::Scanned { term, scan },
         }
     }
 

@@ -209,11 +209,42 @@ fn term_from_bits(bits: u64) -> ErlNifTerm {
     unsafe { std::mem::transmute::<usize, ErlNifTerm>(bits as usize) }
 }
 
-/// Encodes `term` into `out` (cleared first) and answers its size as `term_scan.rs` counts it;
-/// `None` if it is not small plain data (`out` is then of no use).
-pub fn encode(term: Term<'_>, out: &mut Vec<u8>) -> Option<usize> {
+/// Why a term is not encoded (`out` is then of no use).
+pub enum NotEncoded {
+    /// A binary larger than the VM keeps on a heap, of this many bytes, on its own: it is
+    /// shared by reference, and this is all `term_scan.rs` would find.
+    SharedBinary(usize),
+    /// Anything else that is not small plain data.
+    Other,
+}
+
+/// Encodes `term` into `out` (cleared first) and answers its size as `term_scan.rs` counts it.
+pub fn encode(term: Term<'_>, out: &mut Vec<u8>) -> Result<usize, NotEncoded> {
     out.clear();
-    encode_node(term.get_env().as_c_arg(), term.as_c_arg(), out, 0)
+    let (env, raw) = (term.get_env().as_c_arg(), term.as_c_arg());
+    if is_immediate(raw) {
+        put_immediate(raw, out);
+        return Ok(WORD);
+    }
+    // SAFETY: `raw` is a term of `env`.
+    let kind = unsafe { enif_term_type(env, raw) };
+    if matches!(kind, ErlNifTermType::ERL_NIF_TERM_TYPE_BITSTRING) {
+        // A large binary is the usual term that is not encoded: measured here, it is not
+        // walked again by `term_scan.rs`.
+        // SAFETY: `raw` is a term of `env`, used within this call.
+        return match unsafe { whole_bytes(env, raw) } {
+            Some(bytes) if bytes.len() > ENCODED_BINARY_MAX => {
+                Err(NotEncoded::SharedBinary(bytes.len()))
+            }
+            Some(bytes) => put_binary(bytes, out).ok_or(NotEncoded::Other),
+            None => Err(NotEncoded::Other),
+        };
+    }
+    encode_boxed(env, raw, kind, out, 0).ok_or(NotEncoded::Other)
+}
+
+fn is_immediate(term: ErlNifTerm) -> bool {
+    term_bits(term) as usize & IMMEDIATE_TAG_MASK == IMMEDIATE_TAG
 }
 
 fn encode_node(
@@ -225,17 +256,30 @@ fn encode_node(
     if out.len() >= ENCODED_MAX_BYTES {
         return None;
     }
-    if term_bits(term) as usize & IMMEDIATE_TAG_MASK == IMMEDIATE_TAG {
+    if is_immediate(term) {
         put_immediate(term, out);
         return Some(WORD);
     }
     if depth == ENCODED_MAX_DEPTH {
         return None;
     }
+    // SAFETY: `term` is a term of `env`.
+    let kind = unsafe { enif_term_type(env, term) };
+    encode_boxed(env, term, kind, out, depth)
+}
+
+/// A term that is not immediate, of type `kind`.
+fn encode_boxed(
+    env: *mut ErlNifEnv,
+    term: ErlNifTerm,
+    kind: ErlNifTermType,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Option<usize> {
     // SAFETY (all calls below): `term` is a valid term of `env`, and out-parameters are read
     // only when the call reports success.
     unsafe {
-        match enif_term_type(env, term) {
+        match kind {
             ErlNifTermType::ERL_NIF_TERM_TYPE_TUPLE => {
                 let mut arity = 0;
                 let mut elements = MaybeUninit::<*const ErlNifTerm>::uninit();
@@ -251,17 +295,10 @@ fn encode_node(
                 Some(size)
             }
             ErlNifTermType::ERL_NIF_TERM_TYPE_LIST => list(env, term, out, depth),
-            ErlNifTermType::ERL_NIF_TERM_TYPE_BITSTRING => {
-                let mut binary = MaybeUninit::<ErlNifBinary>::uninit();
-                if enif_inspect_binary(env, term, binary.as_mut_ptr()) == 0 {
-                    return None; // not whole bytes
-                }
-                let binary = binary.assume_init();
-                if binary.size > ENCODED_BINARY_MAX {
-                    return None;
-                }
-                put_binary(std::slice::from_raw_parts(binary.data, binary.size), out)
-            }
+            ErlNifTermType::ERL_NIF_TERM_TYPE_BITSTRING => match whole_bytes(env, term) {
+                Some(bytes) if bytes.len() <= ENCODED_BINARY_MAX => put_binary(bytes, out),
+                _ => None,
+            },
             ErlNifTermType::ERL_NIF_TERM_TYPE_FLOAT => {
                 let mut value = 0.0;
                 (enif_get_double(env, term, &mut value) != 0).then(|| put_float(value, out))
@@ -278,6 +315,25 @@ fn encode_node(
             }
             _ => None,
         }
+    }
+}
+
+/// The bytes of a bitstring of `env`; `None` if it is not whole bytes.
+///
+/// # Safety
+/// `term` is a term of `env`; the bytes are used only while it lives.
+unsafe fn whole_bytes<'e>(env: *mut ErlNifEnv, term: ErlNifTerm) -> Option<&'e [u8]> {
+    let mut binary = MaybeUninit::<ErlNifBinary>::uninit();
+    // SAFETY: as the caller's; the binary is read only if the call succeeds.
+    unsafe {
+        if enif_inspect_binary(env, term, binary.as_mut_ptr()) == 0 {
+            return None;
+        }
+        let binary = binary.assume_init();
+        if binary.size == 0 {
+            return Some(&[]);
+        }
+        Some(std::slice::from_raw_parts(binary.data, binary.size))
     }
 }
 

@@ -17,7 +17,7 @@
 
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::flat_chunks::{ChunkMemory, EncodedSlice};
-use crate::beam::flat_term;
+use crate::beam::flat_term::{self, NotEncoded};
 use crate::beam::term_scan::{scan, TermScan};
 use crate::channel::Weighed;
 use rustler::sys::{
@@ -53,21 +53,36 @@ thread_local! {
     static ENCODING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A term on its way into a channel: stored encoded already, or scanned, to be copied.
+pub enum Prepared {
+    Encoded(Frame),
+    Scanned(TermScan),
+}
+
 impl Frame {
     /// Stores `term` for the channel `destination`.
     pub fn encode(term: Term<'_>, destination: &ChannelResource) -> Frame {
-        Self::encoded(term).unwrap_or_else(|| {
-            Self::encode_scanned(term, scan(term, Some(destination)), destination)
-        })
+        match Self::prepare(term, destination) {
+            Prepared::Encoded(frame) => frame,
+            Prepared::Scanned(scan) => Self::encode_scanned(term, scan, destination),
+        }
     }
 
-    /// `term` stored encoded, if it is small plain data (`flat_term.rs`).
-    pub fn encoded(term: Term<'_>) -> Option<Frame> {
-        ENCODING.with(|buffer| {
-            let mut buffer = buffer.try_borrow_mut().ok()?;
-            let bytes = flat_term::encode(term, &mut buffer)?;
-            Some(Frame::from_encoding(&buffer, bytes))
-        })
+    /// `term` stored encoded if it is small plain data (`flat_term.rs`), else scanned for
+    /// `destination`.
+    pub fn prepare(term: Term<'_>, destination: &ChannelResource) -> Prepared {
+        let encoded = ENCODING.with(|buffer| {
+            let Ok(mut buffer) = buffer.try_borrow_mut() else {
+                return Err(NotEncoded::Other);
+            };
+            flat_term::encode(term, &mut buffer)
+                .map(|bytes| Frame::from_encoding(&buffer, bytes))
+        });
+        match encoded {
+            Ok(frame) => Prepared::Encoded(frame),
+            Err(NotEncoded::SharedBinary(size)) => Prepared::Scanned(TermScan::shared_binary(size)),
+            Err(NotEncoded::Other) => Prepared::Scanned(scan(term, Some(destination))),
+        }
     }
 
     /// `term` copied as a term, scanned for `destination` (`term_scan.rs`).

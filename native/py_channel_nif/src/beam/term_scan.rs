@@ -36,6 +36,19 @@ pub struct TermScan {
     pub other_channels: Vec<ChannelHandle>,
 }
 
+impl TermScan {
+    /// What a scan finds in a binary of `size` bytes, larger than the VM keeps on a heap.
+    pub fn shared_binary(size: usize) -> TermScan {
+        debug_assert!(size > ON_HEAP_BINARY_MAX);
+        TermScan {
+            bytes: 2 * WORD + size,
+            shared: size,
+            holds_destination: false,
+            other_channels: Vec::new(),
+        }
+    }
+}
+
 /// Scans `term` on its way into `destination` (`None`: only the size is wanted).
 pub fn scan(term: Term<'_>, destination: Option<&ChannelResource>) -> TermScan {
     let env = term.get_env();

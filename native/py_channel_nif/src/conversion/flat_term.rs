@@ -188,51 +188,93 @@ pub(super) fn to_python<'py>(
     bytes: &[u8],
     reading: &Reading<'_>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    item(py, env, &mut Cursor::new(bytes), reading, 0)
+    let object = item(py, env, &mut Cursor::new(bytes), reading, 0);
+    // SAFETY: a new reference, or null with the error set.
+    unsafe { Bound::from_owned_ptr_or_err(py, object) }
 }
 
-fn item<'py>(
-    py: Python<'py>,
+/// The next item's object: a new reference, or null with the Python error set. Raw, as the C
+/// API: a `PyResult` returned through every level is copied at each, and those copies (read
+/// back in wider loads than they were written in) stalled this loop more than it worked.
+fn item(
+    py: Python<'_>,
     env: Env<'_>,
     cursor: &mut Cursor<'_>,
     reading: &Reading<'_>,
     depth: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    nesting::enter(depth, "term")?;
+) -> *mut ffi::PyObject {
+    // SAFETY (the calls to CPython): with the GIL held; each returns a new reference or null
+    // with the error set.
     match cursor.next_item() {
         // SAFETY: an immediate term is valid in every env.
-        Item::Immediate(term) => immediate(py, unsafe { rustler::Term::new(env, term) }),
-        Item::Int(value) => Ok(value.into_pyobject(py)?.into_any()),
-        Item::UInt(value) => Ok(value.into_pyobject(py)?.into_any()),
-        Item::Float(value) => Ok(PyFloat::new(py, value).into_any()),
-        Item::Binary(bytes) => reading.binary(py, bytes),
+        Item::Immediate(term) => raw(py, immediate(py, unsafe { rustler::Term::new(env, term) })),
+        Item::Int(value) => unsafe { ffi::PyLong_FromLongLong(value) },
+        Item::UInt(value) => unsafe { ffi::PyLong_FromUnsignedLongLong(value) },
+        Item::Float(value) => unsafe { ffi::PyFloat_FromDouble(value) },
+        Item::Binary(bytes) => raw(py, reading.binary(py, bytes)),
         Item::Tuple(2) if cursor.next_is_tagged_binary(atoms::bytes().as_c_arg()) => {
             let bytes = tagged_binary(cursor);
-            Ok(PyBytes::new(py, bytes).into_any())
+            PyBytes::new(py, bytes).into_ptr()
         }
         Item::Tuple(2) if cursor.next_is_tagged_binary(atoms::memoryview().as_c_arg()) => {
             let bytes = tagged_binary(cursor);
-            reading.view(py, bytes)
+            raw(py, reading.view(py, bytes))
         }
-        // SAFETY (both): a new tuple or list of the right size is filled in full before
-        // anyone sees it (one left unfilled by an error is dropped, and frees what it got);
-        // the setters steal each item's reference.
-        Item::Tuple(items) => unsafe {
-            let tuple = Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(items as isize))?;
-            for index in 0..items {
-                let item = item(py, env, cursor, reading, depth + 1)?;
-                ffi::PyTuple_SET_ITEM(tuple.as_ptr(), index as isize, item.into_ptr());
+        Item::Tuple(items) => container(py, env, cursor, reading, depth, items, false),
+        Item::List(items) => container(py, env, cursor, reading, depth, items, true),
+    }
+}
+
+/// A tuple or a list of the next `items` items, as [`item`] answers.
+fn container(
+    py: Python<'_>,
+    env: Env<'_>,
+    cursor: &mut Cursor<'_>,
+    reading: &Reading<'_>,
+    depth: usize,
+    items: usize,
+    is_list: bool,
+) -> *mut ffi::PyObject {
+    if let Err(error) = nesting::enter(depth, "term") {
+        error.restore(py);
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a new tuple or list of the right size is filled in full before anyone sees it
+    // (one left unfilled by an error is dropped, and frees what it got); the setters steal
+    // each item's reference.
+    unsafe {
+        let container = if is_list {
+            ffi::PyList_New(items as isize)
+        } else {
+            ffi::PyTuple_New(items as isize)
+        };
+        if container.is_null() {
+            return container;
+        }
+        for index in 0..items {
+            let item = item(py, env, cursor, reading, depth + 1);
+            if item.is_null() {
+                ffi::Py_DECREF(container);
+                return item;
             }
-            Ok(tuple)
-        },
-        Item::List(items) => unsafe {
-            let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(items as isize))?;
-            for index in 0..items {
-                let item = item(py, env, cursor, reading, depth + 1)?;
-                ffi::PyList_SET_ITEM(list.as_ptr(), index as isize, item.into_ptr());
+            if is_list {
+                ffi::PyList_SET_ITEM(container, index as isize, item);
+            } else {
+                ffi::PyTuple_SET_ITEM(container, index as isize, item);
             }
-            Ok(list)
-        },
+        }
+        container
+    }
+}
+
+/// `result` as [`item`] answers.
+fn raw(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> *mut ffi::PyObject {
+    match result {
+        Ok(object) => object.into_ptr(),
+        Err(error) => {
+            error.restore(py);
+            std::ptr::null_mut()
+        }
     }
 }
 

@@ -86,6 +86,11 @@ impl Reading<'_> {
 /// The Python object of an immediate term (an atom, a local pid or port, a small integer,
 /// `[]`), which needs no reading mode.
 pub(super) fn immediate<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    // The caches first, by the term alone: each holds only terms of its own type.
+    let key = term.as_c_arg();
+    if let Some(object) = cached_pid(py, key).or_else(|| cached_atom(py, key)) {
+        return Ok(object);
+    }
     match term.get_type() {
         TermType::Atom => atom(py, term),
         TermType::Pid => pid(py, term),
@@ -314,30 +319,37 @@ thread_local! {
 }
 type PidCache = [Option<(ErlNifTerm, Py<PyAny>)>; PID_CACHE_SLOTS];
 
-fn pid<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
-    let key = term.as_c_arg();
-    // A local pid's term is immediate (primary tag 0b11) and names that pid for the life of
-    // the VM; a remote pid's term is a pointer into its env, so only immediates are cached.
+/// A local pid's term is immediate (primary tag 0b11) and names that pid for the life of the
+/// VM; a remote pid's term is a pointer into its env, so only immediates are cached. The
+/// cache's slot for `key`, if it may be cached.
+fn pid_slot(key: ErlNifTerm) -> Option<usize> {
     // SAFETY: ErlNifTerm is a transparent wrapper of a machine word.
     let raw: usize = unsafe { std::mem::transmute(key) };
-    let cacheable = raw & 0b11 == 0b11;
-    let slot = (raw >> 4) % PID_CACHE_SLOTS;
-    if cacheable {
-        let cached = PIDS.with(|pids| {
-            pids.try_borrow().ok().and_then(|pids| match &pids[slot] {
-                Some((cached_key, object)) if *cached_key == key => Some(object.bind(py).clone()),
-                _ => None,
-            })
-        });
-        if let Some(object) = cached {
-            return Ok(object);
-        }
+    (raw & 0b11 == 0b11).then_some((raw >> 4) % PID_CACHE_SLOTS)
+}
+
+/// The `erlang.Pid` of `key` if this thread converted it lately (only pids are cached).
+fn cached_pid<'py>(py: Python<'py>, key: ErlNifTerm) -> Option<Bound<'py, PyAny>> {
+    let slot = pid_slot(key)?;
+    PIDS.with(|pids| {
+        pids.try_borrow().ok().and_then(|pids| match &pids[slot] {
+            Some((cached_key, object)) if *cached_key == key => Some(object.bind(py).clone()),
+            _ => None,
+        })
+    })
+}
+
+fn pid<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let key = term.as_c_arg();
+    if let Some(object) = cached_pid(py, key) {
+        return Ok(object);
     }
+    let slot = pid_slot(key);
     let Ok(pid) = term.decode::<LocalPid>() else {
         return opaque(py, term); // a pid of another node
     };
     let object = Bound::new(py, PyPid::new(pid, term.as_c_arg()))?.into_any();
-    if cacheable {
+    if let Some(slot) = slot {
         PIDS.with(|pids| {
             if let Ok(mut pids) = pids.try_borrow_mut() {
                 pids[slot] = Some((key, object.clone().unbind()));
@@ -355,15 +367,19 @@ thread_local! {
 }
 type AtomCache = HashMap<ErlNifTerm, Py<PyAny>, WordHashing>;
 
-fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
-    let key = term.as_c_arg();
-    let cached = ATOMS.with(|atoms| {
+/// The object of the atom `key` if this thread converted it before (only atoms are cached).
+fn cached_atom<'py>(py: Python<'py>, key: ErlNifTerm) -> Option<Bound<'py, PyAny>> {
+    ATOMS.with(|atoms| {
         atoms
             .try_borrow()
             .ok()
             .and_then(|atoms| atoms.get(&key).map(|atom| atom.bind(py).clone()))
-    });
-    if let Some(atom) = cached {
+    })
+}
+
+fn atom<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let key = term.as_c_arg();
+    if let Some(atom) = cached_atom(py, key) {
         return Ok(atom);
     }
     let object = new_atom(py, term)?;
