@@ -27,6 +27,7 @@ fn new_channel(env: Env<'_>, max_size: u64, owner: LocalPid) -> ChannelHandle {
 
 /// Stores `term` in a frame for `channel`, telling the scheduler what a large copy cost.
 fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Frame {
+    channel.channel.prepare_send();
     match Frame::prepare(term, channel) {
         Prepared::Encoded(frame) => frame,
         Prepared::Scanned(scan) => {
@@ -191,6 +192,7 @@ const SEND_MANY_BATCH: usize = 1000;
 /// badarg, with nothing queued.
 #[rustler::nif]
 fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> NifResult<Term<'a>> {
+    channel.channel.prepare_send();
     let batch = terms.list_length()?.min(SEND_MANY_BATCH);
     let mut pending = Vec::with_capacity(batch);
     // `tails[i]` is the list after the first i + 1 terms.

@@ -75,8 +75,7 @@ impl Frame {
             let Ok(mut buffer) = buffer.try_borrow_mut() else {
                 return Err(NotEncoded::Other);
             };
-            flat_term::encode(term, &mut buffer)
-                .map(|bytes| Frame::from_encoding(&buffer, bytes))
+            flat_term::encode(term, &mut buffer).map(|bytes| Frame::from_encoding(&buffer, bytes))
         });
         match encoded {
             Ok(frame) => Prepared::Encoded(frame),

@@ -43,6 +43,27 @@ fn frames_come_out_in_send_order() {
 }
 
 #[test]
+fn prepare_send_changes_nothing() {
+    // Before the first block, inside one, at its last slot and past it, after reads.
+    let channel = TestChannel::new(0);
+    channel.prepare_send();
+    for value in 0..200 {
+        channel.prepare_send();
+        channel.send(item(value, 8)).unwrap();
+        if value % 3 == 0 {
+            channel.prepare_send();
+        }
+    }
+    assert_eq!((channel.len(), channel.size()), (200, 1600));
+    for value in 0..200 {
+        channel.prepare_send();
+        assert_eq!(channel.try_recv(no_pass_on).unwrap().value, value);
+    }
+    channel.prepare_send();
+    assert!(channel.is_empty());
+}
+
+#[test]
 fn size_counts_the_bytes_queued() {
     let channel = TestChannel::new(0);
     channel.send(item(1, 10)).unwrap();

@@ -73,6 +73,7 @@ fn frame_to_python<'py>(
 ///    other sender is appending to it;
 /// 3. else: built in this thread's env and copied (`Frame::encode`).
 fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
+    channel.channel.prepare_send();
     if let Some(frame) = encoded_frame(object)? {
         return Ok(frame);
     }
