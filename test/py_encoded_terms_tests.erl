@@ -67,7 +67,9 @@ encoded_terms_test_() ->
       {"what Python reads goes back exact (by the type table)", fun python_round_trip/0},
       {"views of encoded binaries outlive their frames and the chunks after them",
        fun views_outlive_frames/0},
-      {"Python to Python: read as the terms Python sent would be", fun python_to_python/0}]}.
+      {"Python to Python: read as the terms Python sent would be", fun python_to_python/0},
+      {"the per-message NIFs, called without rustler's wrapper, still refuse bad arguments",
+       fun raw_nifs_refuse_bad_arguments/0}]}.
 
 %% Encoded, and just past what is encoded (each of those is copied as a term).
 edge_terms() ->
@@ -177,3 +179,20 @@ python_to_python() ->
     {ok, Sent} = py:eval(<<"SENT_FROM_PYTHON">>),
     Expected = [begin {ok, D} = py:call('__main__', describe, [T]), D end || T <- Sent],
     ?assertEqual({ok, Expected}, py:call('__main__', python_to_python, [Ch])).
+
+%% send/2, try_receive/1, send/3's step and send_many/2's step are registered
+%% without rustler's wrapper (native/py_channel_nif/src/beam/raw_nif.rs): each
+%% still answers a wrong argument with badarg, queuing nothing.
+raw_nifs_refuse_bad_arguments() ->
+    {ok, Ch} = py_channel:new(),
+    ?assertError(badarg, py_channel_nif:send(make_ref(), term)),
+    ?assertError(badarg, py_channel_nif:send(self(), term)),
+    ?assertError(badarg, py_channel_nif:try_receive(<<"not a channel">>)),
+    ?assertError(badarg, py_channel_nif:send_or_wait(Ch, term, -1, 0)),
+    ?assertError(badarg, py_channel_nif:send_or_wait(Ch, term, 1, not_a_ticket)),
+    ?assertError(badarg, py_channel_nif:send_or_wait(42, term, 1, 0)),
+    ?assertError(badarg, py_channel_nif:send_many(Ch, [a, b | c])),
+    ?assertError(badarg, py_channel_nif:send_many(Ch, not_a_list)),
+    ?assertEqual(#{size => 0, length => 0}, maps:with([size, length], py_channel:info(Ch))),
+    ?assertEqual(ok, py_channel_nif:send(Ch, term)),
+    ?assertEqual({ok, term}, py_channel_nif:try_receive(Ch)).

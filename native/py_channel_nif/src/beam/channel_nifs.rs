@@ -6,6 +6,7 @@
 use crate::beam::atoms;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::frame::{Frame, FrameBatch, Prepared};
+use crate::beam::raw_nif::raw_nif;
 use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::beam::term_scan::{self, TermScan};
 use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
@@ -46,10 +47,10 @@ fn report_copied_bytes(env: Env<'_>, bytes: usize) {
     }
 }
 
-#[rustler::nif]
-fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a> {
+fn send<'a>(env: Env<'a>, [channel, term]: [Term<'a>; 2]) -> NifResult<Term<'a>> {
+    let channel: &ChannelResource = channel.decode()?;
     let frame = encode_frame(env, term, channel);
-    match channel.channel.send(frame) {
+    Ok(match channel.channel.send(frame) {
         Ok(wakes) => {
             channel.wake(wakes, Some(env));
             atoms::ok().encode(env)
@@ -57,17 +58,19 @@ fn send<'a>(env: Env<'a>, channel: &ChannelResource, term: Term<'a>) -> Term<'a>
         Err(TrySendError::Busy(_)) => atoms::busy().encode(env),
         Err(TrySendError::Closed(_)) => (atoms::error(), atoms::closed()).encode(env),
         Err(TrySendError::TooLarge(_)) => (atoms::error(), atoms::too_large()).encode(env),
-    }
+    })
 }
+raw_nif!("send", 2, send);
 
-#[rustler::nif]
-fn try_receive<'a>(env: Env<'a>, channel: &ChannelResource) -> Term<'a> {
-    match channel.take(Some(env)) {
+fn try_receive<'a>(env: Env<'a>, [channel]: [Term<'a>; 1]) -> NifResult<Term<'a>> {
+    let channel: &ChannelResource = channel.decode()?;
+    Ok(match channel.take(Some(env)) {
         Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
         Err(TryRecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
         Err(TryRecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
-    }
+    })
 }
+raw_nif!("try_receive", 1, try_receive);
 
 #[rustler::nif]
 fn close(env: Env<'_>, channel: &ChannelResource) -> rustler::Atom {
@@ -141,32 +144,33 @@ fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustl
 /// when a reader frees room (or the channel closes), after which the process calls again
 /// with that `ticket` (0 the first time), keeping its place in line. `ok`,
 /// `{error, closed}`, `{error, too_large}`.
-#[rustler::nif]
 fn send_or_wait<'a>(
     env: Env<'a>,
-    channel: &ChannelResource,
-    term: Term<'a>,
-    tag: u64,
-    ticket: u64,
-) -> Term<'a> {
+    [channel, term, tag, ticket]: [Term<'a>; 4],
+) -> NifResult<Term<'a>> {
+    let channel: &ChannelResource = channel.decode()?;
+    let (tag, ticket): (u64, u64) = (tag.decode()?, ticket.decode()?);
     let frame = encode_frame(env, term, channel);
     let waker = TaskWake::Process {
         pid: env.pid(),
         tag,
         awaits: Awaits::Room,
     };
-    match channel
-        .channel
-        .send_or_park(frame, waker, (ticket != 0).then_some(ticket))
-    {
-        SendOrPark::Sent(wakes) => {
-            channel.wake(wakes, Some(env));
-            atoms::ok().encode(env)
-        }
-        SendOrPark::Parked(id, _frame) => (atoms::waiting(), id).encode(env),
-        SendOrPark::Refused(refused) => (atoms::error(), refused_reason(&refused)).encode(env),
-    }
+    Ok(
+        match channel
+            .channel
+            .send_or_park(frame, waker, (ticket != 0).then_some(ticket))
+        {
+            SendOrPark::Sent(wakes) => {
+                channel.wake(wakes, Some(env));
+                atoms::ok().encode(env)
+            }
+            SendOrPark::Parked(id, _frame) => (atoms::waiting(), id).encode(env),
+            SendOrPark::Refused(refused) => (atoms::error(), refused_reason(&refused)).encode(env),
+        },
+    )
 }
+raw_nif!("send_or_wait", 4, send_or_wait);
 
 /// Withdraws a process waiting for room. `woken` means its wake message is already sent (or
 /// on its way); the wake passes to the next waiting sender.
@@ -190,8 +194,8 @@ const SEND_MANY_BATCH: usize = 1000;
 /// Stop, Rest}`: `Stop` is `done` (the list is empty), `more` (the batch is full), or why the
 /// first term of `Rest` was not queued (`busy`, `closed`, `too_large`). Not a proper list:
 /// badarg, with nothing queued.
-#[rustler::nif]
-fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> NifResult<Term<'a>> {
+fn send_many<'a>(env: Env<'a>, [channel, terms]: [Term<'a>; 2]) -> NifResult<Term<'a>> {
+    let channel: &ChannelResource = channel.decode()?;
     channel.channel.prepare_send();
     let batch = terms.list_length()?.min(SEND_MANY_BATCH);
     let mut pending = Vec::with_capacity(batch);
@@ -233,6 +237,7 @@ fn send_many<'a>(env: Env<'a>, channel: &ChannelResource, terms: Term<'a>) -> Ni
     };
     Ok((sent.accepted, stop, rest).encode(env))
 }
+raw_nif!("send_many", 2, send_many);
 
 /// A term of a `send_many` batch, before it is admitted: encoded already, or scanned, its
 /// frame to be copied into the channel's arena if admitted.

@@ -196,16 +196,16 @@ impl<T: Weighed, W> Channel<T, W> {
         }
     }
 
-    /// Queues `frame` without ever blocking.
-    ///
-    /// On success, returns the parked tasks (not threads) to wake, usually none or the one
-    /// chosen for this frame; the caller fires them.
     /// Readies this core to queue a frame: called before the frame is made, so the queue's
     /// next slot is in cache by the time the frame goes in (`Queue::prefetch_next_slot`).
     pub fn prepare_send(&self) {
         self.queue.prefetch_next_slot();
     }
 
+    /// Queues `frame` without ever blocking.
+    ///
+    /// On success, returns the parked tasks (not threads) to wake, usually none or the one
+    /// chosen for this frame; the caller fires them.
     pub fn send(&self, frame: T) -> Result<Vec<W>, TrySendError<T>> {
         let bytes = weight_of(&frame);
         let limit = self.limit();
