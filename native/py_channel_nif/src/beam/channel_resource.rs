@@ -68,6 +68,18 @@ impl ChannelResource {
         self.channel.try_recv(|sender| self.wake([sender], env))
     }
 
+    /// Takes up to `max` frames, handing each to `each` until it answers `false`; how many
+    /// were taken (`Channel::try_recv_many`).
+    pub fn take_many(
+        &self,
+        max: usize,
+        each: impl FnMut(Frame) -> bool,
+        env: Option<Env<'_>>,
+    ) -> usize {
+        self.channel
+            .try_recv_many(max, each, |sender| self.wake([sender], env))
+    }
+
     /// Fires task wakers the core handed back. One whose task is gone cannot be delivered:
     /// the wake goes to the next task waiting for the same thing, so no frame waits while a
     /// live reader sleeps, and no room goes unused while a live sender sleeps.

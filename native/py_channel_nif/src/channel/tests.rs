@@ -777,6 +777,59 @@ fn a_thread_sender_waits_for_room_and_a_receive_wakes_it() {
 }
 
 #[test]
+fn try_recv_many_takes_in_order_up_to_max_and_counts_what_it_took() {
+    let channel = TestChannel::new(0);
+    for value in 0..300 {
+        channel.send(item(value, 8)).unwrap();
+    }
+    let mut seen = Vec::new();
+    assert_eq!(
+        channel.try_recv_many(
+            200,
+            |frame| {
+                seen.push(frame.value);
+                true
+            },
+            no_pass_on
+        ),
+        200
+    );
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    assert_eq!((channel.len(), channel.size()), (100, 800));
+    // `each` stops the batch: the frame it was handed is taken, and counted.
+    seen.clear();
+    let taken = channel.try_recv_many(
+        50,
+        |frame| {
+            seen.push(frame.value);
+            frame.value < 209
+        },
+        no_pass_on,
+    );
+    assert_eq!((taken, seen.last().copied()), (10, Some(209)));
+    assert_eq!((channel.len(), channel.size()), (90, 720));
+    // Fewer queued than max: all of them.
+    assert_eq!(channel.try_recv_many(1000, |_| true, no_pass_on), 90);
+    assert_eq!((channel.len(), channel.size()), (0, 0));
+    assert_eq!(channel.try_recv_many(10, |_| true, no_pass_on), 0);
+}
+
+#[test]
+fn try_recv_many_wakes_a_sender_waiting_for_room() {
+    let channel = Arc::new(TestChannel::new(16));
+    channel.send(item(1, 8)).unwrap();
+    channel.send(item(2, 8)).unwrap();
+    let sender = {
+        let channel = Arc::clone(&channel);
+        thread::spawn(move || channel.send_timeout(item(3, 8), None, no_pass_on))
+    };
+    wait_until(|| channel.waiting_senders() == 1);
+    assert_eq!(channel.try_recv_many(10, |_| true, no_pass_on), 2);
+    assert!(sender.join().unwrap().is_ok());
+    assert_eq!(channel.try_recv(no_pass_on).unwrap().value, 3);
+}
+
+#[test]
 fn send_timeout_times_out_gives_the_frame_back_and_leaves_no_parked_sender() {
     let channel = TestChannel::new(16);
     channel.send(item(1, 16)).unwrap();

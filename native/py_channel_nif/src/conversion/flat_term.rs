@@ -181,16 +181,15 @@ fn named_atom(name: &'static str, out: &mut Vec<u8>) -> Option<usize> {
 }
 
 /// The Python object of the term encoded in `bytes` (the encoding `frame` stores), read as
-/// `reading` says. `env` is only for the immediates, which are valid in every env.
-pub(super) fn to_python<'py>(
-    py: Python<'py>,
+/// `reading` says, as [`item`] answers. `env` is only for the immediates, which are valid in
+/// every env.
+pub(super) fn to_python(
+    py: Python<'_>,
     env: Env<'_>,
     bytes: &[u8],
     reading: &Reading<'_>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let object = item(py, env, &mut Cursor::new(bytes), reading, 0);
-    // SAFETY: a new reference, or null with the error set.
-    unsafe { Bound::from_owned_ptr_or_err(py, object) }
+) -> *mut ffi::PyObject {
+    item(py, env, &mut Cursor::new(bytes), reading, 0)
 }
 
 /// The next item's object: a new reference, or null with the Python error set. Raw, as the C
@@ -268,7 +267,7 @@ fn container(
 }
 
 /// `result` as [`item`] answers.
-fn raw(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> *mut ffi::PyObject {
+pub(super) fn raw(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> *mut ffi::PyObject {
     match result {
         Ok(object) => object.into_ptr(),
         Err(error) => {

@@ -40,20 +40,25 @@ pub fn to_python<'py>(
 
 /// The Python object of the term `frame` stores, made on this thread with the help of `env`
 /// (which it may leave terms in): a `memoryview` of one of its binaries holds the frame's
-/// memory instead of a copy of the binary.
-pub fn to_python_from_frame<'py, 'a>(
-    py: Python<'py>,
-    env: Env<'a>,
-    frame: &'a Frame,
+/// memory instead of a copy of the binary. Raw, as the C API answers: a new reference, or
+/// null with the Python error set (a reader's loop takes it as it is, and copies no
+/// `PyResult` per message).
+pub fn to_python_from_frame(
+    py: Python<'_>,
+    env: Env<'_>,
+    frame: &Frame,
     mode: BinaryMode,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> *mut pyo3::ffi::PyObject {
+    let lifetime = ();
+    // SAFETY: the same env, presented for this call only, which `frame` outlives.
+    let env = unsafe { Env::new(&lifetime, env.as_c_arg()) };
     let reading = Reading {
         mode,
         frame: Some(frame),
     };
     match frame.encoding() {
         Some(encoded) => flat_term::to_python(py, env, encoded, &reading),
-        None => convert(py, frame.read(env), &reading, 0),
+        None => flat_term::raw(py, convert(py, frame.read(env), &reading, 0)),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::conversion::{flat_term, to_erlang, to_erlang_plain};
 use crate::conversion::{to_python_from_frame, BinaryMode};
 use crate::python::cancel;
 use pyo3::exceptions::{PyException, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rustler::OwnedEnv;
@@ -44,24 +45,32 @@ thread_local! {
     static SCRATCH: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
 }
 
-/// Converts a received frame to a Python object on this thread.
-fn frame_to_python<'py>(
-    py: Python<'py>,
-    frame: &Frame,
+/// Converts received frames to Python objects on this thread: `convert` is handed an env to
+/// present them in and the conversion of one frame, raw (`to_python_from_frame`).
+fn with_scratch_env<R>(
     mode: BinaryMode,
-) -> PyResult<Bound<'py, PyAny>> {
+    convert: impl for<'a> FnOnce(&mut dyn FnMut(&Frame) -> *mut ffi::PyObject) -> R,
+    py: Python<'_>,
+) -> R {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut env) => {
-            let converted = env.run(|env| to_python_from_frame(py, env, frame, mode));
-            // An encoded frame is read from its encoding: only a frame `read` decodes leaves
-            // terms in the env.
-            if frame.encoding().is_none() && frame.is_decoded_when_read() {
+            let mut decoded = false;
+            let result = env.run(|env| {
+                convert(&mut |frame| {
+                    // An encoded frame is read from its encoding: only a frame `read`
+                    // decodes leaves terms in the env.
+                    decoded |= frame.encoding().is_none() && frame.is_decoded_when_read();
+                    to_python_from_frame(py, env, frame, mode)
+                })
+            });
+            if decoded {
                 env.clear();
             }
-            converted
+            result
         }
         // Re-entered from inside a conversion: use an env of its own.
-        Err(_) => OwnedEnv::new().run(|env| to_python_from_frame(py, env, frame, mode)),
+        Err(_) => OwnedEnv::new()
+            .run(|env| convert(&mut |frame| to_python_from_frame(py, env, frame, mode))),
     })
 }
 
@@ -173,7 +182,9 @@ impl NativeChannel {
     }
 
     fn convert<'py>(&self, py: Python<'py>, frame: Frame) -> PyResult<Bound<'py, PyAny>> {
-        frame_to_python(py, &frame, self.mode)
+        let object = with_scratch_env(self.mode, |convert| convert(&frame), py);
+        // SAFETY: a new reference, or null with the error set.
+        unsafe { Bound::from_owned_ptr_or_err(py, object) }
     }
 
     /// Blocks (GIL released) for the next frame.
@@ -300,17 +311,36 @@ impl NativeChannel {
             Err(error) => return Err(error),
         };
         batch.append(self.convert(py, first)?)?;
-        while batch.len() < max_items {
-            match self.channel.take(None) {
-                Ok(frame) => match self.convert(py, frame) {
-                    Ok(message) => batch.append(message)?,
-                    Err(error) => {
-                        self.defer(error);
-                        break;
-                    }
-                },
-                Err(_) => break,
-            }
+        // The rest as they are queued, in one go: each object appended as it is made; one
+        // that fails to convert ends the batch and is raised by the next call.
+        let mut failed = None;
+        with_scratch_env(
+            self.mode,
+            |convert| {
+                self.channel.take_many(
+                    max_items - 1,
+                    |frame| {
+                        let object = convert(&frame);
+                        // SAFETY: `object` is a new reference (PyList_Append takes its own) or
+                        // null with the error set.
+                        unsafe {
+                            if !object.is_null() && ffi::PyList_Append(batch.as_ptr(), object) == 0
+                            {
+                                ffi::Py_DECREF(object);
+                                return true;
+                            }
+                            ffi::Py_XDECREF(object);
+                        }
+                        failed = Some(PyErr::fetch(py));
+                        false
+                    },
+                    None,
+                )
+            },
+            py,
+        );
+        if let Some(error) = failed {
+            self.defer(error);
         }
         Ok(batch)
     }
