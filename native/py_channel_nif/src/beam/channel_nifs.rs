@@ -10,7 +10,9 @@ use crate::beam::raw_nif::raw_nif;
 use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::beam::term_scan::{self, TermScan};
 use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
+use rustler::sys::enif_get_list_cell;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
+use std::mem::MaybeUninit;
 
 /// Bytes of term per percent of a timeslice reported to the scheduler, so a very
 /// large send yields its scheduler sooner instead of counting as one cheap call.
@@ -203,7 +205,7 @@ fn send_many<'a>(env: Env<'a>, [channel, terms]: [Term<'a>; 2]) -> NifResult<Ter
     let mut tails = Vec::with_capacity(batch);
     let mut rest = terms;
     let mut batch_full = false;
-    while let Ok((head, tail)) = rest.list_get_cell() {
+    while let Some((head, tail)) = list_cell(rest) {
         if pending.len() == SEND_MANY_BATCH {
             batch_full = true;
             break;
@@ -239,6 +241,29 @@ fn send_many<'a>(env: Env<'a>, [channel, terms]: [Term<'a>; 2]) -> NifResult<Ter
 }
 raw_nif!("send_many", 2, send_many);
 
+/// The head and tail of a list cell. Rustler's `list_get_cell` answers a `NifResult`, whose
+/// error is dropped and whose value is copied out for every term of a batch (perf: a fifth
+/// of `send_many`'s own time).
+fn list_cell(list: Term<'_>) -> Option<(Term<'_>, Term<'_>)> {
+    let env = list.get_env();
+    let (mut head, mut tail) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    // SAFETY: `list` is a term of `env`; the cell's parts are read only on success.
+    unsafe {
+        (enif_get_list_cell(
+            env.as_c_arg(),
+            list.as_c_arg(),
+            head.as_mut_ptr(),
+            tail.as_mut_ptr(),
+        ) != 0)
+            .then(|| {
+                (
+                    Term::new(env, head.assume_init()),
+                    Term::new(env, tail.assume_init()),
+                )
+            })
+    }
+}
+
 /// A term of a `send_many` batch, before it is admitted: encoded already, or scanned, its
 /// frame to be copied into the channel's arena if admitted.
 enum PendingTerm<'a> {
@@ -247,6 +272,7 @@ enum PendingTerm<'a> {
 }
 
 impl<'a> PendingTerm<'a> {
+    #[inline(always)]
     fn new(term: Term<'a>, channel: &ChannelResource) -> Self {
         match Frame::prepare(term, channel) {
             Prepared::Encoded(frame) => PendingTerm::Encoded(frame),

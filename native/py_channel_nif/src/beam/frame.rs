@@ -69,7 +69,8 @@ impl Frame {
     }
 
     /// `term` stored encoded if it is small plain data (`flat_term.rs`), else scanned for
-    /// `destination`.
+    /// `destination`. Inlined: its answer, copied back from a call, stalled a batch's loop.
+    #[inline(always)]
     pub fn prepare(term: Term<'_>, destination: &ChannelResource) -> Prepared {
         let encoded = ENCODING.with(|buffer| {
             let Ok(mut buffer) = buffer.try_borrow_mut() else {
