@@ -3,6 +3,7 @@
 //! chunk is freed when the last frame in it is dropped.
 
 use std::cell::{RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,7 +23,8 @@ unsafe impl Send for EncodedSlice {}
 unsafe impl Sync for EncodedSlice {}
 
 struct Chunk {
-    bytes: Box<[UnsafeCell<u8>]>,
+    /// Written once each, by the writer, before any reader can see them: never zeroed first.
+    bytes: Box<[UnsafeCell<MaybeUninit<u8>>]>,
     /// Slices handed out and not yet dropped, plus those its writer still holds in reserve.
     references: AtomicUsize,
 }
@@ -34,7 +36,9 @@ const CHUNK_SLICES: usize = 256;
 
 impl Chunk {
     fn fresh(capacity: usize) -> NonNull<Chunk> {
-        let bytes = (0..capacity).map(|_| UnsafeCell::new(0)).collect();
+        let bytes = (0..capacity)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect();
         let chunk = Box::new(Chunk {
             bytes,
             references: AtomicUsize::new(CHUNK_SLICES),
@@ -122,7 +126,7 @@ impl EncodedSlice {
         // SAFETY: the range is this writer's alone, inside the chunk, and not yet read by
         // anyone: readers only see a slice after its frame is queued.
         unsafe {
-            let start = UnsafeCell::raw_get(chunk.as_ref().bytes.as_ptr().add(at));
+            let start = UnsafeCell::raw_get(chunk.as_ref().bytes.as_ptr().add(at)).cast::<u8>();
             std::ptr::copy_nonoverlapping(encoded.as_ptr(), start, encoded.len());
         }
         EncodedSlice {
@@ -143,12 +147,12 @@ impl EncodedSlice {
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: written before this slice existed, never again; the chunk lives as long
-        // as this slice.
+        // SAFETY: written (so initialized) before this slice existed, never again; the chunk
+        // lives as long as this slice.
         unsafe {
             let bytes = &self.chunk.as_ref().bytes;
             let start = UnsafeCell::raw_get(bytes.as_ptr().add(self.start as usize));
-            std::slice::from_raw_parts(start, self.length as usize)
+            std::slice::from_raw_parts(start.cast::<u8>(), self.length as usize)
         }
     }
 }
