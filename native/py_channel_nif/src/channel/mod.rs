@@ -83,6 +83,29 @@ pub const MAX_BYTES: u64 = (1 << 47) - 1;
 /// the receive path pays nothing for it (`senders.rs`).
 const SENDERS_PARKED: u64 = 1 << 63;
 
+/// The frames `try_recv_many` took and has not counted as received yet.
+struct ReceivedCounter<'c, T: Weighed, W, F: FnMut(W)> {
+    channel: &'c Channel<T, W>,
+    frames: usize,
+    bytes: u64,
+    wake: F,
+}
+
+impl<T: Weighed, W, F: FnMut(W)> ReceivedCounter<'_, T, W, F> {
+    fn count(&mut self) {
+        if self.frames > 0 {
+            self.channel.count_received(self.bytes, &mut self.wake);
+            (self.frames, self.bytes) = (0, 0);
+        }
+    }
+}
+
+impl<T: Weighed, W, F: FnMut(W)> Drop for ReceivedCounter<'_, T, W, F> {
+    fn drop(&mut self) {
+        self.count();
+    }
+}
+
 /// Frames `try_recv_many` takes between two counts of the bytes received.
 const RECEIVED_COUNT_EVERY: usize = 64;
 
@@ -406,27 +429,31 @@ impl<T: Weighed, W> Channel<T, W> {
         &self,
         max: usize,
         mut each: impl FnMut(T) -> bool,
-        mut wake: impl FnMut(W),
+        wake: impl FnMut(W),
     ) -> usize {
-        let (mut taken, mut uncounted, mut bytes) = (0, 0, 0);
+        // Counts what is taken even if `each` panics: bytes taken and never counted would
+        // stay queued in the accounting for good.
+        let mut counter = ReceivedCounter {
+            channel: self,
+            frames: 0,
+            bytes: 0,
+            wake,
+        };
+        let mut taken = 0;
         while taken < max {
             let Some(frame) = self.queue.pop() else {
                 break;
             };
             taken += 1;
-            uncounted += 1;
-            bytes += weight_of(&frame);
+            counter.frames += 1;
+            counter.bytes += weight_of(&frame);
             let go_on = each(frame);
-            if uncounted == RECEIVED_COUNT_EVERY || !go_on {
-                self.count_received(bytes, &mut wake);
-                (uncounted, bytes) = (0, 0);
+            if counter.frames == RECEIVED_COUNT_EVERY {
+                counter.count();
             }
             if !go_on {
-                return taken;
+                break;
             }
-        }
-        if uncounted > 0 {
-            self.count_received(bytes, &mut wake);
         }
         taken
     }
