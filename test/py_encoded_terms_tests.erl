@@ -43,6 +43,16 @@ def keep_views(ref, count):
 SENT_FROM_PYTHON = [('request', 1, b'raw', 2.5, None, True, [Atom('a'), 'text', (), []]),
                     2**63, -2**63, 2**64, b'x' * 100, [1.5] * 10, float('nan')]
 
+def interleave(busy_ref, stalled_ref, runs, run_length):
+    '''Sends run_length terms to one channel, read at once, then one to another that nobody
+    reads, runs times over.'''
+    busy, stalled = Channel(busy_ref), Channel(stalled_ref)
+    for run in range(runs):
+        for index in range(run_length):
+            busy.send((Atom('x'), index))
+        busy.receive_many(run_length)
+        stalled.send((Atom('b'), run))
+
 def python_to_python(ref):
     channel = Channel(ref)
     for item in SENT_FROM_PYTHON:
@@ -69,7 +79,12 @@ encoded_terms_test_() ->
        fun views_outlive_frames/0},
       {"Python to Python: read as the terms Python sent would be", fun python_to_python/0},
       {"the per-message NIFs, called without rustler's wrapper, still refuse bad arguments",
-       fun raw_nifs_refuse_bad_arguments/0}]}.
+       fun raw_nifs_refuse_bad_arguments/0},
+      {timeout, 60,
+       {"a queued frame keeps no other channel's read frames in memory (Erlang senders)",
+        fun queued_frame_holds_little_erlang/0}},
+      {timeout, 60,
+       {"... nor from Python senders", fun queued_frame_holds_little_python/0}}]}.
 
 %% Encoded, and just past what is encoded (each of those is copied as a term).
 edge_terms() ->
@@ -196,3 +211,45 @@ raw_nifs_refuse_bad_arguments() ->
     ?assertEqual(#{size => 0, length => 0}, maps:with([size, length], py_channel:info(Ch))),
     ?assertEqual(ok, py_channel_nif:send(Ch, term)),
     ?assertEqual({ok, term}, py_channel_nif:try_receive(Ch)).
+
+%% Encoded frames live in chunks a sending thread fills one after another. A
+%% frame left queued must not keep alive a chunk's worth of other channels'
+%% frames that were read long ago: that memory is counted by no max_size and
+%% shown by no erlang:memory/0. Runs of 255 sends to a channel that is read at
+%% once, each followed by one send to a channel nobody reads: 4,000 of those
+%% queued frames (about 176 KB as max_size counts them) held a 16 KiB chunk
+%% each: the resident size grew by 36 MB, from Erlang or Python senders alike
+%% (1 MB once a chunk holds one channel's frames).
+-define(INTERLEAVED_RUNS, 4000).
+-define(RUN_LENGTH, 255).
+%% Resident growth allowed while the stalled frames are queued.
+-define(HELD_MARGIN_MB, 16).
+
+queued_frame_holds_little_erlang() ->
+    {ok, Busy} = py_channel:new(),
+    {ok, Stalled} = py_channel:new(),
+    Before = py_test_support:rss_mb(),
+    lists:foreach(
+      fun(Run) ->
+              [ok = py_channel:send(Busy, {x, I}) || I <- lists:seq(1, ?RUN_LENGTH)],
+              [{ok, _} = py_channel:try_receive(Busy) || _ <- lists:seq(1, ?RUN_LENGTH)],
+              ok = py_channel:send(Stalled, {b, Run})
+      end, lists:seq(1, ?INTERLEAVED_RUNS)),
+    held_little(Before, Stalled).
+
+queued_frame_holds_little_python() ->
+    helpers(),
+    {ok, Busy} = py_channel:new(),
+    {ok, Stalled} = py_channel:new(),
+    Before = py_test_support:rss_mb(),
+    {ok, none} = py:call('__main__', interleave,
+                         [Busy, Stalled, ?INTERLEAVED_RUNS, ?RUN_LENGTH], #{}, 60000),
+    held_little(Before, Stalled).
+
+held_little(Before, Stalled) ->
+    ?assertEqual(?INTERLEAVED_RUNS, maps:get(length, py_channel:info(Stalled))),
+    Held = py_test_support:rss_mb() - Before,
+    ?assert(Held < ?HELD_MARGIN_MB, {resident_growth_mb, Held}),
+    %% Every stalled frame is still there, in order.
+    [?assertMatch({ok, {b, _}}, py_channel:try_receive(Stalled))
+     || _ <- lists:seq(1, ?INTERLEAVED_RUNS)].

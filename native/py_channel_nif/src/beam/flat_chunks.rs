@@ -1,6 +1,12 @@
 //! The memory flat-encoded terms (`flat_term.rs`) are kept in until their frames are read:
 //! each sending thread writes into a chunk of its own, one encoding after another, and a
 //! chunk is freed when the last frame in it is dropped.
+//!
+//! A chunk holds the frames of one channel only, and is no larger than what its thread has
+//! just written to that channel in a row: a frame left queued keeps alive at most as many
+//! bytes again of its own channel's frames, never a chunk of frames other channels read
+//! long ago (memory no `max_size` counts and `erlang:memory/0` does not show). A stream
+//! fills chunks of `CHUNK_BYTES`.
 
 use std::cell::{RefCell, UnsafeCell};
 use std::mem::MaybeUninit;
@@ -66,15 +72,24 @@ impl Chunk {
     }
 }
 
-/// This thread's chunk being filled.
+/// This thread's chunk being filled, for one channel.
 struct Writer {
+    /// The channel the chunk's frames are for (its address: an identity, never followed).
+    channel: usize,
+    /// Bytes written for `channel` since this thread last wrote for another one.
+    run: usize,
+    current: Option<Filling>,
+}
+
+struct Filling {
     chunk: NonNull<Chunk>,
+    capacity: usize,
     used: usize,
     /// References still held in reserve for the next slices.
     reserved: usize,
 }
 
-impl Drop for Writer {
+impl Drop for Filling {
     fn drop(&mut self) {
         // SAFETY: the writer owns its reserved references.
         unsafe { Chunk::release(self.chunk, self.reserved) };
@@ -82,28 +97,47 @@ impl Drop for Writer {
 }
 
 thread_local! {
-    static WRITER: RefCell<Option<Writer>> = const { RefCell::new(None) };
+    static WRITER: RefCell<Writer> = const {
+        RefCell::new(Writer {
+            channel: 0,
+            run: 0,
+            current: None,
+        })
+    };
 }
 
 impl EncodedSlice {
-    /// A copy of `encoded` in this thread's current chunk.
-    pub fn copy_of(encoded: &[u8]) -> EncodedSlice {
+    /// A copy of `encoded`, a frame for the channel whose address is `channel`, in this
+    /// thread's chunk for that channel.
+    pub fn copy_of(channel: usize, encoded: &[u8]) -> EncodedSlice {
         WRITER.with(|writer| {
             let Ok(mut writer) = writer.try_borrow_mut() else {
                 return EncodedSlice::alone(encoded);
             };
-            let full = writer.as_ref().is_none_or(|current| {
-                current.reserved == 0 || current.used + encoded.len() > CHUNK_BYTES
+            if writer.channel != channel {
+                // The chunk for the other channel is let go (its reserve given back).
+                *writer = Writer {
+                    channel,
+                    run: 0,
+                    current: None,
+                };
+            }
+            writer.run += encoded.len();
+            let full = writer.current.as_ref().is_none_or(|current| {
+                current.reserved == 0 || current.used + encoded.len() > current.capacity
             });
             if full {
-                // The old writer gives its reserve back as it is replaced.
-                *writer = Some(Writer {
-                    chunk: Chunk::fresh(CHUNK_BYTES.max(encoded.len())),
+                // As large as this run so far: chunks double while a channel is written to
+                // in a row, up to CHUNK_BYTES.
+                let capacity = writer.run.min(CHUNK_BYTES).max(encoded.len());
+                writer.current = Some(Filling {
+                    chunk: Chunk::fresh(capacity),
+                    capacity,
                     used: 0,
                     reserved: CHUNK_SLICES,
                 });
             }
-            let current = writer.as_mut().expect("a writer was just made");
+            let current = writer.current.as_mut().expect("a chunk was just made");
             let slice = EncodedSlice::write(current.chunk, current.used, encoded);
             current.used += encoded.len();
             current.reserved -= 1;

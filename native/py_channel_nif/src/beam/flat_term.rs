@@ -12,10 +12,11 @@
 //! than schedulers share behind a mutex). Encoded into memory of its own (`flat_chunks.rs`),
 //! the term costs the sender no BEAM allocation at all.
 //!
-//! Plain data means: immediates (atoms, local pids and ports, small integers, `[]`), integers
-//! of 64 bits, floats, binaries the VM keeps on a heap (up to 64 bytes: larger ones are better
-//! shared by reference), proper lists and tuples, up to `ENCODED_MAX_BYTES` and
-//! `ENCODED_MAX_DEPTH`. Anything else is stored as a term (`frame.rs`). Immediates travel as
+//! Plain data from Erlang means: immediates (atoms, local pids, small integers, `[]`, and
+//! local ports where the VM makes them immediate), integers of 64 bits, floats, binaries the
+//! VM keeps on a heap (up to 64 bytes: larger ones are better shared by reference), proper
+//! lists and tuples, up to `ENCODED_MAX_BYTES` and `ENCODED_MAX_DEPTH`. (A Python sender
+//! encodes binaries up to `ENCODED_MAX_BYTES`: it copies them anyway, `conversion/flat_term.rs`.) Anything else is stored as a term (`frame.rs`). Immediates travel as
 //! their terms, the same value in every env: the reader looks nothing up (external term format
 //! would make it take the atom table's lock for every atom).
 //!
@@ -43,7 +44,8 @@ const TUPLE: u8 = 6;
 /// As `term_scan.rs` counts: a word, and a binary's two words of header.
 pub const WORD: usize = 8;
 
-/// The largest encoding made: a larger term is copied as a term, which costs no more per byte.
+/// About the largest encoding made (the item that passes it may end one): a larger term is
+/// copied as a term, which costs no more per byte.
 pub const ENCODED_MAX_BYTES: usize = 4096;
 
 /// The deepest nesting the Erlang side encodes: the walk recurses on a scheduler's stack.
@@ -60,7 +62,7 @@ const IMMEDIATE_TAG: usize = 0b11;
 
 /// One item of an encoding, as [`Cursor`] reads it.
 pub enum Item<'b> {
-    /// An atom, a local pid or port, a small integer, or `[]`.
+    /// An atom, a local pid (or port), a small integer, or `[]`.
     Immediate(ErlNifTerm),
     Int(i64),
     UInt(u64),

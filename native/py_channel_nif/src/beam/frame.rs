@@ -76,7 +76,8 @@ impl Frame {
             let Ok(mut buffer) = buffer.try_borrow_mut() else {
                 return Err(NotEncoded::Other);
             };
-            flat_term::encode(term, &mut buffer).map(|bytes| Frame::from_encoding(&buffer, bytes))
+            flat_term::encode(term, &mut buffer)
+                .map(|bytes| Frame::from_encoding(&buffer, bytes, destination))
         });
         match encoded {
             Ok(frame) => Prepared::Encoded(frame),
@@ -90,11 +91,12 @@ impl Frame {
         FrameBatch::new(destination).encode(term, scan)
     }
 
-    /// A frame of the flat encoding `encoded` (`flat_term.rs`), `bytes` as `max_size` counts
-    /// the term.
-    pub fn from_encoding(encoded: &[u8], bytes: usize) -> Frame {
+    /// A frame for the channel `destination` of the flat encoding `encoded` (`flat_term.rs`),
+    /// `bytes` as `max_size` counts the term.
+    pub fn from_encoding(encoded: &[u8], bytes: usize, destination: &ChannelResource) -> Frame {
+        let channel = std::ptr::from_ref(destination) as usize;
         Frame {
-            stored: Stored::Plain(EncodedSlice::copy_of(encoded)),
+            stored: Stored::Plain(EncodedSlice::copy_of(channel, encoded)),
             bytes,
         }
     }

@@ -422,9 +422,10 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Takes frames, oldest first, while there are any, handing each to `each` until it
     /// answers `false` or `max` are taken; answers how many were taken. As `try_recv` each,
-    /// except that their bytes are counted as received (and waiting senders woken) once
-    /// every `RECEIVED_COUNT_EVERY` frames and at the end, not after each: every count is an
-    /// atomic step on the readers' line.
+    /// except that their bytes are counted as received once every `RECEIVED_COUNT_EVERY`
+    /// frames and at the end, not after each (every count is an atomic step on the readers'
+    /// line), unless a sender waits for room: then each frame's bytes are counted, and the
+    /// sender woken, before the frame is handed on.
     pub fn try_recv_many(
         &self,
         max: usize,
@@ -447,11 +448,14 @@ impl<T: Weighed, W> Channel<T, W> {
             taken += 1;
             counter.frames += 1;
             counter.bytes += weight_of(&frame);
-            let go_on = each(frame);
-            if counter.frames == RECEIVED_COUNT_EVERY {
+            // A sender waiting for room is told at once (the flag is on this reader's own
+            // line: reading it costs no atomic step).
+            if counter.frames == RECEIVED_COUNT_EVERY
+                || self.queue.reader_line().load(Ordering::Relaxed) & SENDERS_PARKED != 0
+            {
                 counter.count();
             }
-            if !go_on {
+            if !each(frame) {
                 break;
             }
         }

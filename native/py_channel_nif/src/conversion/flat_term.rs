@@ -3,9 +3,10 @@
 //! the reader of an encoded frame, which builds its objects without asking ERTS anything.
 //!
 //! The Python types encoded: None, booleans, integers of 64 bits, finite floats, `str`,
-//! `erlang.Atom`, bytes, bytearray, lists, tuples and pids, up to `ENCODED_MAX_BYTES`. For
-//! anything else (a dict, a bignum, nan, a channel, a ref, an opaque term, a large binary,
-//! which is better shared by reference) `encode` answers `Ok(None)` and the term goes through
+//! `erlang.Atom`, bytes, bytearray, lists, tuples and pids, up to `ENCODED_MAX_BYTES` in all
+//! (a `str` or `bytes` of up to that size too: its bytes are copied either way). For anything
+//! else (a dict, a bignum, nan, a channel, a ref, an opaque term, a larger binary, which is
+//! better shared by reference) `encode` answers `Ok(None)` and the term goes through
 //! `to_erlang.rs`, which also says what cannot be converted.
 
 use super::nesting;

@@ -40,8 +40,9 @@ thread_local! {
     /// The env a thread builds the terms it sends in, before they are copied into a frame.
     static WRITING: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
     /// The env a thread presents frames in while converting them. Most frames are read where
-    /// they are stored and put nothing in it; an encoded frame is decoded into it, and it is
-    /// cleared right after, so nothing received stays held once Python drops it.
+    /// they are stored, or from their flat encoding, and put nothing in it; a frame stored in
+    /// external term format is decoded into it, and it is cleared once the frame (or the
+    /// batch) is converted, so nothing received stays held once Python drops it.
     static SCRATCH: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
 }
 
@@ -49,7 +50,7 @@ thread_local! {
 /// present them in and the conversion of one frame, raw (`to_python_from_frame`).
 fn with_scratch_env<R>(
     mode: BinaryMode,
-    convert: impl for<'a> FnOnce(&mut dyn FnMut(&Frame) -> *mut ffi::PyObject) -> R,
+    convert: impl FnOnce(&mut dyn FnMut(&Frame) -> *mut ffi::PyObject) -> R,
     py: Python<'_>,
 ) -> R {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
@@ -83,7 +84,7 @@ fn with_scratch_env<R>(
 /// 3. else: built in this thread's env and copied (`Frame::encode`).
 fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Frame> {
     channel.channel.prepare_send();
-    if let Some(frame) = encoded_frame(object)? {
+    if let Some(frame) = encoded_frame(channel, object)? {
         return Ok(frame);
     }
     if let Some(built) = Frame::build(channel, |env| to_erlang_plain(env, object)) {
@@ -102,14 +103,14 @@ fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResu
 }
 
 /// Way 1 of `python_to_frame`: `None` when the object is not small plain data.
-fn encoded_frame(object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
+fn encoded_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
     ENCODED.with(|buffer| {
         // Re-entered from inside an encoding: take another way.
         let Ok(mut buffer) = buffer.try_borrow_mut() else {
             return Ok(None);
         };
         let size = flat_term::encode(object, &mut buffer)?;
-        Ok(size.map(|size| Frame::from_encoding(&buffer, size)))
+        Ok(size.map(|size| Frame::from_encoding(&buffer, size, channel)))
     })
 }
 
