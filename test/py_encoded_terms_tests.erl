@@ -53,6 +53,39 @@ def interleave(busy_ref, stalled_ref, runs, run_length):
         busy.receive_many(run_length)
         stalled.send((Atom('b'), run))
 
+import threading
+
+def on_threads(first_ref, second_ref, count):
+    '''A thread Python starts sends count terms to each of two channels, in runs of 3; a
+    second thread reads the first channel as views and keeps them; both end before the views
+    are looked at, and the second channel is left for Erlang.'''
+    def send():
+        first, second = Channel(first_ref), Channel(second_ref)
+        for start in range(0, count, 3):
+            for n in range(start, min(start + 3, count)):
+                first.send(b'v%d' % n)
+            for n in range(start, min(start + 3, count)):
+                second.send((Atom('t'), n, 'x' * (n % 50)))
+    kept = []
+    def read():
+        channel = Channel(first_ref, binary='memoryview')
+        while len(kept) < count:
+            kept.extend(channel.receive_many(100))
+    sender = threading.Thread(target=send)
+    sender.start()
+    sender.join()
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join()
+    return [bytes(view) for view in kept] == [b'v%d' % n for n in range(count)]
+
+def drain_in_batches(ref, count):
+    channel = Channel(ref)
+    taken = []
+    while len(taken) < count:
+        taken.extend(channel.receive_many(10, timeout=5))
+    return taken
+
 def python_to_python(ref):
     channel = Channel(ref)
     for item in SENT_FROM_PYTHON:
@@ -84,7 +117,11 @@ encoded_terms_test_() ->
        {"a queued frame keeps no other channel's read frames in memory (Erlang senders)",
         fun queued_frame_holds_little_erlang/0}},
       {timeout, 60,
-       {"... nor from Python senders", fun queued_frame_holds_little_python/0}}]}.
+       {"... nor from Python senders", fun queued_frame_holds_little_python/0}},
+      {"on threads Python started: encoded, read as views, alive after both threads end",
+       fun on_python_threads/0},
+      {"receive_many passes a killed waiting sender's wake on to the next",
+       fun receive_many_passes_a_dead_senders_wake_on/0}]}.
 
 %% Encoded, and just past what is encoded (each of those is copied as a term).
 edge_terms() ->
@@ -253,3 +290,39 @@ held_little(Before, Stalled) ->
     %% Every stalled frame is still there, in order.
     [?assertMatch({ok, {b, _}}, py_channel:try_receive(Stalled))
      || _ <- lists:seq(1, ?INTERLEAVED_RUNS)].
+
+%% Terms encoded and views made on threads Python started: the chunks outlive
+%% both threads (the sender's gives its chunk back as the thread ends).
+on_python_threads() ->
+    helpers(),
+    Count = 3000,
+    {ok, First} = py_channel:new(),
+    {ok, Second} = py_channel:new(),
+    ?assertEqual({ok, true}, py:call('__main__', on_threads, [First, Second, Count], #{}, 30000)),
+    Expected = [{t, N, binary:copy(<<"x">>, N rem 50)} || N <- lists:seq(0, Count - 1)],
+    ?assertEqual(Expected, [element(2, py_channel:try_receive(Second)) || _ <- Expected]),
+    ?assertEqual({error, empty}, py_channel:try_receive(Second)).
+
+%% receive_many counts what it takes in batches, but at once while a sender
+%% waits for room: the first waiting sender, killed, cannot take the wake; it
+%% must go on to the next, whose term then arrives.
+receive_many_passes_a_dead_senders_wake_on() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(#{max_size => 64}),
+    Fill = [N || N <- lists:seq(1, 8)],
+    [ok = py_channel:send(Ch, N) || N <- Fill],
+    busy = py_channel:send(Ch, 9),
+    Self = self(),
+    {Doomed, Monitor} = spawn_monitor(fun() -> py_channel:send(Ch, doomed, infinity) end),
+    wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) =:= 1 end),
+    spawn_link(fun() -> Self ! {sent, py_channel:send(Ch, survivor, infinity)} end),
+    wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) =:= 2 end),
+    exit(Doomed, kill),
+    receive {'DOWN', Monitor, process, Doomed, killed} -> ok end,
+    ?assertEqual({ok, Fill ++ [survivor]},
+                 py:call('__main__', drain_in_batches, [Ch, length(Fill) + 1], #{}, 10000)),
+    ?assertEqual(ok, receive {sent, R} -> R after 5000 -> no_answer end),
+    ?assertMatch(#{waiting_senders := 0, length := 0}, py_channel:info(Ch)).
+
+wait_until(Condition) ->
+    py_test_support:wait_until(Condition).
