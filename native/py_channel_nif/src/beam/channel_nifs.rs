@@ -8,7 +8,7 @@ use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::frame::{Frame, FrameBatch, Prepared};
 use crate::beam::raw_nif::raw_nif;
 use crate::beam::task_wake::{Awaits, TaskWake};
-use crate::beam::term_scan::{self, TermScan};
+use crate::beam::term_scan;
 use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
 use rustler::sys::enif_get_list_cell;
 use rustler::{Encoder, Env, LocalPid, NifResult, Term};
@@ -34,7 +34,7 @@ fn encode_frame(env: Env<'_>, term: Term<'_>, channel: &ChannelResource) -> Fram
     match Frame::prepare(term, channel) {
         Prepared::Encoded(frame) => frame,
         Prepared::Scanned(scan) => {
-            report_copied_bytes(env, scan.bytes - scan.shared);
+            report_copied_bytes(env, scan.copied());
             Frame::encode_scanned(term, scan, channel)
         }
     }
@@ -210,7 +210,10 @@ fn send_many<'a>(env: Env<'a>, [channel, terms]: [Term<'a>; 2]) -> NifResult<Ter
             batch_full = true;
             break;
         }
-        pending.push(PendingTerm::new(head, channel));
+        pending.push(PendingTerm {
+            term: head,
+            prepared: Frame::prepare(head, channel),
+        });
         tails.push(tail);
         rest = tail;
     }
@@ -219,12 +222,15 @@ fn send_many<'a>(env: Env<'a>, [channel, terms]: [Term<'a>; 2]) -> NifResult<Ter
         // py_channel:send_many/2): nothing is queued.
         return Err(rustler::Error::BadArg);
     }
-    let copied: usize = pending.iter().map(PendingTerm::copied_bytes).sum();
+    let copied: usize = pending.iter().map(|p| p.prepared.copied_bytes()).sum();
     let mut frames = FrameBatch::new(channel);
-    let sent = channel.channel.send_many(pending, |pending| match pending {
-        PendingTerm::Encoded(frame) => frame,
-        PendingTerm::Scanned { term, scan } => frames.encode(term, scan),
-    });
+    let sent =
+        channel
+            .channel
+            .send_many(pending, |PendingTerm { term, prepared }| match prepared {
+                Prepared::Encoded(frame) => frame,
+                Prepared::Scanned(scan) => frames.encode(term, scan),
+            });
     drop(frames);
     report_copied_bytes(env, copied);
     channel.wake(sent.wakes, Some(env));
@@ -266,36 +272,14 @@ fn list_cell(list: Term<'_>) -> Option<(Term<'_>, Term<'_>)> {
 
 /// A term of a `send_many` batch, before it is admitted: encoded already, or scanned, its
 /// frame to be copied into the channel's arena if admitted.
-enum PendingTerm<'a> {
-    Encoded(Frame),
-    Scanned { term: Term<'a>, scan: TermScan },
-}
-
-impl<'a> PendingTerm<'a> {
-    #[inline(always)]
-    fn new(term: Term<'a>, channel: &ChannelResource) -> Self {
-        match Frame::prepare(term, channel) {
-            Prepared::Encoded(frame) => PendingTerm::Encoded(frame),
-            Prepared::Scanned(scan) => PendingTerm::Scanned { term, scan },
-        }
-    }
-
-    /// The bytes of term its frame copies (a binary shared by reference is not copied; an
-    /// encoding is small).
-    fn copied_bytes(&self) -> usize {
-        match self {
-            PendingTerm::Encoded(_) => 0,
-            PendingTerm::Scanned { scan, .. } => scan.bytes - scan.shared,
-        }
-    }
+struct PendingTerm<'a> {
+    term: Term<'a>,
+    prepared: Prepared,
 }
 
 impl Weighed for PendingTerm<'_> {
     fn weight(&self) -> usize {
-        match self {
-            PendingTerm::Encoded(frame) => frame.weight(),
-            PendingTerm::Scanned { scan, .. } => scan.bytes,
-        }
+        self.prepared.weight()
     }
 }
 

@@ -59,6 +59,25 @@ pub enum Prepared {
     Scanned(TermScan),
 }
 
+impl Prepared {
+    /// The bytes of term its frame copies (an encoding is small).
+    pub fn copied_bytes(&self) -> usize {
+        match self {
+            Prepared::Encoded(_) => 0,
+            Prepared::Scanned(scan) => scan.copied(),
+        }
+    }
+}
+
+impl Weighed for Prepared {
+    fn weight(&self) -> usize {
+        match self {
+            Prepared::Encoded(frame) => frame.weight(),
+            Prepared::Scanned(scan) => scan.bytes,
+        }
+    }
+}
+
 impl Frame {
     /// Stores `term` for the channel `destination`.
     pub fn encode(term: Term<'_>, destination: &ChannelResource) -> Frame {
@@ -540,7 +559,7 @@ impl Reserved {
     /// One of the reserved references, for a frame of the term `scan` measured.
     fn take(&mut self, scan: &TermScan) -> ArenaRef {
         self.references -= 1;
-        self.copied = self.copied.saturating_add(scan.bytes - scan.shared);
+        self.copied = self.copied.saturating_add(scan.copied());
         self.shared += scan.shared;
         // SAFETY: the slot owned this reference; it now belongs to the returned handle.
         unsafe { ArenaRef::from_raw(self.arena) }

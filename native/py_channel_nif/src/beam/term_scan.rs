@@ -37,6 +37,11 @@ pub struct TermScan {
 }
 
 impl TermScan {
+    /// The bytes a copy of the term copies: all but its binaries shared by reference.
+    pub fn copied(&self) -> usize {
+        self.bytes - self.shared
+    }
+
     /// What a scan finds in a binary of `size` bytes, larger than the VM keeps on a heap.
     pub fn shared_binary(size: usize) -> TermScan {
         debug_assert!(size > ON_HEAP_BINARY_MAX);

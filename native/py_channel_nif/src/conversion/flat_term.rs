@@ -211,14 +211,14 @@ fn item(
         Item::Int(value) => unsafe { ffi::PyLong_FromLongLong(value) },
         Item::UInt(value) => unsafe { ffi::PyLong_FromUnsignedLongLong(value) },
         Item::Float(value) => unsafe { ffi::PyFloat_FromDouble(value) },
-        Item::Binary(bytes) => raw(py, reading.binary(py, bytes)),
+        Item::Binary(bytes) => raw(py, reading.binary(py, bytes, None)),
         Item::Tuple(2) if cursor.next_is_tagged_binary(atoms::bytes().as_c_arg()) => {
             let bytes = tagged_binary(cursor);
             PyBytes::new(py, bytes).into_ptr()
         }
         Item::Tuple(2) if cursor.next_is_tagged_binary(atoms::memoryview().as_c_arg()) => {
             let bytes = tagged_binary(cursor);
-            raw(py, reading.view(py, bytes))
+            raw(py, reading.view(py, bytes, None))
         }
         Item::Tuple(items) => container(py, env, cursor, reading, depth, items, false),
         Item::List(items) => container(py, env, cursor, reading, depth, items, true),

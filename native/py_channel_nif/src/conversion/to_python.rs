@@ -70,21 +70,33 @@ pub(super) struct Reading<'m> {
 }
 
 impl Reading<'_> {
-    /// A binary of the frame, whose bytes are `bytes`, as this reading's mode says.
-    pub(super) fn binary<'py>(&self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    /// A binary whose bytes are `bytes`, as this reading's mode says (`term`: see `view`).
+    pub(super) fn binary<'py>(
+        &self,
+        py: Python<'py>,
+        bytes: &[u8],
+        term: Option<Term<'_>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         match self.mode {
-            BinaryMode::MemoryView => self.view(py, bytes),
+            BinaryMode::MemoryView => self.view(py, bytes, term),
             mode => Ok(binary_object(py, bytes, mode)),
         }
     }
 
-    /// A read-only `memoryview` of `bytes`, which live in the frame's memory.
-    pub(super) fn view<'py>(&self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        let memory = self
-            .frame
-            .and_then(Frame::memory)
-            .expect("an encoded frame's bytes are in memory it can hold");
-        binary_view::in_memory(py, memory, bytes)
+    /// A read-only `memoryview` of `bytes`: it keeps the memory the frame is stored in alive,
+    /// or, for a term stored nowhere that outlives this call, a copy of the binary's `term`
+    /// in an env of its own (a reference to the same bytes, unless the binary is one of the
+    /// small ones the VM always copies). An encoded frame's bytes are always in its memory.
+    pub(super) fn view<'py>(
+        &self,
+        py: Python<'py>,
+        bytes: &[u8],
+        term: Option<Term<'_>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.frame.and_then(Frame::memory) {
+            Some(memory) => binary_view::in_memory(py, memory, bytes),
+            None => binary_view::copied(py, term.expect("a binary read from no frame is a term")),
+        }
     }
 }
 
@@ -99,15 +111,7 @@ pub(super) fn immediate<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<
     match term.get_type() {
         TermType::Atom => atom(py, term),
         TermType::Pid => pid(py, term),
-        _ => convert(
-            py,
-            term,
-            &Reading {
-                mode: BinaryMode::Auto,
-                frame: None,
-            },
-            0,
-        ),
+        _ => to_python(py, term, BinaryMode::Auto),
     }
 }
 
@@ -121,10 +125,7 @@ fn convert<'py>(
     match term.get_type() {
         TermType::Atom => atom(py, term),
         TermType::Binary => match Binary::from_term(term) {
-            Ok(binary) if reading.mode == BinaryMode::MemoryView => {
-                binary_view(py, term, binary.as_slice(), reading.frame)
-            }
-            Ok(binary) => Ok(binary_object(py, binary.as_slice(), reading.mode)),
+            Ok(binary) => reading.binary(py, binary.as_slice(), Some(term)),
             Err(_) => opaque(py, term), // a bitstring that is not whole bytes
         },
         TermType::Integer => integer(py, term),
@@ -244,7 +245,7 @@ fn tuple<'py>(
         }
         if *tag == atoms::memoryview().as_c_arg() {
             if let Ok(binary) = Binary::from_term(element(1)) {
-                return binary_view(py, element(1), binary.as_slice(), reading.frame);
+                return reading.view(py, binary.as_slice(), Some(element(1)));
             }
         }
     }
@@ -257,22 +258,6 @@ fn tuple<'py>(
             pyo3::ffi::PyTuple_SetItem(tuple.as_ptr(), index as isize, item.into_ptr());
         }
         Ok(tuple)
-    }
-}
-
-/// A read-only `memoryview` of `bytes`, the data of `binary`: it keeps the memory the term
-/// is stored in (by `frame`) alive, or, for a term stored nowhere that outlives this call, a
-/// copy of the binary's term in an env of its own (a reference to the same bytes, unless
-/// the binary is one of the small ones the VM always copies).
-fn binary_view<'py>(
-    py: Python<'py>,
-    binary: Term<'_>,
-    bytes: &[u8],
-    frame: Option<&Frame>,
-) -> PyResult<Bound<'py, PyAny>> {
-    match frame.and_then(Frame::memory) {
-        Some(memory) => binary_view::in_memory(py, memory, bytes),
-        None => binary_view::copied(py, binary),
     }
 }
 
