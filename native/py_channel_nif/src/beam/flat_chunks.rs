@@ -102,6 +102,22 @@ struct Filling {
     reserved: usize,
 }
 
+impl Filling {
+    /// Fetches the lines the next frames go into for writing, while the caller goes on: that
+    /// memory was last held by the reader that freed it, and stores into lines elsewhere
+    /// stall the sender (perf: after each frame's copy).
+    fn prefetch_next(&self) {
+        for ahead in [CACHE_LINE, 2 * CACHE_LINE] {
+            let at = (self.used & !(CACHE_LINE - 1)) + ahead;
+            if at < self.capacity {
+                crate::channel::prefetch_for_write(self.bytes.wrapping_add(at));
+            }
+        }
+    }
+}
+
+const CACHE_LINE: usize = 64;
+
 impl Drop for Filling {
     fn drop(&mut self) {
         // SAFETY: the writer owns its reserved references.
@@ -156,6 +172,7 @@ impl EncodedSlice {
             let slice = EncodedSlice::write(current.chunk, current.bytes, current.used, encoded);
             current.used += encoded.len();
             current.reserved -= 1;
+            current.prefetch_next();
             slice
         })
     }

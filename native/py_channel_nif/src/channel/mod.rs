@@ -50,7 +50,7 @@ mod senders;
 mod signal;
 
 pub use error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-pub use queue::BlockAllocator;
+pub use queue::{prefetch_for_write, BlockAllocator};
 pub use senders::SendOrPark;
 pub use signal::{Signal, ThreadSignal};
 

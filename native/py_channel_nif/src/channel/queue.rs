@@ -612,7 +612,7 @@ impl<T, R, S> Drop for Queue<T, R, S> {
 /// `prefetchw` (a no-op on a CPU without it) or its equivalent: only a hint, never a fault,
 /// whatever the address.
 #[inline(always)]
-fn prefetch_for_write(address: *const u8) {
+pub fn prefetch_for_write(address: *const u8) {
     // SAFETY: a prefetch reads and writes nothing and cannot fault.
     #[cfg(target_arch = "x86_64")]
     unsafe {
