@@ -146,15 +146,17 @@ send(Channel, Term, Timeout) ->
     end.
 
 %% `Ticket' is the place in the line of waiting senders this process got when
-%% it first parked: woken, it parks again in that place if the room is gone.
+%% it first parked (a watch that monitors it: should it exit before it calls
+%% again, its wake goes to the next sender): woken, it parks again in that
+%% place if the room is gone.
 send_when_room(Channel, Term, Deadline, Ticket) ->
     Tag = erlang:unique_integer([positive]),
     case py_channel_nif:send_or_wait(Channel, Term, Tag, Ticket) of
-        {waiting, Parked} ->
+        {waiting, Watch} ->
             receive
-                {py_channel_ready, Tag} -> send_when_room(Channel, Term, Deadline, Parked)
+                {py_channel_ready, Tag} -> send_when_room(Channel, Term, Deadline, Watch)
             after remaining(Deadline) ->
-                    give_up_sending(Channel, Term, Parked, Tag)
+                    give_up_sending(Channel, Term, Watch, Tag)
             end;
         Sent ->
             Sent
@@ -163,8 +165,8 @@ send_when_room(Channel, Term, Deadline, Ticket) ->
 %% Withdraw from the waiting senders; a wake-up that raced with the timeout is
 %% collected (and passed on to the next sender by the NIF), and the room it
 %% announced tried once more rather than left unused.
-give_up_sending(Channel, Term, WaiterId, Tag) ->
-    case py_channel_nif:cancel_send_wait(Channel, WaiterId) of
+give_up_sending(Channel, Term, Watch, Tag) ->
+    case py_channel_nif:cancel_send_wait(Watch) of
         cancelled ->
             {error, timeout};
         woken ->
@@ -276,18 +278,24 @@ wait_then_recv(Channel, Deadline) ->
     case py_channel_nif:wait(Channel, Tag) of
         ready ->
             recv_until(Channel, Deadline);
-        {waiting, WaiterId} ->
+        {waiting, Watch} ->
+            %% `Watch' monitors this process until it takes what it is woken
+            %% for: should it exit before, the wake goes to another reader.
             receive
-                {py_channel_ready, Tag} -> recv_until(Channel, Deadline)
+                {py_channel_ready, Tag} ->
+                    case py_channel_nif:take_woken(Watch) of
+                        {error, empty} -> wait_then_recv(Channel, Deadline);
+                        Done -> Done
+                    end
             after remaining(Deadline) ->
-                give_up(Channel, WaiterId, Tag)
+                give_up(Channel, Watch, Tag)
             end
     end.
 
 %% Withdraw from the channel's readers; a wake-up that raced with the timeout
 %% is collected, and the term it announced taken rather than left behind.
-give_up(Channel, WaiterId, Tag) ->
-    case py_channel_nif:cancel_wait(Channel, WaiterId) of
+give_up(Channel, Watch, Tag) ->
+    case py_channel_nif:cancel_wait(Watch) of
         cancelled -> ok;
         woken -> receive {py_channel_ready, Tag} -> ok after ?WAKE_IN_FLIGHT_MS -> ok end
     end,
@@ -387,11 +395,11 @@ callback_wait([Ch, Timeout]) ->
     case py_channel_nif:wait(Ch, Tag) of
         ready ->
             ok;
-        {waiting, WaiterId} ->
+        {waiting, Watch} ->
             receive
-                {py_channel_ready, Tag} -> ok
+                {py_channel_ready, Tag} -> py_channel_nif:settle_wait(Watch)
             after Timeout ->
-                    case py_channel_nif:cancel_wait(Ch, WaiterId) of
+                    case py_channel_nif:cancel_wait(Watch) of
                         cancelled -> {error, timeout};
                         woken -> receive {py_channel_ready, Tag} -> ok after ?WAKE_IN_FLIGHT_MS -> ok end
                     end

@@ -10,14 +10,16 @@
 
 -export([load_nif/2, loaded/0]).
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
-         wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
+         wait/2, take_woken/1, settle_wait/1, cancel_wait/1, send_or_wait/4,
+         cancel_send_wait/1, send_many/2,
          term_size/1, live_channels/0,
          py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
          py_started/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([loaded/0, new_channel/2, send/2, try_receive/1, close/1, info/1,
-       wait/2, cancel_wait/2, send_or_wait/4, cancel_send_wait/2, send_many/2,
+       wait/2, take_woken/1, settle_wait/1, cancel_wait/1, send_or_wait/4,
+       cancel_send_wait/1, send_many/2,
        term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
        py_started/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
@@ -45,11 +47,13 @@ try_receive(Channel) -> ?LOADED(try_receive, [Channel]).
 close(Channel) -> ?LOADED(close, [Channel]).
 info(Channel) -> ?LOADED(info, [Channel]).
 wait(Channel, Tag) -> ?LOADED(wait, [Channel, Tag]).
-cancel_wait(Channel, WaiterId) -> ?LOADED(cancel_wait, [Channel, WaiterId]).
+take_woken(Watch) -> ?LOADED(take_woken, [Watch]).
+settle_wait(Watch) -> ?LOADED(settle_wait, [Watch]).
+cancel_wait(Watch) -> ?LOADED(cancel_wait, [Watch]).
 term_size(Term) -> ?LOADED(term_size, [Term]).
 live_channels() -> ?LOADED(live_channels, []).
 send_or_wait(Channel, Term, Tag, Woken) -> ?LOADED(send_or_wait, [Channel, Term, Tag, Woken]).
-cancel_send_wait(Channel, WaiterId) -> ?LOADED(cancel_send_wait, [Channel, WaiterId]).
+cancel_send_wait(Watch) -> ?LOADED(cancel_send_wait, [Watch]).
 send_many(Channel, Terms) -> ?LOADED(send_many, [Channel, Terms]).
 py_start(Ref) -> ?LOADED(py_start, [Ref]).
 py_exec(Ref, Namespace, Output, Code) -> ?LOADED(py_exec, [Ref, Namespace, Output, Code]).

@@ -169,8 +169,12 @@ deliver(State) ->
     end.
 
 -spec take(state()) -> ok.
-take(#state{channel = Channel, subscriber = Subscriber, credit = Credit} = State) ->
-    case py_channel_nif:try_receive(Channel) of
+take(#state{channel = Channel} = State) ->
+    taken(py_channel_nif:try_receive(Channel), State).
+
+-spec taken({ok, term()} | {error, empty | closed}, state()) -> ok.
+taken(Received, #state{channel = Channel, subscriber = Subscriber, credit = Credit} = State) ->
+    case Received of
         {ok, Term} ->
             Subscriber ! {py_channel, Channel, Term},
             case Credit of
@@ -190,30 +194,31 @@ park(#state{channel = Channel} = State) ->
     Tag = erlang:unique_integer([positive]),
     case py_channel_nif:wait(Channel, Tag) of
         ready -> deliver(State);
-        {waiting, WaiterId} -> parked(State, WaiterId, Tag)
+        {waiting, Watch} -> parked(State, Watch, Tag)
     end.
 
 %% Parked as a reader of the channel. A wake-up means a term or the close is
 %% there; whoever is woken must take it or pass the wake on, so leaving this
-%% state other than by the wake goes through `withdraw/3'.
--spec parked(state(), non_neg_integer(), pos_integer()) -> ok.
-parked(#state{channel = Channel, monitor = Monitor, credit = Credit} = State, WaiterId, Tag) ->
+%% state other than by the wake goes through `withdraw/2'. `Watch' monitors
+%% this process until then: should it exit, the wake goes to another reader.
+-spec parked(state(), reference(), pos_integer()) -> ok.
+parked(#state{monitor = Monitor, credit = Credit} = State, Watch, Tag) ->
     receive
         {py_channel_ready, Tag} ->
             %% Woken for a term: take it before anything else. A stop handled first would
             %% end the helper with the wake unused, and the term could wait while another
             %% reader sleeps.
-            take(State);
+            taken(py_channel_nif:take_woken(Watch), State);
         {credit, More} ->
-            parked(State#state{credit = Credit + More}, WaiterId, Tag);
+            parked(State#state{credit = Credit + More}, Watch, Tag);
         {stop, From, Ref} ->
-            withdraw(Channel, WaiterId, Tag),
+            withdraw(Watch, Tag),
             From ! {Ref, stopped},
             ok;
         {'DOWN', Monitor, process, _, _} ->
-            withdraw(Channel, WaiterId, Tag);
+            withdraw(Watch, Tag);
         _Stray ->
-            parked(State, WaiterId, Tag)
+            parked(State, Watch, Tag)
     end.
 
 %% Credit used up: not a reader of the channel until more credit comes. A
@@ -242,9 +247,9 @@ control(_Stray, State) ->
 %% Leaves the channel's readers. If a wake-up was already sent, the channel
 %% passes it to another reader (cancel_wait does), and its message is taken
 %% out of the mailbox here.
--spec withdraw(py_channel:channel(), non_neg_integer(), pos_integer()) -> ok.
-withdraw(Channel, WaiterId, Tag) ->
-    case py_channel_nif:cancel_wait(Channel, WaiterId) of
+-spec withdraw(reference(), pos_integer()) -> ok.
+withdraw(Watch, Tag) ->
+    case py_channel_nif:cancel_wait(Watch) of
         cancelled -> ok;
         woken -> receive {py_channel_ready, Tag} -> ok after ?WAKE_IN_FLIGHT_MS -> ok end
     end.

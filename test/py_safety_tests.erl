@@ -72,6 +72,13 @@ safety_test_() ->
                      fun deep_nesting_on_python_threads/0}},
       {"4: a killed Erlang reader does not swallow a wake", fun killed_reader_passes_wake/0},
       {"4: ... nor does it keep a Python reader waiting", fun killed_reader_python_reader/0},
+      {"4: a killed parked reader leaves the line at once", fun killed_reader_leaves_line/0},
+      {timeout, 60, {"4: a reader whose kill is still on its way when it is woken passes the "
+                     "wake on", fun reader_killed_before_woken/0}},
+      {"4: a reader killed after its wake, before it took, passes the wake on",
+       fun reader_killed_after_wake/0},
+      {"4: a waiting sender killed after its wake, before it sent, passes the wake on",
+       fun sender_killed_after_wake/0},
       {"5: bad timeouts are refused before any side effect", fun bad_timeouts/0},
       {"5: ... through erlang.call too", fun bad_timeouts_callbacks/0},
       {"6: receive_many keeps what it took when a later term fails",
@@ -152,9 +159,10 @@ killed_reader_passes_wake() ->
     Doomed = spawn(fun() -> py_channel:recv(Ch, infinity) end),
     wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
     exit(Doomed, kill),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 0 end),
     Parent = self(),
     Live = spawn_link(fun() -> Parent ! {self(), py_channel:recv(Ch, infinity)} end),
-    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 2 end),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
     ok = py_channel:send(Ch, hello),
     ?assertEqual({ok, hello}, receive {Live, R} -> R after 2000 -> stuck end).
 
@@ -164,11 +172,99 @@ killed_reader_python_reader() ->
     Doomed = spawn(fun() -> py_channel:recv(Ch, infinity) end),
     wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
     exit(Doomed, kill),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 0 end),
     Pending = py:spawn_call('__main__', echo_from_channel, [Ch, self()]),
-    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 2 end),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
     ok = py_channel:send(Ch, hello),
     ?assertEqual(hello, receive hello -> hello after 2000 -> stuck end),
     ?assertEqual({ok, none}, py:await(Pending, 5000)).
+
+%% A parked reader that dies is not counted among the waiting readers (it was,
+%% until a send picked it).
+killed_reader_leaves_line() ->
+    {ok, Ch} = py_channel:new(),
+    Doomed = spawn(fun() -> py_channel:recv(Ch, infinity) end),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
+    exit(Doomed, kill),
+    wait_until(fun() -> not is_process_alive(Doomed) end),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 0 end).
+
+%% The send picks a parked reader that is killed but has not handled its kill
+%% yet (it cannot run: processes of high priority hold every scheduler), so its
+%% wake message is delivered. Its exit must pass the wake to the Python reader
+%% parked behind it. (The flake of killed_reader_python_reader, made certain.)
+reader_killed_before_woken() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(),
+    Doomed = spawn(fun() -> py_channel:recv(Ch, infinity) end),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
+    Priority = process_flag(priority, high),
+    %% Linked: a failure here ends them too.
+    Hogs = [spawn_opt(fun Spin() -> Spin() end, [link, {priority, high}])
+            || _ <- lists:seq(1, erlang:system_info(schedulers_online))],
+    exit(Doomed, kill),
+    Pending = py:spawn_call('__main__', echo_from_channel, [Ch, self()]),
+    %% Doomed still counted: it has not handled its kill.
+    Deadline = erlang:monotonic_time(millisecond) + 5000,
+    yield_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 2 end, Deadline),
+    ok = py_channel:send(Ch, hello),
+    [begin unlink(Hog), exit(Hog, kill) end || Hog <- Hogs],
+    process_flag(priority, Priority),
+    ?assertEqual(hello, receive hello -> hello after 2000 -> stuck end),
+    ?assertEqual({ok, none}, py:await(Pending, 5000)).
+
+%% A reader is woken (the wake message is in its mailbox) and killed before it
+%% takes the term: the Python reader parked behind it gets the wake.
+reader_killed_after_wake() ->
+    helpers(),
+    {ok, Ch} = py_channel:new(),
+    Doomed = park_and_hold(fun() -> py_channel_nif:wait(Ch, 1) end),
+    Pending = py:spawn_call('__main__', echo_from_channel, [Ch, self()]),
+    wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 2 end),
+    ok = py_channel:send(Ch, hello),
+    wait_until(fun() -> process_info(Doomed, message_queue_len) =/= {message_queue_len, 0} end),
+    exit(Doomed, kill),
+    ?assertEqual(hello, receive hello -> hello after 2000 -> stuck end),
+    ?assertEqual({ok, none}, py:await(Pending, 5000)).
+
+%% Two senders wait for room; a receive leaves the channel half full and wakes
+%% the first, which is killed before it sends again: the second gets the wake.
+sender_killed_after_wake() ->
+    Term = {filler, <<"0123456789">>},
+    {ok, Ch} = py_channel:new(#{max_size => 4 * py_channel:term_size(Term)}),
+    [ok = py_channel:send(Ch, Term) || _ <- lists:seq(1, 4)],
+    Doomed = park_and_hold(fun() -> py_channel_nif:send_or_wait(Ch, Term, 1, 0) end),
+    Parent = self(),
+    Live = spawn_link(fun() -> Parent ! {self(), py_channel:send(Ch, Term, infinity)} end),
+    wait_until(fun() -> maps:get(waiting_senders, py_channel:info(Ch)) =:= 2 end),
+    [{ok, Term} = py_channel:try_receive(Ch) || _ <- [1, 2]],
+    wait_until(fun() -> process_info(Doomed, message_queue_len) =/= {message_queue_len, 0} end),
+    ?assertEqual(2, maps:get(length, py_channel:info(Ch))),
+    exit(Doomed, kill),
+    ?assertEqual(ok, receive {Live, R} -> R after 2000 -> stuck end),
+    ?assertEqual(3, maps:get(length, py_channel:info(Ch))).
+
+%% A process that parks with `Park' (answering `{waiting, Watch}'), keeps the
+%% watch, and never acts on its wake.
+park_and_hold(Park) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+                        {waiting, Watch} = Park(),
+                        Parent ! {self(), parked},
+                        receive {never, Watch} -> ok end
+                end),
+    receive {Pid, parked} -> Pid end.
+
+%% wait_until/1 without sleeping (a sleeping process of high priority would
+%% let the others run).
+yield_until(Condition, Deadline) ->
+    case Condition() of
+        true -> ok;
+        false ->
+            ?assert(erlang:monotonic_time(millisecond) < Deadline),
+            erlang:yield(),
+            yield_until(Condition, Deadline)
+    end.
 
 %% Item 5 ----------------------------------------------------------------
 

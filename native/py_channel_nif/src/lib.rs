@@ -17,7 +17,7 @@
 //!    `binary='memoryview'`, `conversion/binary_view.rs` views its binaries there, holding the
 //!    frame's memory).
 //! 3. read from Erlang: `py_channel:recv/2` -> `beam/channel_nifs.rs` (`try_receive`, `wait`:
-//!    the process parks and gets a message) -> `channel/`.
+//!    the process parks, monitored by `beam/park_watch.rs`, and gets a message) -> `channel/`.
 //! 4. reply: `reply(pid, term)` -> `python/native_module.rs` (`send`) ->
 //!    `conversion/to_erlang.rs` (a large `bytes` lent, not copied: `conversion/lent_bytes.rs`)
 //!    -> `enif_send`.

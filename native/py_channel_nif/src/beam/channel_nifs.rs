@@ -6,12 +6,13 @@
 use crate::beam::atoms;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::frame::{Frame, FrameBatch, Prepared};
+use crate::beam::park_watch::ParkWatch;
 use crate::beam::raw_nif::raw_nif;
 use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::beam::term_scan;
 use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
 use rustler::sys::enif_get_list_cell;
-use rustler::{Encoder, Env, LocalPid, NifResult, Term};
+use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use std::mem::MaybeUninit;
 
 /// Bytes of term per percent of a timeslice reported to the scheduler, so a very
@@ -115,9 +116,12 @@ fn info<'a>(env: Env<'a>, channel: &ChannelResource) -> NifResult<Term<'a>> {
 }
 
 /// Parks the calling process as a reader: `ready` when a frame or the close is already
-/// there, else `{waiting, WaiterId}` and a `{py_channel_ready, Tag}` message later.
+/// there, else `{waiting, Watch}` and a `{py_channel_ready, Tag}` message later. `Watch`
+/// monitors the process until it takes what it was woken for (`take_woken`), settles
+/// (`settle_wait`) or withdraws (`cancel_wait`): if it exits first, its place in line is
+/// withdrawn and its wake goes to another reader (`park_watch.rs`).
 #[rustler::nif]
-fn wait<'a>(env: Env<'a>, channel: &ChannelResource, tag: u64) -> Term<'a> {
+fn wait<'a>(env: Env<'a>, channel: ChannelHandle, tag: u64) -> Term<'a> {
     let wake = TaskWake::Process {
         pid: env.pid(),
         tag,
@@ -125,66 +129,99 @@ fn wait<'a>(env: Env<'a>, channel: &ChannelResource, tag: u64) -> Term<'a> {
     };
     match channel.channel.park_task(wake) {
         Parked::Ready(_) => atoms::ready().encode(env),
-        Parked::Waiting(id) => (atoms::waiting(), id).encode(env),
+        Parked::Waiting(id) => {
+            let watch = ParkWatch::calling_process(env, channel, id, Awaits::Frame);
+            (atoms::waiting(), watch).encode(env)
+        }
     }
 }
 
-/// Withdraws a parked process. `woken` means its wake message is already sent (or on its way).
+/// `try_receive/1` for a process its wake message woke, in one call with settling its wait:
+/// an exit between the two would take the wake with it.
 #[rustler::nif]
-fn cancel_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustler::Atom {
-    match channel.channel.cancel_task(waiter_id) {
-        Cancelled::Withdrawn => atoms::cancelled(),
-        Cancelled::AlreadyWoken(pass_on) => {
-            channel.wake(pass_on, Some(env));
+fn take_woken<'a>(env: Env<'a>, watch: ResourceArc<ParkWatch>) -> Term<'a> {
+    watch.settle();
+    match watch.channel.take(Some(env)) {
+        Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
+        Err(TryRecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
+        Err(TryRecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
+    }
+}
+
+/// A woken process that takes nothing itself (`erlang.call('_py_channel_wait', ...)`: its
+/// Python caller reads next) is done with its wait.
+#[rustler::nif]
+fn settle_wait(watch: ResourceArc<ParkWatch>) -> rustler::Atom {
+    watch.settle();
+    atoms::ok()
+}
+
+/// Withdraws a parked process. `woken` means its wake message is already sent (or on its
+/// way); the wake passes to another reader.
+#[rustler::nif]
+fn cancel_wait(env: Env<'_>, watch: ResourceArc<ParkWatch>) -> rustler::Atom {
+    withdraw(env, &watch)
+}
+
+/// `cancelled` or `woken` (see `cancel_wait`, `cancel_send_wait`); settled already (the
+/// process withdrew before) is `cancelled`.
+fn withdraw(env: Env<'_>, watch: &ParkWatch) -> rustler::Atom {
+    match watch.withdraw() {
+        Some(Cancelled::Withdrawn) | None => atoms::cancelled(),
+        Some(Cancelled::AlreadyWoken(pass_on)) => {
+            watch.channel.wake(pass_on, Some(env));
             atoms::woken()
         }
     }
 }
 
 /// `send/3`'s step: queues `term` if it fits, else parks the calling process among the
-/// senders waiting for room: `{waiting, Ticket}`, and a `{py_channel_ready, Tag}` message
+/// senders waiting for room: `{waiting, Watch}`, and a `{py_channel_ready, Tag}` message
 /// when a reader frees room (or the channel closes), after which the process calls again
-/// with that `ticket` (0 the first time), keeping its place in line. `ok`,
-/// `{error, closed}`, `{error, too_large}`.
+/// with that `Watch` as `ticket` (0 the first time), keeping its place in line. `Watch`
+/// monitors the process as `wait`'s does. `ok`, `{error, closed}`, `{error, too_large}`.
 fn send_or_wait<'a>(
     env: Env<'a>,
-    [channel, term, tag, ticket]: [Term<'a>; 4],
+    [channel_term, term, tag, ticket]: [Term<'a>; 4],
 ) -> NifResult<Term<'a>> {
-    let channel: &ChannelResource = channel.decode()?;
-    let (tag, ticket): (u64, u64) = (tag.decode()?, ticket.decode()?);
-    let frame = encode_frame(env, term, channel);
+    let channel: ChannelHandle = channel_term.decode()?;
+    let tag: u64 = tag.decode()?;
+    let earlier = match ticket.decode::<u64>() {
+        Ok(0) => None,
+        Ok(_) => return Err(rustler::Error::BadArg),
+        Err(_) => Some(ticket.decode::<ResourceArc<ParkWatch>>()?),
+    };
+    let earlier = match earlier {
+        // Woken from that park: this call acts on the wake.
+        Some(watch) if watch.channel.ptr_eq(&channel) && watch.settle() => Some(watch.id),
+        Some(_) => return Err(rustler::Error::BadArg),
+        None => None,
+    };
+    let frame = encode_frame(env, term, &channel);
     let waker = TaskWake::Process {
         pid: env.pid(),
         tag,
         awaits: Awaits::Room,
     };
-    Ok(
-        match channel
-            .channel
-            .send_or_park(frame, waker, (ticket != 0).then_some(ticket))
-        {
-            SendOrPark::Sent(wakes) => {
-                channel.wake(wakes, Some(env));
-                atoms::ok().encode(env)
-            }
-            SendOrPark::Parked(id, _frame) => (atoms::waiting(), id).encode(env),
-            SendOrPark::Refused(refused) => (atoms::error(), refused_reason(&refused)).encode(env),
-        },
-    )
+    Ok(match channel.channel.send_or_park(frame, waker, earlier) {
+        SendOrPark::Sent(wakes) => {
+            channel.wake(wakes, Some(env));
+            atoms::ok().encode(env)
+        }
+        SendOrPark::Parked(id, _frame) => {
+            let watch = ParkWatch::calling_process(env, channel, id, Awaits::Room);
+            (atoms::waiting(), watch).encode(env)
+        }
+        SendOrPark::Refused(refused) => (atoms::error(), refused_reason(&refused)).encode(env),
+    })
 }
 raw_nif!("send_or_wait", 4, send_or_wait);
 
 /// Withdraws a process waiting for room. `woken` means its wake message is already sent (or
 /// on its way); the wake passes to the next waiting sender.
 #[rustler::nif]
-fn cancel_send_wait(env: Env<'_>, channel: &ChannelResource, waiter_id: u64) -> rustler::Atom {
-    match channel.channel.cancel_send(waiter_id) {
-        Cancelled::Withdrawn => atoms::cancelled(),
-        Cancelled::AlreadyWoken(pass_on) => {
-            channel.wake(pass_on, Some(env));
-            atoms::woken()
-        }
-    }
+fn cancel_send_wait(env: Env<'_>, watch: ResourceArc<ParkWatch>) -> rustler::Atom {
+    withdraw(env, &watch)
 }
 
 /// Terms `send_many` queues in one call at most, so a long list does not hold the scheduler:

@@ -9,6 +9,7 @@ pub mod flat_chunks;
 pub mod flat_term;
 pub mod frame;
 mod owners;
+mod park_watch;
 mod raw_nif;
 pub mod task_wake;
 mod term_scan;
