@@ -388,8 +388,9 @@ python_stream_table() ->
     io:format("(goals: for msg in ch >= 1.0 of Erlang !, send_many >= 1.5; max_size 1 MiB;~n"
               " the producer retries on busy, or sends batches of 100 with send_many/2 and~n"
               " send/3 for a term that does not fit, read with receive_many)~n"),
-    io:format("(on a 2-core host a run is about half as fast whenever the OS puts the Python~n"
-              " thread on the core of the producer's scheduler: hence the best of ~b)~n",
+    io:format("(best of ~b: with other load on the machine the OS may put the Python thread on~n"
+              " the core of the producer's scheduler, and a producer retrying on busy then keeps~n"
+              " it from the reader: a third of the speed; see docs/threading.md)~n",
               [?STREAM_RUNS]),
     io:format("memory (OS resident / BEAM total, MB): ~.1f / ~.1f before these ~b messages, "
               "~.1f / ~.1f after~n",
