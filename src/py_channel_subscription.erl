@@ -205,9 +205,8 @@ park(#state{channel = Channel} = State) ->
 parked(#state{monitor = Monitor, credit = Credit} = State, Watch, Tag) ->
     receive
         {py_channel_ready, Tag} ->
-            %% Woken for a term: take it before anything else. A stop handled first would
-            %% end the helper with the wake unused, and the term could wait while another
-            %% reader sleeps.
+            %% Woken for a term or the close: take it (a stop that came first withdraws,
+            %% and the withdrawal passes the wake on).
             taken(py_channel_nif:take_woken(Watch), State);
         {credit, More} ->
             parked(State#state{credit = Credit + More}, Watch, Tag);

@@ -190,28 +190,42 @@ killed_reader_leaves_line() ->
     wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 0 end).
 
 %% The send picks a parked reader that is killed but has not handled its kill
-%% yet (it cannot run: processes of high priority hold every scheduler), so its
-%% wake message is delivered. Its exit must pass the wake to the Python reader
-%% parked behind it. (The flake of killed_reader_python_reader, made certain.)
+%% yet, so its wake message is delivered; its exit must pass the wake to the
+%% Python reader parked behind it. (The flake of killed_reader_python_reader,
+%% made likely: processes of high priority, one per scheduler, keep the killed
+%% one from running. Not certain: it may run before they do, and then leaves
+%% the line at once; such attempts are tried again.)
 reader_killed_before_woken() ->
     helpers(),
+    Reached = [killed_before_woken_once() || _ <- lists:seq(1, 10)],
+    ?assertNotEqual([], [hello || hello <- Reached]),
+    ?assertEqual([], [Other || Other <- Reached, Other =/= hello, Other =/= not_reached]).
+
+killed_before_woken_once() ->
     {ok, Ch} = py_channel:new(),
     Doomed = spawn(fun() -> py_channel:recv(Ch, infinity) end),
     wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
     Priority = process_flag(priority, high),
-    %% Linked: a failure here ends them too.
-    Hogs = [spawn_opt(fun Spin() -> Spin() end, [link, {priority, high}])
+    Hogs = [spawn_opt(fun Spin() -> Spin() end, [{priority, high}])
             || _ <- lists:seq(1, erlang:system_info(schedulers_online))],
-    exit(Doomed, kill),
-    Pending = py:spawn_call('__main__', echo_from_channel, [Ch, self()]),
-    %% Doomed still counted: it has not handled its kill.
-    Deadline = erlang:monotonic_time(millisecond) + 5000,
-    yield_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 2 end, Deadline),
-    ok = py_channel:send(Ch, hello),
-    [begin unlink(Hog), exit(Hog, kill) end || Hog <- Hogs],
-    process_flag(priority, Priority),
-    ?assertEqual(hello, receive hello -> hello after 2000 -> stuck end),
-    ?assertEqual({ok, none}, py:await(Pending, 5000)).
+    Pending = try
+                  exit(Doomed, kill),
+                  Job = py:spawn_call('__main__', echo_from_channel, [Ch, self()]),
+                  %% Doomed still counted: it has not handled its kill.
+                  Deadline = erlang:monotonic_time(millisecond) + 500,
+                  case yield_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 2
+                                   end, Deadline) of
+                      ok -> ok = py_channel:send(Ch, hello);
+                      timeout -> ok = py_channel:send(Ch, not_reached)
+                  end,
+                  Job
+              after
+                  [exit(Hog, kill) || Hog <- Hogs],
+                  process_flag(priority, Priority)
+              end,
+    Got = receive Echo when Echo =:= hello; Echo =:= not_reached -> Echo after 2000 -> stuck end,
+    {ok, none} = py:await(Pending, 5000),
+    Got.
 
 %% A reader is woken (the wake message is in its mailbox) and killed before it
 %% takes the term: the Python reader parked behind it gets the wake.
@@ -256,14 +270,15 @@ park_and_hold(Park) ->
     receive {Pid, parked} -> Pid end.
 
 %% wait_until/1 without sleeping (a sleeping process of high priority would
-%% let the others run).
+%% let the others run): `ok', or `timeout' at `Deadline'.
 yield_until(Condition, Deadline) ->
     case Condition() of
         true -> ok;
         false ->
-            ?assert(erlang:monotonic_time(millisecond) < Deadline),
-            erlang:yield(),
-            yield_until(Condition, Deadline)
+            case erlang:monotonic_time(millisecond) < Deadline of
+                true -> erlang:yield(), yield_until(Condition, Deadline);
+                false -> timeout
+            end
     end.
 
 %% Item 5 ----------------------------------------------------------------

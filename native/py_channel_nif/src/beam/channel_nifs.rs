@@ -137,13 +137,20 @@ fn wait<'a>(env: Env<'a>, channel: ChannelHandle, tag: u64) -> Term<'a> {
 }
 
 /// `try_receive/1` for a process its wake message woke, in one call with settling its wait:
-/// an exit between the two would take the wake with it.
+/// an exit between the two would take the wake with it. Finding nothing (the oldest send
+/// still in flight, a later one landed and woke it) passes the wake on, as a thread reader
+/// does: this process parks again, and the frames in the queue may need another reader.
 #[rustler::nif]
 fn take_woken<'a>(env: Env<'a>, watch: ResourceArc<ParkWatch>) -> Term<'a> {
     watch.settle();
     match watch.channel.take(Some(env)) {
         Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
-        Err(TryRecvError::Empty) => (atoms::error(), atoms::empty()).encode(env),
+        Err(TryRecvError::Empty) => {
+            watch
+                .channel
+                .wake(watch.channel.channel.pass_on_wake(), Some(env));
+            (atoms::error(), atoms::empty()).encode(env)
+        }
         Err(TryRecvError::Closed) => (atoms::error(), atoms::closed()).encode(env),
     }
 }

@@ -21,8 +21,9 @@
 //! - A sender that gives up after it was woken (timeout, cancel), and a wake that cannot be
 //!   delivered (a process that died), pass the wake on the same way.
 //! - A receive that empties the channel wakes every parked sender: a woken task can vanish
-//!   between its wake and its retry (a process killed then, a coroutine whose loop stopped),
-//!   and with nothing queued no later receive would wake the next one.
+//!   between its wake and its retry (a coroutine whose loop stopped; an Erlang process that
+//!   exits then passes its wake on, see `beam/park_watch.rs`), and with nothing queued no
+//!   later receive would wake the next one.
 //! - `close` wakes every parked sender; their retries answer `Closed`.
 //!
 //! A sender that does not wait (`send`) may take room a woken sender was woken for; the
