@@ -557,9 +557,12 @@ receive_answer(Ref, Handle, Timeout) ->
 %% answer must then wake that thread, which costs 5 to 30 microseconds on a
 %% virtual machine. So the caller first looks for the answer for a moment
 %% (`await_spin', in microseconds; 0 on a node with one scheduler), yielding
-%% between looks so that other processes run. A scheduler that looks keeps its
-%% core, though: a job no worker has begun after ?START_WITHIN microseconds
-%% may be waiting for that very core, so the caller then sleeps at once.
+%% between looks so that other processes run. It looks at the job's handle,
+%% not the mailbox: an answer finished while it looks is kept there for it
+%% (`py_poll/1'), which spares the worker a send from outside the schedulers
+%% (most of a microsecond). A scheduler that looks keeps its core, though: a
+%% job no worker has begun after ?START_WITHIN microseconds may be waiting for
+%% that very core, so the caller then sleeps at once.
 take_answer(Ref, _Handle, 0) ->
     wait_answer(Ref, 0);
 take_answer(Ref, Handle, Timeout) ->
@@ -568,46 +571,61 @@ take_answer(Ref, Handle, Timeout) ->
             wait_answer(Ref, Timeout);
         Spin ->
             Now = erlang:monotonic_time(microsecond),
-            poll_answer(Ref, Timeout, {Handle, Now + ?START_WITHIN}, Now + Spin)
+            poll_answer(Ref, Timeout, Handle, Now + ?START_WITHIN, Now + Spin)
     end.
 
-%% `Unstarted' is `{Handle, By}' until the job is seen begun, then `started'.
-poll_answer(Ref, Timeout, Unstarted, Until) ->
-    case wait_answer(Ref, 0) of
-        no_answer ->
+%% `StartBy' is when the job must have begun, until it is seen begun
+%% (`started').
+poll_answer(Ref, Timeout, Handle, StartBy, Until) ->
+    case py_channel_nif:py_poll(Handle) of
+        not_yet ->
             Now = erlang:monotonic_time(microsecond),
-            case Unstarted of
-                _ when Now >= Until ->
-                    wait_answer(Ref, Timeout);
-                {Handle, By} when Now >= By ->
+            if
+                Now >= Until ->
+                    stop_polling(Ref, Timeout, Handle);
+                StartBy =/= started, Now >= StartBy ->
                     case py_channel_nif:py_started(Handle) of
                         true ->
                             erlang:yield(),
-                            poll_answer(Ref, Timeout, started, Until);
+                            poll_answer(Ref, Timeout, Handle, started, Until);
                         false ->
-                            wait_answer(Ref, Timeout)
+                            stop_polling(Ref, Timeout, Handle)
                     end;
-                _ ->
+                true ->
                     erlang:yield(),
-                    poll_answer(Ref, Timeout, Unstarted, Until)
+                    poll_answer(Ref, Timeout, Handle, StartBy, Until)
             end;
-        Answer ->
-            Answer
+        sent ->
+            wait_answer(Ref, Timeout);
+        Message ->
+            answer_of(Message)
+    end.
+
+%% From now on the answer is sent: wait for it in `receive'.
+stop_polling(Ref, Timeout, Handle) ->
+    case py_channel_nif:py_stop_polling(Handle) of
+        not_yet -> wait_answer(Ref, Timeout);
+        sent -> wait_answer(Ref, Timeout);
+        Message -> answer_of(Message)
     end.
 
 %% A raised exception's answer carries its traceback, kept for last_traceback/0.
 wait_answer(Ref, Timeout) ->
     receive
-        {py_response, Ref, Result} ->
-            {answer, Result};
-        {py_timed, Ref, Result, Stages} ->
-            {answer, {Result, Stages}};
-        {py_response, Ref, Result, Traceback} ->
-            put(?LAST_TRACEBACK, Traceback),
-            {answer, Result}
+        {py_response, Ref, _} = Message -> answer_of(Message);
+        {py_timed, Ref, _, _} = Message -> answer_of(Message);
+        {py_response, Ref, _, _} = Message -> answer_of(Message)
     after Timeout ->
             no_answer
     end.
+
+answer_of({py_response, _Ref, Result}) ->
+    {answer, Result};
+answer_of({py_timed, _Ref, Result, Stages}) ->
+    {answer, {Result, Stages}};
+answer_of({py_response, _Ref, Result, Traceback}) ->
+    put(?LAST_TRACEBACK, Traceback),
+    {answer, Result}.
 
 %% The caller's namespace for `Context', made on first use and kept in the
 %% process dictionary, so it is freed with the process.

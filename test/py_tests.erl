@@ -31,6 +31,8 @@ py_test_() ->
       {"a call submitted timed answers with the time of each stage (bench)",
        fun timed_stages/0},
       {"a job's handle says once a worker has begun it", fun job_started/0},
+      {"an answer finished while its caller looks is kept in the handle, else sent: once",
+       fun answer_polled/0},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -247,6 +249,48 @@ job_started() ->
     receive {py_response, Ref, {ok, none}} -> ok after 10000 -> error(no_answer) end,
     ?assert(py_channel_nif:py_started(Handle)),
     ?assertError(badarg, py_channel_nif:py_started(Namespace)).
+
+answer_polled() ->
+    Namespace = py_channel_nif:py_namespace_new(),
+    Eval = fun(Code) ->
+                   Ref = make_ref(),
+                   {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}
+           end,
+    %% Looked for while it runs: the answer is kept for the caller, no message comes.
+    {Ref1, Handle1} = Eval(<<"__import__('time').sleep(0.05) or 6 * 7">>),
+    ?assertEqual(not_yet, py_channel_nif:py_poll(Handle1)),
+    ?assertEqual({py_response, Ref1, {ok, 42}}, poll_until_answer(Handle1)),
+    ?assertError(badarg, py_channel_nif:py_poll(Handle1)),
+    %% The looking stopped before the answer: it comes as a message.
+    {Ref2, Handle2} = Eval(<<"__import__('time').sleep(0.05) or 'sent'">>),
+    ?assertEqual(not_yet, py_channel_nif:py_poll(Handle2)),
+    ?assertEqual(not_yet, py_channel_nif:py_stop_polling(Handle2)),
+    ?assertEqual({ok, <<"sent">>}, receive {py_response, Ref2, R2} -> R2 after 5000 -> none end),
+    ?assertEqual(sent, py_channel_nif:py_poll(Handle2)),
+    %% Never looked for: sent, and a look afterwards says so.
+    {Ref3, Handle3} = Eval(<<"1 + 1">>),
+    ?assertEqual({ok, 2}, receive {py_response, Ref3, R3} -> R3 after 5000 -> none end),
+    ?assertEqual(sent, py_channel_nif:py_poll(Handle3)),
+    %% Kept while looking, then the looking stops: the kept answer is handed over.
+    {Ref4, Handle4} = Eval(<<"'kept'">>),
+    ?assertEqual(not_yet, py_channel_nif:py_poll(Handle4)),
+    wait_until(fun() -> py_channel_nif:py_started(Handle4) end),
+    timer:sleep(50),
+    ?assertEqual({py_response, Ref4, {ok, <<"kept">>}}, py_channel_nif:py_stop_polling(Handle4)),
+    %% Thousands of short calls, each looked for: every answer once, none in the mailbox.
+    ?assertEqual([{ok, N * N} || N <- lists:seq(1, 3000)],
+                 [py:call(operator, mul, [N, N]) || N <- lists:seq(1, 3000)]),
+    ?assertError(badarg, py_channel_nif:py_poll(Namespace)),
+    ?assertEqual([], flush()).
+
+flush() ->
+    receive Message -> [Message | flush()] after 0 -> [] end.
+
+poll_until_answer(Handle) ->
+    case py_channel_nif:py_poll(Handle) of
+        not_yet -> timer:sleep(1), poll_until_answer(Handle);
+        Message -> Message
+    end.
 
 spawn_call_await() ->
     Pending = py:spawn_call(math, pow, [2, 10]),

@@ -23,8 +23,9 @@
 //!    -> `enif_send`.
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
 //!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once) -> `python/jobs.rs` ->
-//!    `{py_response, Ref, Result}` to the caller, sent with the GIL still held; the caller
-//!    (`py.erl`) looks for it a few microseconds before it sleeps in `receive`.
+//!    `{py_response, Ref, Result}` built with the GIL still held, and kept in the job's
+//!    handle for a caller that is looking for it (`py.erl` looks a few microseconds,
+//!    `py_poll`), else sent.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
 //!    encoded by `conversion/flat_term.rs` (the reader builds it), anything else built by
 //!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)

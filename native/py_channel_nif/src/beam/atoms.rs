@@ -36,6 +36,7 @@ rustler::atoms! {
     debug,
     python_not_started,
     abandoned,
+    not_yet,
     delivered,
     io_request,
     info,

@@ -19,6 +19,12 @@ impl PooledEnv {
         let kept = lock().pop();
         PooledEnv(Some(kept.unwrap_or_default()))
     }
+
+    /// Moves the env out, to live on elsewhere (a job's answer parked for its caller); this
+    /// one is empty from now on, and must not be used.
+    pub fn hand_over(&mut self) -> PooledEnv {
+        PooledEnv(self.0.take())
+    }
 }
 
 impl Deref for PooledEnv {

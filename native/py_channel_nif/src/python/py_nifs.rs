@@ -6,9 +6,9 @@ use crate::beam::env_pool::PooledEnv;
 use crate::conversion;
 use crate::python::callbacks::{self, CallbackHandle};
 use crate::python::interpreter;
-use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Timings, Work};
+use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Polled, Timings, Work};
 use crate::worker_pool;
-use rustler::{Atom, Env, LocalPid, NifResult, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 type Submitted = NifResult<ResourceArc<JobHandle>>;
 
@@ -198,6 +198,31 @@ fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
     } else {
         atoms::delivered()
     }
+}
+
+/// A caller looking for its answer (`py:take_answer/3`): `not_yet` (an answer finished
+/// from now on is kept in the handle for it, not sent), `sent` (it is in the mailbox or on
+/// its way), or the answer's message, `{py_response, Ref, Result}` as it would have come.
+#[rustler::nif]
+fn py_poll<'a>(env: Env<'a>, handle: ResourceArc<JobHandle>) -> NifResult<Term<'a>> {
+    polled(env, handle.poll())
+}
+
+/// The caller stops looking and will wait in `receive`: the answer is sent from now on.
+/// `not_yet`, `sent`, or the message, if the answer was kept for it meanwhile.
+#[rustler::nif]
+fn py_stop_polling<'a>(env: Env<'a>, handle: ResourceArc<JobHandle>) -> NifResult<Term<'a>> {
+    polled(env, handle.stop_polling())
+}
+
+fn polled(env: Env<'_>, polled: Polled) -> NifResult<Term<'_>> {
+    Ok(match polled {
+        Polled::NotYet => atoms::not_yet().encode(env),
+        Polled::Sent => atoms::sent().encode(env),
+        Polled::Parked(answer) => answer.message(env),
+        // Taken already or given up: the caller's own steps never ask then.
+        Polled::Gone => return Err(rustler::Error::BadArg),
+    })
 }
 
 /// Whether a worker thread has begun the job: a caller looking for a short call's answer
