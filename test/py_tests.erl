@@ -277,6 +277,13 @@ answer_polled() ->
     wait_until(fun() -> py_channel_nif:py_started(Handle4) end),
     timer:sleep(50),
     ?assertEqual({py_response, Ref4, {ok, <<"kept">>}}, py_channel_nif:py_stop_polling(Handle4)),
+    %% A large answer is sent even while looked for: the caller would copy it on its
+    %% scheduler.
+    {Ref5, Handle5} = Eval(<<"__import__('time').sleep(0.05) or list(range(100000))">>),
+    ?assertEqual(not_yet, py_channel_nif:py_poll(Handle5)),
+    ?assertEqual(sent, poll_until_answer(Handle5)),
+    ?assertEqual({ok, lists:seq(0, 99999)},
+                 receive {py_response, Ref5, R5} -> R5 after 5000 -> none end),
     %% Thousands of short calls, each looked for: every answer once, none in the mailbox.
     ?assertEqual([{ok, N * N} || N <- lists:seq(1, 3000)],
                  [py:call(operator, mul, [N, N]) || N <- lists:seq(1, 3000)]),

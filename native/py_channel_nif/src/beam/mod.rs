@@ -12,6 +12,6 @@ mod owners;
 mod park_watch;
 mod raw_nif;
 pub mod task_wake;
-mod term_scan;
+pub mod term_scan;
 
 pub use owners::open_watch_type as open_owner_watch_type;

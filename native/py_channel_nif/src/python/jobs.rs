@@ -9,6 +9,7 @@
 
 use crate::beam::atoms;
 use crate::beam::env_pool::PooledEnv;
+use crate::beam::term_scan;
 use crate::conversion::{to_erlang, to_python, BinaryMode};
 use crate::python::callbacks;
 use crate::python::cancel::{self, CancelToken, Cancelled};
@@ -162,10 +163,16 @@ impl JobHandle {
 
     /// The worker's side: `message`, a term of `env`, goes to the caller `to`: parked here
     /// while the caller polls, else sent. False if nobody will have it (the caller gave up).
-    fn hand_over(&self, env: PooledEnv, message: ErlNifTerm, to: &LocalPid) -> bool {
+    /// A large answer is always sent: the caller would copy it in a NIF call, on its scheduler.
+    fn hand_over(&self, env: PooledEnv, message: ErlNifTerm, to: &LocalPid, small: bool) -> bool {
         let mut answer = ParkedAnswer { env, message };
         loop {
             match self.state.load(Ordering::Acquire) {
+                POLLING if !small => {
+                    if self.transition(POLLING, DELIVERED) {
+                        return answer.send(to);
+                    }
+                }
                 POLLING => {
                     *lock(&self.parked) = Some(answer);
                     if self.transition(POLLING, PARKED) {
@@ -482,16 +489,19 @@ impl Job {
         if handle.state.load(Ordering::Acquire) == ABANDONED {
             return false;
         }
+        let mut small = false;
         let message = env.run(|env| {
             let reference = reference.load(env);
             let result = result_term(env, py, outcome);
             if let Some(timings) = timings {
                 timings.mark("result");
                 let marks = timings.marks.borrow().clone();
+                small = true;
                 return (atoms::py_timed(), reference, result, marks)
                     .encode(env)
                     .as_c_arg();
             }
+            small = term_scan::scan(result, None).copied() <= PARK_MAX_BYTES;
             match outcome {
                 // The traceback rides along for `py:last_traceback/0`.
                 Outcome::Raised { traceback, .. } => {
@@ -501,9 +511,12 @@ impl Job {
             }
             .as_c_arg()
         });
-        handle.hand_over(env.hand_over(), message, to)
+        handle.hand_over(env.hand_over(), message, to, small)
     }
 }
+
+/// The largest answer kept for a polling caller, which copies it on its scheduler.
+const PARK_MAX_BYTES: usize = 64 * 1024;
 
 /// A job's answer, a term of its env, kept for the caller (see [`JobHandle::poll`]).
 pub struct ParkedAnswer {
