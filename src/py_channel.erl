@@ -158,6 +158,10 @@ send_when_room(Channel, Term, Deadline, Ticket) ->
             after remaining(Deadline) ->
                     give_up_sending(Channel, Term, Watch, Tag)
             end;
+        {woken, Sent} ->
+            %% A reader woke this process in the moment it was parked: the wake
+            %% arrives though the send is done, and must not be left behind.
+            receive {py_channel_ready, Tag} -> Sent after ?WAKE_IN_FLIGHT_MS -> Sent end;
         Sent ->
             Sent
     end.

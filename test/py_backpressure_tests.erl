@@ -16,6 +16,8 @@ backpressure_test_() ->
       {"send/3 with timeout 0 is send/2 minus busy", fun send3_zero_timeout/0},
       {"send/3: bad timeouts are badarg before anything happens", fun send3_badarg/0},
       {"waiting senders are woken in the order they began to wait", fun senders_in_order/0},
+      {timeout, 60, {"a sender woken in the moment it parks leaves no wake message behind",
+                     fun no_stray_wake/0}},
       {"close wakes every waiting sender with {error, closed}", fun close_wakes_senders/0},
       {"a waiting sender that died passes its wake to the next", fun dead_sender_passes_on/0},
       {timeout, 60, {"Python reading slowly paces an Erlang send/3 stream: every term once, in order",
@@ -159,6 +161,34 @@ send3_timeout() ->
     %% Room after the timeout sends no late wake-up to the mailbox.
     {ok, 1} = py_channel:try_receive(Ch),
     receive Stray -> ?assertEqual(no_stray_message, Stray) after 100 -> ok end.
+
+%% A channel with room for two terms, a Python reader taking them as they
+%% come, and a sender that parks for nearly every term: a reader's receive
+%% often wakes it between its park and its retry in the same call, which then
+%% sends. Its wake message comes anyway, and send/3 must collect it (it was
+%% left in the mailbox: about 700 of 50,000).
+no_stray_wake() ->
+    ok = py:exec(<<"
+from erlang.channel import Channel
+def count_all(ref):
+    return sum(1 for _ in Channel(ref))
+">>),
+    Term = {t, 1},
+    {ok, Ch} = py_channel:new(#{max_size => 2 * py_channel:term_size(Term)}),
+    Pending = py:spawn_call('__main__', count_all, [Ch]),
+    Parent = self(),
+    N = 50000,
+    Sender = spawn_link(
+               fun() ->
+                       [ok = py_channel:send(Ch, Term, infinity) || _ <- lists:seq(1, N)],
+                       %% Any wake still on its way lands well within this.
+                       timer:sleep(100),
+                       {messages, Left} = process_info(self(), messages),
+                       Parent ! {self(), Left}
+               end),
+    ?assertEqual([], receive {Sender, Left} -> Left after 50000 -> timeout end),
+    ok = py_channel:close(Ch),
+    ?assertEqual({ok, N}, py:await(Pending, 10000)).
 
 send3_zero_timeout() ->
     {ok, Ch} = py_channel:new(#{max_size => 16}),

@@ -10,7 +10,7 @@ use crate::beam::park_watch::ParkWatch;
 use crate::beam::raw_nif::raw_nif;
 use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::beam::term_scan;
-use crate::channel::{Cancelled, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
+use crate::channel::{Cancelled, OwnWake, Parked, SendOrPark, TryRecvError, TrySendError, Weighed};
 use rustler::sys::enif_get_list_cell;
 use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use std::mem::MaybeUninit;
@@ -186,7 +186,9 @@ fn withdraw(env: Env<'_>, watch: &ParkWatch) -> rustler::Atom {
 /// senders waiting for room: `{waiting, Watch}`, and a `{py_channel_ready, Tag}` message
 /// when a reader frees room (or the channel closes), after which the process calls again
 /// with that `Watch` as `ticket` (0 the first time), keeping its place in line. `Watch`
-/// monitors the process as `wait`'s does. `ok`, `{error, closed}`, `{error, too_large}`.
+/// monitors the process as `wait`'s does. `ok`, `{error, closed}`, `{error, too_large}`, or
+/// `{woken, Outcome}` when a reader woke the process in the moment it was parked here: its
+/// wake message arrives though the send is done, and the caller collects it.
 fn send_or_wait<'a>(
     env: Env<'a>,
     [channel_term, term, tag, ticket]: [Term<'a>; 4],
@@ -210,16 +212,24 @@ fn send_or_wait<'a>(
         tag,
         awaits: Awaits::Room,
     };
-    Ok(match channel.channel.send_or_park(frame, waker, earlier) {
-        SendOrPark::Sent(wakes) => {
+    let (outcome, own_wake) = match channel.channel.send_or_park(frame, waker, earlier) {
+        SendOrPark::Sent(wakes, own_wake) => {
             channel.wake(wakes, Some(env));
-            atoms::ok().encode(env)
+            (atoms::ok().encode(env), own_wake)
         }
         SendOrPark::Parked(id, _frame) => {
             let watch = ParkWatch::calling_process(env, channel, id, Awaits::Room);
-            (atoms::waiting(), watch).encode(env)
+            return Ok((atoms::waiting(), watch).encode(env));
         }
-        SendOrPark::Refused(refused) => (atoms::error(), refused_reason(&refused)).encode(env),
+        SendOrPark::Refused(refused, own_wake) => (
+            (atoms::error(), refused_reason(&refused)).encode(env),
+            own_wake,
+        ),
+    };
+    Ok(match own_wake {
+        OwnWake::NotFired => outcome,
+        // Its wake message comes anyway: the caller collects it (`Tag`).
+        OwnWake::Fired => (atoms::woken(), outcome).encode(env),
     })
 }
 raw_nif!("send_or_wait", 4, send_or_wait);

@@ -51,7 +51,7 @@ mod signal;
 
 pub use error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 pub use queue::{prefetch_for_write, BlockAllocator};
-pub use senders::SendOrPark;
+pub use senders::{OwnWake, SendOrPark};
 pub use signal::{Signal, ThreadSignal};
 
 use queue::Queue;

@@ -42,13 +42,23 @@ use std::time::{Duration, Instant};
 /// What [`Channel::send_or_park`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendOrPark<T, W> {
-    /// Queued. The task wakers to fire (readers for the frame, a sender the wake passes on to).
-    Sent(Vec<W>),
+    /// Queued. The task wakers to fire (readers for the frame, a sender the wake passes on to),
+    /// and whether this sender's own waker was handed out meanwhile (see [`OwnWake`]).
+    Sent(Vec<W>, OwnWake),
     /// No room: the waker is parked, and comes back once, from a receive (through its `wake`),
     /// a `close`, or a [`Channel::cancel_send`]. The frame comes back to the caller.
     Parked(WaiterId, T),
     /// `TooLarge` or `Closed`: waiting would not help.
-    Refused(TrySendError<T>),
+    Refused(TrySendError<T>, OwnWake),
+}
+
+/// Whether a sender's own waker, parked for a moment before its retry succeeded (or was
+/// refused), was taken by a receive or a close in between: it is fired, or about to be, and
+/// its wake (a message, for a process) arrives though the sender is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnWake {
+    NotFired,
+    Fired,
 }
 
 impl<T: Weighed, W> Channel<T, W> {
@@ -58,9 +68,9 @@ impl<T: Weighed, W> Channel<T, W> {
     /// a wake on to the next parked sender.
     pub fn send_or_park(&self, frame: T, waker: W, ticket: Option<WaiterId>) -> SendOrPark<T, W> {
         let frame = match self.send_passing_on(frame, ticket.is_some()) {
-            Ok(wakes) => return SendOrPark::Sent(wakes),
+            Ok(wakes) => return SendOrPark::Sent(wakes, OwnWake::NotFired),
             Err(TrySendError::Busy(frame)) => frame,
-            Err(refused) => return SendOrPark::Refused(refused),
+            Err(refused) => return SendOrPark::Refused(refused, OwnWake::NotFired),
         };
         let id = self.park_sender(Sleeper::Task {
             id: ticket.unwrap_or_else(|| self.next_id()),
@@ -69,13 +79,14 @@ impl<T: Weighed, W> Channel<T, W> {
         match self.send(frame) {
             Err(TrySendError::Busy(frame)) => SendOrPark::Parked(id, frame),
             outcome => {
-                let pass_on = self.leave_after_retry(id);
+                let (own, pass_on) = self.leave_after_retry(id);
                 match outcome {
                     Ok(mut wakes) => {
                         wakes.extend(pass_on);
-                        SendOrPark::Sent(wakes)
+                        SendOrPark::Sent(wakes, own)
                     }
-                    Err(refused) => SendOrPark::Refused(refused),
+                    // Closed meanwhile: the close woke every other sender already.
+                    Err(refused) => SendOrPark::Refused(refused, own),
                 }
             }
         }
@@ -142,7 +153,8 @@ impl<T: Weighed, W> Channel<T, W> {
             match self.send(frame) {
                 Err(TrySendError::Busy(busy)) => frame = busy,
                 outcome => {
-                    self.leave_after_retry(id).into_iter().for_each(&mut wake);
+                    // A thread's own signal, fired meanwhile, is dropped with it.
+                    self.leave_after_retry(id).1.into_iter().for_each(&mut wake);
                     return Some(match outcome {
                         Ok(wakes) => {
                             wakes.into_iter().for_each(&mut wake);
@@ -198,11 +210,12 @@ impl<T: Weighed, W> Channel<T, W> {
     }
 
     /// A parked sender whose retry was not `Busy` leaves the list. If a reader woke it in
-    /// between, that wake is not needed here: it passes on.
-    fn leave_after_retry(&self, id: WaiterId) -> Option<W> {
+    /// between, that wake is not needed here: it passes on, and the sender learns that its
+    /// own waker was fired.
+    fn leave_after_retry(&self, id: WaiterId) -> (OwnWake, Option<W>) {
         match self.cancel_send(id) {
-            Cancelled::Withdrawn => None,
-            Cancelled::AlreadyWoken(next) => next,
+            Cancelled::Withdrawn => (OwnWake::NotFired, None),
+            Cancelled::AlreadyWoken(next) => (OwnWake::Fired, next),
         }
     }
 

@@ -959,7 +959,7 @@ fn waiting_senders_are_woken_in_the_order_they_began_to_wait() {
         match channel.send_or_park(item(position as u64, 8), waker, Some(ticket)) {
             // Sent: with the channel at most half full, its pass-on wakes the next in line;
             // over half full, the receive that brings it down to half does.
-            SendOrPark::Sent(pass_on) => {
+            SendOrPark::Sent(pass_on, _) => {
                 order.push(position);
                 let half_full = channel.size() <= 16;
                 assert_eq!(pass_on.is_empty(), !half_full || pending.is_empty());

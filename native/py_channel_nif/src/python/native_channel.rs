@@ -458,12 +458,13 @@ impl NativeChannel {
             awaits: Awaits::Room,
         };
         match self.channel.channel.send_or_park(frame, waker, ticket) {
-            SendOrPark::Sent(wakes) => {
+            // The coroutine's own descriptor, if written meanwhile, is closed unread.
+            SendOrPark::Sent(wakes, _) => {
                 self.channel.wake(wakes, None);
                 Ok(None)
             }
             SendOrPark::Parked(id, _frame) => Ok(Some(id)),
-            SendOrPark::Refused(refused) => Err(send_refused(refused)),
+            SendOrPark::Refused(refused, _) => Err(send_refused(refused)),
         }
     }
 
