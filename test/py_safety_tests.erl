@@ -79,6 +79,8 @@ safety_test_() ->
        fun reader_killed_after_wake/0},
       {"4: a waiting sender killed after its wake, before it sent, passes the wake on",
        fun sender_killed_after_wake/0},
+      {"4: a reader that parks in a loop keeps no monitors of its settled waits",
+       fun parks_leave_no_monitors/0},
       {"5: bad timeouts are refused before any side effect", fun bad_timeouts/0},
       {"5: ... through erlang.call too", fun bad_timeouts_callbacks/0},
       {"6: receive_many keeps what it took when a later term fails",
@@ -257,6 +259,23 @@ sender_killed_after_wake() ->
     exit(Doomed, kill),
     ?assertEqual(ok, receive {Live, R} -> R after 2000 -> stuck end),
     ?assertEqual(3, maps:get(length, py_channel:info(Ch))).
+
+%% Each park monitors the reader until it takes what it was woken for; 100
+%% parks left several monitors until the reader's garbage collection.
+parks_leave_no_monitors() ->
+    {ok, Ch} = py_channel:new(),
+    Parent = self(),
+    Reader = spawn_link(fun() ->
+                                [{ok, I} = py_channel:recv(Ch, 5000) || I <- lists:seq(1, 100)],
+                                {monitored_by, Monitors} = process_info(self(), monitored_by),
+                                Parent ! {self(), length(Monitors)}
+                        end),
+    [begin
+         wait_until(fun() -> maps:get(waiting_readers, py_channel:info(Ch)) =:= 1 end),
+         ok = py_channel:send(Ch, I)
+     end || I <- lists:seq(1, 100)],
+    Left = receive {Reader, Count} -> Count after 10000 -> timeout end,
+    ?assert(is_integer(Left) andalso Left =< 1).
 
 %% A process that parks with `Park' (answering `{waiting, Watch}'), keeps the
 %% watch, and never acts on its wake.

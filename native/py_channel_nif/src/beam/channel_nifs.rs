@@ -142,7 +142,7 @@ fn wait<'a>(env: Env<'a>, channel: ChannelHandle, tag: u64) -> Term<'a> {
 /// does: this process parks again, and the frames in the queue may need another reader.
 #[rustler::nif]
 fn take_woken<'a>(env: Env<'a>, watch: ResourceArc<ParkWatch>) -> Term<'a> {
-    watch.settle();
+    ParkWatch::settle(&watch, env);
     match watch.channel.take(Some(env)) {
         Ok(frame) => (atoms::ok(), frame.decode(env)).encode(env),
         Err(TryRecvError::Empty) => {
@@ -158,8 +158,8 @@ fn take_woken<'a>(env: Env<'a>, watch: ResourceArc<ParkWatch>) -> Term<'a> {
 /// A woken process that takes nothing itself (`erlang.call('_py_channel_wait', ...)`: its
 /// Python caller reads next) is done with its wait.
 #[rustler::nif]
-fn settle_wait(watch: ResourceArc<ParkWatch>) -> rustler::Atom {
-    watch.settle();
+fn settle_wait(env: Env<'_>, watch: ResourceArc<ParkWatch>) -> rustler::Atom {
+    ParkWatch::settle(&watch, env);
     atoms::ok()
 }
 
@@ -172,8 +172,8 @@ fn cancel_wait(env: Env<'_>, watch: ResourceArc<ParkWatch>) -> rustler::Atom {
 
 /// `cancelled` or `woken` (see `cancel_wait`, `cancel_send_wait`); settled already (the
 /// process withdrew before) is `cancelled`.
-fn withdraw(env: Env<'_>, watch: &ParkWatch) -> rustler::Atom {
-    match watch.withdraw() {
+fn withdraw(env: Env<'_>, watch: &ResourceArc<ParkWatch>) -> rustler::Atom {
+    match ParkWatch::withdraw(watch, env) {
         Some(Cancelled::Withdrawn) | None => atoms::cancelled(),
         Some(Cancelled::AlreadyWoken(pass_on)) => {
             watch.channel.wake(pass_on, Some(env));
@@ -202,7 +202,9 @@ fn send_or_wait<'a>(
     };
     let earlier = match earlier {
         // Woken from that park: this call acts on the wake.
-        Some(watch) if watch.channel.ptr_eq(&channel) && watch.settle() => Some(watch.id),
+        Some(watch) if watch.channel.ptr_eq(&channel) && ParkWatch::settle(&watch, env) => {
+            Some(watch.id)
+        }
         Some(_) => return Err(rustler::Error::BadArg),
         None => None,
     };

@@ -15,6 +15,13 @@ use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::channel::{Cancelled, WaiterId};
 use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 pub struct ParkWatch {
     pub channel: ChannelHandle,
@@ -22,13 +29,19 @@ pub struct ParkWatch {
     pub id: WaiterId,
     awaits: Awaits,
     settled: AtomicBool,
+    /// Taken down when the process settles: a process that parks in a loop would otherwise
+    /// keep the monitors of its settled waits until its next garbage collection.
+    monitor: Mutex<Option<Monitor>>,
 }
 
 #[rustler::resource_impl]
 impl Resource for ParkWatch {
     fn down<'a>(&'a self, env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
-        if let Some(Cancelled::AlreadyWoken(pass_on)) = self.withdraw() {
-            self.channel.wake(pass_on, Some(env));
+        // The monitor is gone with its process: nothing to take down.
+        if self.mark_settled() {
+            if let Cancelled::AlreadyWoken(pass_on) = self.leave_line() {
+                self.channel.wake(pass_on, Some(env));
+            }
         }
     }
 }
@@ -46,27 +59,41 @@ impl ParkWatch {
             id,
             awaits,
             settled: AtomicBool::new(false),
+            monitor: Mutex::new(None),
         });
         // The caller is running this NIF, so it is alive and the monitor is made.
-        let _ = watch.monitor(Some(env), &env.pid());
+        let monitor = watch.monitor(Some(env), &env.pid());
+        *lock(&watch.monitor) = monitor;
         watch
     }
 
     /// The process acts on its wait itself (takes, sends again) or is done with it: its exit
-    /// passes nothing on from now. False if it was settled already.
-    pub fn settle(&self) -> bool {
-        !self.settled.swap(true, Ordering::AcqRel)
+    /// passes nothing on from now, and its monitor is taken down (`env` is the process's
+    /// own). False if it was settled already.
+    pub fn settle(watch: &ResourceArc<Self>, env: Env<'_>) -> bool {
+        if !watch.mark_settled() {
+            return false;
+        }
+        if let Some(monitor) = lock(&watch.monitor).take() {
+            watch.demonitor(Some(env), &monitor);
+        }
+        true
     }
 
     /// Leaves the line, settling the wait: `Withdrawn`, or `AlreadyWoken` with the wake to
     /// pass on (if anything is left for it). `None` if the wait was settled already.
-    pub fn withdraw(&self) -> Option<Cancelled<TaskWake>> {
-        if !self.settle() {
-            return None;
-        }
-        Some(match self.awaits {
+    pub fn withdraw(watch: &ResourceArc<Self>, env: Env<'_>) -> Option<Cancelled<TaskWake>> {
+        ParkWatch::settle(watch, env).then(|| watch.leave_line())
+    }
+
+    fn mark_settled(&self) -> bool {
+        !self.settled.swap(true, Ordering::AcqRel)
+    }
+
+    fn leave_line(&self) -> Cancelled<TaskWake> {
+        match self.awaits {
             Awaits::Frame => self.channel.channel.cancel_task(self.id),
             Awaits::Room => self.channel.channel.cancel_send(self.id),
-        })
+        }
     }
 }
