@@ -46,6 +46,8 @@ cancel_test_() ->
       {"a wait in erlang.call is cancelled", fun cancel_erlang_call/0},
       {"a finished call is unaffected", fun cancel_after_done/0},
       {"the caller's exit stops its call", fun caller_exit_cancels/0},
+      {"the caller's exit after its calls are done stops no one else's",
+       fun caller_exit_after_done/0},
       {"cancelled as soon as submitted: each call completes or stops", fun cancel_before_start/0},
       {timeout, 60, {"a cancel racing the start never leaves the code running",
                      fun cancel_racing_start/0}},
@@ -119,6 +121,26 @@ caller_exit_cancels() ->
       fun() -> py:eval(<<"'caller' in spins">>) =:= {ok, true} end),
     exit(Caller, kill),
     assert_stopped(<<"caller">>).
+
+%% A namespace keeps the tokens of its finished jobs until its owner next
+%% submits one, and its owner's exit cancels them: that must not reach the job
+%% a worker runs now for another caller, on the thread those jobs ran on.
+caller_exit_after_done() ->
+    ok = py:exec(<<"import time\ndef nap(seconds):\n    time.sleep(seconds)\n    return 'slept'">>),
+    Parent = self(),
+    Done = spawn(fun() ->
+                         [{ok, 4.0} = py:call(math, sqrt, [16]) || _ <- lists:seq(1, 100)],
+                         Pending = py:spawn_call(math, sqrt, [25]),
+                         {ok, 5.0} = py:await(Pending),
+                         Parent ! {self(), done},
+                         receive stop -> ok end
+                 end),
+    receive {Done, done} -> ok end,
+    %% The workers the finished jobs ran on take these: every one of them is busy.
+    Naps = [py:spawn_call('__main__', nap, [0.3]) || _ <- lists:seq(1, 4)],
+    timer:sleep(50),
+    exit(Done, kill),
+    ?assertEqual([{ok, <<"slept">>} || _ <- Naps], [py:await(P, 5000) || P <- Naps]).
 
 cancel_before_start() ->
     ok = py:exec(<<"ran = []\ndef mark():\n    ran.append(1)\n">>),

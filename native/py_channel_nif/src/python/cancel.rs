@@ -31,6 +31,8 @@ pub type Interrupt = Box<dyn Fn() + Send>;
 #[derive(Default)]
 pub struct CancelToken {
     cancelled: AtomicBool,
+    /// The job is over (set by its thread): a namespace drops the token when it next looks.
+    finished: AtomicBool,
     running: Mutex<Running>,
 }
 
@@ -45,6 +47,14 @@ struct Running {
 impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// Asks the job to stop. Returns at once; idempotent.
