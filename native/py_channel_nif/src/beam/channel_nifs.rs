@@ -195,18 +195,15 @@ fn send_or_wait<'a>(
 ) -> NifResult<Term<'a>> {
     let channel: ChannelHandle = channel_term.decode()?;
     let tag: u64 = tag.decode()?;
-    let earlier = match ticket.decode::<u64>() {
-        Ok(0) => None,
-        Ok(_) => return Err(rustler::Error::BadArg),
-        Err(_) => Some(ticket.decode::<ResourceArc<ParkWatch>>()?),
-    };
-    let earlier = match earlier {
+    let earlier = if matches!(ticket.decode::<u64>(), Ok(0)) {
+        None
+    } else {
         // Woken from that park: this call acts on the wake.
-        Some(watch) if watch.channel.ptr_eq(&channel) && ParkWatch::settle(&watch, env) => {
-            Some(watch.id)
+        let watch: ResourceArc<ParkWatch> = ticket.decode()?;
+        if !watch.channel.ptr_eq(&channel) || !ParkWatch::settle(&watch, env) {
+            return Err(rustler::Error::BadArg);
         }
-        Some(_) => return Err(rustler::Error::BadArg),
-        None => None,
+        Some(watch.id)
     };
     let frame = encode_frame(env, term, &channel);
     let waker = TaskWake::Process {

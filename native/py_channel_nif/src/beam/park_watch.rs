@@ -15,13 +15,7 @@ use crate::beam::task_wake::{Awaits, TaskWake};
 use crate::channel::{Cancelled, WaiterId};
 use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use std::sync::OnceLock;
 
 pub struct ParkWatch {
     pub channel: ChannelHandle,
@@ -31,7 +25,7 @@ pub struct ParkWatch {
     settled: AtomicBool,
     /// Taken down when the process settles: a process that parks in a loop would otherwise
     /// keep the monitors of its settled waits until its next garbage collection.
-    monitor: Mutex<Option<Monitor>>,
+    monitor: OnceLock<Monitor>,
 }
 
 #[rustler::resource_impl]
@@ -59,11 +53,12 @@ impl ParkWatch {
             id,
             awaits,
             settled: AtomicBool::new(false),
-            monitor: Mutex::new(None),
+            monitor: OnceLock::new(),
         });
         // The caller is running this NIF, so it is alive and the monitor is made.
-        let monitor = watch.monitor(Some(env), &env.pid());
-        *lock(&watch.monitor) = monitor;
+        if let Some(monitor) = watch.monitor(Some(env), &env.pid()) {
+            let _ = watch.monitor.set(monitor);
+        }
         watch
     }
 
@@ -74,8 +69,9 @@ impl ParkWatch {
         if !watch.mark_settled() {
             return false;
         }
-        if let Some(monitor) = lock(&watch.monitor).take() {
-            watch.demonitor(Some(env), &monitor);
+        // Settled once: the monitor is taken down once.
+        if let Some(monitor) = watch.monitor.get() {
+            watch.demonitor(Some(env), monitor);
         }
         true
     }

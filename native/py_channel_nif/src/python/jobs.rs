@@ -162,16 +162,12 @@ impl JobHandle {
     /// The worker's side: `message`, a term of `env`, goes to the caller `to`: parked here
     /// while the caller polls, else sent. False if nobody will have it (the caller gave up).
     /// A large answer is always sent: the caller would copy it in a NIF call, on its scheduler.
-    fn hand_over(&self, env: PooledEnv, message: ErlNifTerm, to: &LocalPid, small: bool) -> bool {
+    fn hand_over(&self, env: PooledEnv, message: ErlNifTerm, to: &LocalPid) -> bool {
         let mut answer = ParkedAnswer { env, message };
         loop {
-            match self.state.load(Ordering::Acquire) {
-                POLLING if !small => {
-                    if self.transition(POLLING, DELIVERED) {
-                        return answer.send(to);
-                    }
-                }
-                POLLING => {
+            let state = self.state.load(Ordering::Acquire);
+            match state {
+                POLLING if answer.is_small() => {
                     *lock(&self.parked) = Some(answer);
                     if self.transition(POLLING, PARKED) {
                         return true;
@@ -181,8 +177,8 @@ impl JobHandle {
                         "only this thread parks, and only the caller unparks a PARKED answer",
                     );
                 }
-                PENDING if self.transition(PENDING, DELIVERED) => return answer.send(to),
-                PENDING => {}
+                POLLING | PENDING if self.transition(state, DELIVERED) => return answer.send(to),
+                POLLING | PENDING => {}
                 _ => return false,
             }
         }
@@ -195,12 +191,9 @@ impl JobHandle {
         loop {
             match self.state.load(Ordering::Acquire) {
                 PENDING if self.transition(PENDING, POLLING) => return Polled::NotYet,
-                POLLING => return Polled::NotYet,
-                PARKED => return self.take(),
-                DELIVERED => return Polled::Sent,
                 PENDING => {}
-                // Taken or given up: the caller has no answer coming.
-                _ => return Polled::Gone,
+                POLLING => return Polled::NotYet,
+                done => return self.answered(done),
             }
         }
     }
@@ -212,19 +205,24 @@ impl JobHandle {
             return Polled::NotYet;
         }
         match self.state.load(Ordering::Acquire) {
-            PARKED => self.take(),
-            DELIVERED => Polled::Sent,
             PENDING => Polled::NotYet,
-            _ => Polled::Gone,
+            done => self.answered(done),
         }
     }
 
-    fn take(&self) -> Polled {
-        // Only the caller leaves PARKED, and it is this thread.
-        self.state.store(TAKEN, Ordering::Release);
-        match lock(&self.parked).take() {
-            Some(answer) => Polled::Parked(answer),
-            None => Polled::Gone,
+    /// What a polling caller finds once the worker is done with the answer (`state`).
+    fn answered(&self, state: u8) -> Polled {
+        match state {
+            PARKED => {
+                // Only the caller leaves PARKED, and it is this thread.
+                self.state.store(TAKEN, Ordering::Release);
+                lock(&self.parked)
+                    .take()
+                    .map_or(Polled::Gone, Polled::Parked)
+            }
+            DELIVERED => Polled::Sent,
+            // Taken or given up: the caller has no answer coming.
+            _ => Polled::Gone,
         }
     }
 
@@ -485,19 +483,16 @@ impl Job {
         if handle.state.load(Ordering::Acquire) == ABANDONED {
             return false;
         }
-        let mut small = false;
         let message = env.run(|env| {
             let reference = reference.load(env);
             let result = result_term(env, py, outcome);
             if let Some(timings) = timings {
                 timings.mark("result");
                 let marks = timings.marks.borrow().clone();
-                small = true;
                 return (atoms::py_timed(), reference, result, marks)
                     .encode(env)
                     .as_c_arg();
             }
-            small = term_scan::scan(result, None).copied() <= PARK_MAX_BYTES;
             match outcome {
                 // The traceback rides along for `py:last_traceback/0`.
                 Outcome::Raised { traceback, .. } => {
@@ -507,7 +502,7 @@ impl Job {
             }
             .as_c_arg()
         });
-        handle.hand_over(env.hand_over(), message, to, small)
+        handle.hand_over(env.hand_over(), message, to)
     }
 }
 
@@ -529,6 +524,16 @@ impl ParkedAnswer {
     pub fn message<'a>(&self, env: Env<'a>) -> Term<'a> {
         // SAFETY: `message` is a term of `self.env`, which is not cleared while `self` lives.
         unsafe { Term::new(env, enif_make_copy(env.as_c_arg(), self.message)) }
+    }
+
+    /// Small enough for the caller to copy on its scheduler (measured only for a caller
+    /// that polls).
+    fn is_small(&self) -> bool {
+        self.env.run(|env| {
+            // SAFETY: a term of this env, which is not cleared while `self` lives.
+            let message = unsafe { Term::new(env, self.message) };
+            term_scan::scan(message, None).copied() <= PARK_MAX_BYTES
+        })
     }
 
     /// Sends the message to `to` from this thread (not a scheduler); false if `to` is gone.
