@@ -19,6 +19,7 @@ __all__ = [
     "Ref",
     "Term",
     "ChannelRef",
+    "Caller",
     "_NativeChannel",
     "ChannelClosed",
     "ProcessError",
@@ -56,6 +57,14 @@ class ChannelRef:
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+# An Erlang process waiting in py_channel:call/3: its request comes as (caller, request).
+@final
+class Caller:
+    @property
+    def pid(self) -> Pid: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
 class ProcessError(RuntimeError): ...
 class ChannelClosed(Exception): ...
 class CallError(Exception): ...
@@ -65,10 +74,12 @@ def send(pid: Pid | Term, term: object) -> None:
     """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``). A process on another
     node arrives in Python as the ``Term`` of its pid: sent to as well, through the
     ``py_runtime`` process, without knowing whether it is alive."""
-def reply(pid: Pid | Term, term: object) -> bool:
-    """Sends ``term`` to the Erlang process ``pid`` (``Pid ! Term``) and returns True, as
+def reply(to: Pid | Term | Caller, term: object) -> bool:
+    """Sends ``term`` to the Erlang process ``to`` (``Pid ! Term``) and returns True, as
     erlang_python's ``reply`` does; raises erlang.ProcessError (a RuntimeError) if a local
-    process is not alive."""
+    process is not alive. To a :class:`Caller` (a request of ``py_channel:call/3``): its
+    reply, True if delivered, False if the caller no longer waits (it timed out or exited);
+    a second reply to one caller raises ValueError."""
 def call(name: str, *args: object) -> Any: ...
 def _write_output(stream: int, text: str) -> None: ...
 def _flush_output(stream: int) -> None: ...

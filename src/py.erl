@@ -59,7 +59,7 @@
          register_function/2, register_function/3, unregister_function/1,
          version/0, info/0, add_path/1, activate_venv/1, last_traceback/0, start_link/3, start_link/4,
          stream/3, stream/4]).
--export([init_linked/6, init_await_spin/0, timed_call/3, timed_eval/1]).
+-export([init_linked/6, timed_call/3, timed_eval/1]).
 
 -export_type([context/0, pending/0, py_error/0, python_exception/0, exec_options/0,
               start_options/0, stream_options/0]).
@@ -91,9 +91,6 @@
 
 -define(DEFAULT_TIMEOUT, 30000).
 -define(LAST_TRACEBACK, {?MODULE, last_traceback}).
--define(AWAIT_SPIN, {?MODULE, await_spin}).
--define(DEFAULT_AWAIT_SPIN, 20).
--define(START_WITHIN, 5).
 -define(DEFAULT_CONTEXTS, 4).
 -define(DEFAULT_STREAM_MAX_SIZE, 65536).
 
@@ -368,25 +365,6 @@ timed(Submit) ->
     {Result, Stages ++ [{<<"answered">>, erlang:monotonic_time(nanosecond) - T0}]}.
 
 %% @private
-%% Called by the application's start: how long a caller looks for a short
-%% call's answer before it sleeps (see take_answer/3). The app env
-%% `await_spin' is in microseconds; a node with one scheduler never spins.
--spec init_await_spin() -> ok | {error, {badarg, {await_spin, term()}}}.
-init_await_spin() ->
-    case application:get_env(py_channel, await_spin, ?DEFAULT_AWAIT_SPIN) of
-        Micros when is_integer(Micros), Micros >= 0 ->
-            Spin = case erlang:system_info(schedulers_online) of
-                       1 -> 0;
-                       _ -> Micros
-                   end,
-            persistent_term:get(?AWAIT_SPIN, undefined) =:= Spin
-                orelse persistent_term:put(?AWAIT_SPIN, Spin),
-            ok;
-        Other ->
-            {error, {badarg, {await_spin, Other}}}
-    end.
-
-%% @private
 %% The process of start_link/4. It traps exits so that an exit signal becomes
 %% a cancel of its Python call rather than a death that leaves the call running
 %% (a `kill' still ends it at once; the job's monitor of it then cancels).
@@ -552,61 +530,12 @@ receive_answer(Ref, Handle, Timeout) ->
             end
     end.
 
-%% A short call answers within microseconds; a process that sleeps in
-%% `receive' meanwhile often takes its scheduler to sleep with it, and the
-%% answer must then wake that thread, which costs 5 to 30 microseconds on a
-%% virtual machine. So the caller first looks for the answer for a moment
-%% (`await_spin', in microseconds; 0 on a node with one scheduler), yielding
-%% between looks so that other processes run. It looks at the job's handle,
-%% not the mailbox: an answer finished while it looks is kept there for it
-%% (`py_poll/1'), which spares the worker a send from outside the schedulers
-%% (most of a microsecond). A scheduler that looks keeps its core, though: a
-%% job no worker has begun after ?START_WITHIN microseconds may be waiting for
-%% that very core, so the caller then sleeps at once.
-take_answer(Ref, _Handle, 0) ->
-    wait_answer(Ref, 0);
+%% A short call answers within microseconds: the caller looks for the answer
+%% in the job's handle a moment before it sleeps in `receive' (py_answer).
 take_answer(Ref, Handle, Timeout) ->
-    case persistent_term:get(?AWAIT_SPIN, 0) of
-        0 ->
-            wait_answer(Ref, Timeout);
-        Spin ->
-            Now = erlang:monotonic_time(microsecond),
-            poll_answer(Ref, Timeout, Handle, Now + ?START_WITHIN, Now + Spin)
-    end.
-
-%% `StartBy' is when the job must have begun, until it is seen begun
-%% (`started').
-poll_answer(Ref, Timeout, Handle, StartBy, Until) ->
-    case py_channel_nif:py_poll(Handle) of
-        not_yet ->
-            Now = erlang:monotonic_time(microsecond),
-            if
-                Now >= Until ->
-                    stop_polling(Ref, Timeout, Handle);
-                StartBy =/= started, Now >= StartBy ->
-                    case py_channel_nif:py_started(Handle) of
-                        true ->
-                            erlang:yield(),
-                            poll_answer(Ref, Timeout, Handle, started, Until);
-                        false ->
-                            stop_polling(Ref, Timeout, Handle)
-                    end;
-                true ->
-                    erlang:yield(),
-                    poll_answer(Ref, Timeout, Handle, StartBy, Until)
-            end;
-        sent ->
-            wait_answer(Ref, Timeout);
-        Message ->
-            answer_of(Message)
-    end.
-
-%% From now on the answer is sent: wait for it in `receive'.
-stop_polling(Ref, Timeout, Handle) ->
-    case py_channel_nif:py_stop_polling(Handle) of
-        not_yet -> wait_answer(Ref, Timeout);
-        sent -> wait_answer(Ref, Timeout);
-        Message -> answer_of(Message)
+    case py_answer:look({job, Handle}, Timeout) of
+        {message, Message} -> answer_of(Message);
+        'receive' -> wait_answer(Ref, Timeout)
     end.
 
 %% A raised exception's answer carries its traceback, kept for last_traceback/0.

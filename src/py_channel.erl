@@ -22,14 +22,20 @@
          recv/1, recv/2, term_size/1, register_callbacks/0, stats/0]).
 -export([is_timeout/1]).
 -export([subscribe/2, monitor/1, demonitor/1]).
+-export([call/2, call/3, reply/2]).
 
 %% py_channel:demonitor/1 is this module's, as py_channel:monitor/1.
 -compile({no_auto_import, [demonitor/1]}).
 
--export_type([channel/0, options/0, info/0]).
+-export_type([channel/0, options/0, info/0, caller/0]).
 
 -opaque channel() :: reference().
 %% A channel handle. It may be sent in messages, stored, and passed to Python.
+
+-opaque caller() :: reference().
+%% A process waiting in `call/3' for its reply: a request comes as
+%% `{Caller, Request}', and `reply/2' (Python's `reply(caller, term)')
+%% answers it, once.
 
 -type options() :: #{max_size => non_neg_integer(), owner => pid()}.
 %% `max_size': bytes of queued terms allowed before `send/2' answers `busy'
@@ -313,6 +319,77 @@ deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
 
 remaining(infinity) -> infinity;
 remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+
+%% @doc A request with the default timeout of 5000 milliseconds.
+%% @equiv call(Channel, Request, 5000)
+-spec call(channel(), term()) -> {ok, term()} | {error, timeout | closed | too_large}.
+call(Channel, Request) ->
+    call(Channel, Request, 5000).
+
+%% @doc Sends `{Caller, Request}' and waits up to `Timeout' milliseconds, in
+%% all, for the reply: `{ok, Reply}' once the reader answers with
+%% `reply(caller, Reply)' (Python) or `reply/2' (Erlang). `Caller' stands for
+%% this call; a reader written for `{Pid, Request}' and `reply(pid, term)'
+%% works unchanged. The request waits for room as `send/3' does; `{error,
+%% timeout}' when no reply came in time (a later reply is dropped, nothing
+%% reaches the mailbox), `{error, closed}' or `{error, too_large}' when the
+%% request could not be queued.
+%%
+%% Unlike a `send/2' followed by a `receive', the caller looks for its reply
+%% for a few microseconds (the app env `await_spin') before it sleeps, so a
+%% fast reader's reply does not wait for the caller's scheduler to wake up:
+%% see docs/threading.md. `Timeout' is `infinity' or 0 to 4294967295;
+%% anything else is a `badarg' error, raised before anything is sent.
+-spec call(channel(), term(), timeout()) ->
+          {ok, term()} | {error, timeout | closed | too_large}.
+call(Channel, Request, Timeout) when ?IS_REMOTE(Channel) ->
+    ok = py_channel_link:flush(Channel), % after what this node sent with send/2
+    py_channel_remote:call(Channel, call, [Channel, Request, Timeout]);
+call(Channel, Request, Timeout) ->
+    is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Request, Timeout]),
+    Tag = erlang:unique_integer([positive]),
+    Caller = py_channel_nif:new_caller(Tag),
+    case py_channel_nif:send(Channel, {Caller, Request}) of
+        ok ->
+            await_reply(Caller, Tag, Timeout);
+        busy when Timeout =:= 0 ->
+            {error, timeout};
+        busy ->
+            %% The time spent waiting for room counts against the timeout.
+            Deadline = deadline(Timeout),
+            case send_when_room(Channel, {Caller, Request}, Deadline, ?FIRST_PARK) of
+                ok -> await_reply(Caller, Tag, remaining(Deadline));
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% The few microseconds of looking (py_answer) are not taken off `Timeout'.
+await_reply(Caller, Tag, Timeout) ->
+    case py_answer:look({call, Caller, Tag}, Timeout) of
+        {message, {py_channel_reply, Tag, Reply}} ->
+            {ok, Reply};
+        'receive' ->
+            receive
+                {py_channel_reply, Tag, Reply} -> {ok, Reply}
+            after Timeout ->
+                    case py_channel_nif:caller_abandon(Caller) of
+                        abandoned ->
+                            {error, timeout};
+                        replied -> % the reply is on its way: take it
+                            receive {py_channel_reply, Tag, Reply} -> {ok, Reply} end
+                    end
+            end
+    end.
+
+%% @doc Answers a request of `call/3' that an Erlang reader took (`recv/2',
+%% `try_receive/1'): `ok', also when the caller no longer waits (as `!' to a
+%% process that has exited), or `{error, already_replied}': a caller gets one
+%% reply. Not a caller: `badarg'.
+-spec reply(caller(), term()) -> ok | {error, already_replied}.
+reply(Caller, Reply) ->
+    py_channel_nif:caller_reply(Caller, Reply).
 
 %% @doc Subscribes the calling process to the channel: it receives the terms
 %% as messages, like a socket in `{active, N}' mode, instead of calling

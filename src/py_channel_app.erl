@@ -19,7 +19,7 @@ start(_Type, _Args) ->
 
 start_settings() ->
     case py_loader:load() of
-        ok -> py:init_await_spin();
+        ok -> py_answer:init_await_spin();
         Error -> Error
     end.
 

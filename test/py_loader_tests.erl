@@ -257,7 +257,7 @@ await_spin_configured() ->
                                                _ -> Micros
                                            end,
                                 ?assertEqual(Expected, call(Node, persistent_term, get,
-                                                            [{py, await_spin}])),
+                                                            [{py_answer, await_spin}])),
                                 %% Answers come whether the caller looks for them or sleeps.
                                 ?assertEqual({ok, 4.0}, call(Node, py, call, [math, sqrt, [16]])),
                                 ?assertMatch({error, timeout},

@@ -2,14 +2,16 @@
 
 Terms arrive as Python objects (see the type table in the py_channel docs): atoms as
 :class:`Atom`, pids as :class:`Pid`, references as :class:`Ref`, channels as
-:class:`ChannelRef`, anything else without a Python counterpart as :class:`Term`. Each goes
-back to Erlang as the same term.
+:class:`ChannelRef`, a process waiting in ``py_channel:call/3`` as :class:`Caller`,
+anything else without a Python counterpart as :class:`Term`. Each goes back to Erlang as
+the same term.
 """
 
 from ._atom import Atom
 from ._native import (
     Binary,
     CallError,
+    Caller,
     Cancelled,
     ChannelClosed,
     ChannelRef,
@@ -26,6 +28,7 @@ __all__ = [
     "Atom",
     "Binary",
     "CallError",
+    "Caller",
     "Cancelled",
     "Channel",
     "ChannelClosed",

@@ -1,6 +1,7 @@
 from _py_channel import (
     Binary as Binary,
     CallError as CallError,
+    Caller as Caller,
     Cancelled as Cancelled,
     ChannelClosed as ChannelClosed,
     ChannelRef as ChannelRef,
@@ -18,6 +19,7 @@ __all__ = [
     "Atom",
     "Binary",
     "CallError",
+    "Caller",
     "Cancelled",
     "Channel",
     "ChannelClosed",

@@ -15,6 +15,7 @@ else:
 
 Binary = native.Binary
 CallError = native.CallError
+Caller = native.Caller
 Cancelled = native.Cancelled
 ChannelClosed = native.ChannelClosed
 ChannelRef = native.ChannelRef

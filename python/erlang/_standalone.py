@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal, NoReturn
 
 from . import testing
+from .testing import Caller as Caller
 from .testing import ChannelClosed as ChannelClosed
 from .testing import Pid as Pid
 
@@ -82,10 +83,13 @@ def send(pid: object, term: object) -> None:
     testing.send(pid, term)
 
 
-def reply(pid: object, term: object) -> bool:
-    """``send``, answering True."""
-    send(pid, term)
-    return True
+def reply(to: object, term: object) -> bool:
+    """``testing.reply``: to an ``erlang.testing.Pid`` or ``erlang.testing.Caller``."""
+    if not isinstance(to, (testing.Pid, testing.Caller)):
+        raise TypeError(
+            f"reply() needs an erlang.testing.Pid or Caller {_OUTSIDE}, not {type(to).__name__}"
+        )
+    return testing.reply(to, term)
 
 
 def call(name: str, *args: object) -> Any:

@@ -19,7 +19,9 @@ pytest or unittest, outside the BEAM (no Erlang, no native module)::
 
 Outside the BEAM, ``erlang.channel.Channel(ref)`` reads a :class:`Channel` given as ``ref``
 (any other ``ref`` is a TypeError saying why), and ``reply``/``erlang.send`` to a
-:class:`Pid` append to its ``messages``. ``erlang.Pid`` is :class:`Pid` there. Inside the
+:class:`Pid` append to its ``messages``; ``reply`` to a :class:`Caller` (a request of
+``py_channel:call/3``) too, once. ``erlang.Pid`` is :class:`Pid` there, ``erlang.Caller``
+:class:`Caller`. Inside the
 BEAM these stand-ins are not used: the real channel and pids are.
 """
 
@@ -33,7 +35,7 @@ from ._atom import Atom
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Atom", "Channel", "ChannelClosed", "Pid", "reply", "send"]
+__all__ = ["Atom", "Caller", "Channel", "ChannelClosed", "Pid", "reply", "send"]
 
 
 class ChannelClosed(Exception):
@@ -50,6 +52,21 @@ class Pid:
 
     def __repr__(self) -> str:
         return f"testing.Pid({self.name!r})"
+
+
+class Caller:
+    """A process waiting in ``py_channel:call/3``: its request comes as ``(caller, request)``.
+    ``reply(caller, term)`` appends ``term`` to ``messages`` and answers True, once: a second
+    reply is a ValueError, as in the BEAM. With ``waiting=False`` (a caller that timed out or
+    exited) a reply is dropped and answers False."""
+
+    def __init__(self, name: str = "caller", *, waiting: bool = True) -> None:
+        self.pid = Pid(name)
+        self.waiting = waiting
+        self.messages: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"testing.Caller({self.pid.name!r})"
 
 
 class Channel:
@@ -139,9 +156,17 @@ class Channel:
             raise StopIteration from None
 
 
-def reply(pid: Pid, term: object) -> bool:
-    """Appends ``term`` to ``pid.messages``; True, as the real ``reply``."""
-    send(pid, term)
+def reply(to: Pid | Caller, term: object) -> bool:
+    """Appends ``term`` to ``to.messages``; True, as the real ``reply``. A :class:`Caller`
+    takes one reply (a second is a ValueError), and one that no longer waits none (False)."""
+    if isinstance(to, Caller):
+        if not to.waiting:
+            return False
+        if to.messages:
+            raise ValueError("this call was already replied to: a caller gets one reply")
+        to.messages.append(term)
+        return True
+    send(to, term)
     return True
 
 

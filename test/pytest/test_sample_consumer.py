@@ -27,6 +27,18 @@ def test_squares_replies_to_each_sender() -> None:
     assert bob.messages == [("result", 16)]
 
 
+def test_squares_answers_calls_once() -> None:
+    # A request of py_channel:call/3 comes with an erlang.Caller: one reply each.
+    caller, gone = testing.Caller("caller"), testing.Caller("gone", waiting=False)
+    assert erlang.Caller is testing.Caller
+    assert sample_consumer.squares(testing.Channel([(caller, 6), (gone, 7)])) == 2
+    assert caller.messages == [("result", 36)]
+    assert gone.messages == []
+    assert erlang.reply(gone, "late") is False
+    with pytest.raises(ValueError, match="already replied"):
+        erlang.reply(caller, "again")
+
+
 def test_produce_writes_then_closes() -> None:
     channel = testing.Channel()
     sample_consumer.produce(channel, ["a", "b"])

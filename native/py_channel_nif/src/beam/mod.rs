@@ -2,6 +2,7 @@
 //! it, the channel NIFs, channel owners, and waking readers parked on it.
 
 pub mod atoms;
+pub mod caller;
 mod channel_nifs;
 pub mod channel_resource;
 pub mod env_pool;

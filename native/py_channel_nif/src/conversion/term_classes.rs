@@ -1,10 +1,12 @@
 //! Python classes for Erlang terms with no Python counterpart: `erlang.Pid`, `erlang.Ref`,
-//! `erlang.Term` (ports, funs, improper lists, odd bitstrings) and `erlang.ChannelRef`.
+//! `erlang.Term` (ports, funs, improper lists, odd bitstrings), `erlang.ChannelRef` and
+//! `erlang.Caller`.
 //! Each converts back to exactly the term it came from.
 
+use crate::beam::caller::Caller;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use pyo3::prelude::*;
-use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -118,6 +120,39 @@ impl PyChannelRef {
 
     fn __repr__(&self) -> String {
         format!("ChannelRef({:p})", &*self.channel)
+    }
+}
+
+/// An Erlang process waiting in `py_channel:call/3`: a request from it comes as
+/// `(caller, request)`, and `reply(caller, term)` answers it, once.
+#[pyclass(frozen, module = "erlang", name = "Caller")]
+pub struct PyCaller {
+    pub caller: ResourceArc<Caller>,
+}
+
+#[pymethods]
+impl PyCaller {
+    /// The process that waits.
+    #[getter]
+    fn pid(&self) -> PyPid {
+        let term = OwnedEnv::new().run(|env| self.caller.pid.encode(env).as_c_arg());
+        // A local pid is an immediate: the same term in every env.
+        PyPid::new(self.caller.pid, term)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyCaller>()
+            .is_ok_and(|other| std::ptr::eq::<Caller>(&*other.get().caller, &*self.caller))
+    }
+
+    fn __hash__(&self) -> u64 {
+        &*self.caller as *const Caller as u64
+    }
+
+    fn __repr__(&self) -> String {
+        let pid = OwnedEnv::new().run(|env| printed(self.caller.pid.encode(env)));
+        format!("Caller({pid})")
     }
 }
 

@@ -4,7 +4,7 @@
 //! `erlang.Atom` makes an atom. An object with no mapping raises `TypeError` naming its type.
 
 use super::lent_bytes::{lent_binary, LEND_AT_LEAST};
-use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
+use super::term_classes::{printed, PyCaller, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::to_python::atom_class;
 use super::type_name;
 use super::word_hasher::WordHashing;
@@ -138,6 +138,9 @@ fn convert<'a>(env: Env<'a>, object: &Bound<'_, PyAny>, depth: usize) -> PyResul
     if let Ok(channel) = object.cast::<PyChannelRef>() {
         refuse_if_plain_only()?;
         return Ok(channel.get().channel.encode(env));
+    }
+    if let Ok(caller) = object.cast::<PyCaller>() {
+        return Ok(caller.get().caller.encode(env));
     }
     if let Ok(reference) = object.cast::<PyRef>() {
         return decoded(env, reference.get().to_term(env));

@@ -1,10 +1,11 @@
 //! Erlang term -> Python object.
 
 use super::binary_view;
-use super::term_classes::{printed, PyChannelRef, PyPid, PyRef, PyTerm};
+use super::term_classes::{printed, PyCaller, PyChannelRef, PyPid, PyRef, PyTerm};
 use super::word_hasher::WordHashing;
 use super::{etf, flat_term, nesting};
 use crate::beam::atoms;
+use crate::beam::caller::Caller;
 use crate::beam::channel_resource::ChannelHandle;
 use crate::beam::frame::Frame;
 use pyo3::exceptions::PyValueError;
@@ -14,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use rustler::sys::enif_get_tuple;
 use rustler::sys::ErlNifTerm;
 use rustler::types::map::MapIterator;
-use rustler::{Binary, Env, LocalPid, Term, TermType};
+use rustler::{Binary, Env, LocalPid, ResourceArc, Term, TermType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -138,12 +139,21 @@ fn convert<'py>(
         TermType::Tuple => tuple(py, term, reading, depth),
         TermType::Map => map(py, term, reading, depth),
         TermType::Pid => pid(py, term),
-        TermType::Ref => match term.decode::<ChannelHandle>() {
-            Ok(channel) => Ok(Bound::new(py, PyChannelRef { channel })?.into_any()),
-            Err(_) => Ok(Bound::new(py, PyRef::from_term(term))?.into_any()),
-        },
+        TermType::Ref => reference(py, term),
         _ => opaque(py, term),
     }
+}
+
+/// A channel, a caller waiting for a reply (its request is taken), or another reference.
+fn reference<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(channel) = term.decode::<ChannelHandle>() {
+        return Ok(Bound::new(py, PyChannelRef { channel })?.into_any());
+    }
+    if let Ok(caller) = term.decode::<ResourceArc<Caller>>() {
+        caller.mark_taken();
+        return Ok(Bound::new(py, PyCaller { caller })?.into_any());
+    }
+    Ok(Bound::new(py, PyRef::from_term(term))?.into_any())
 }
 
 /// A map as a dict. Keys that are distinct in Erlang but equal in Python (`<<"b">>` and `b`,

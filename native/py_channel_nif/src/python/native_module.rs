@@ -3,13 +3,14 @@
 //! Python part (`python/erlang/`) re-exports it.
 
 use crate::beam::atoms;
-use crate::conversion::term_classes::{PyChannelRef, PyPid, PyRef, PyTerm};
+use crate::beam::caller::NotSent;
+use crate::conversion::term_classes::{PyCaller, PyChannelRef, PyPid, PyRef, PyTerm};
 use crate::conversion::{exporter_type, to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
 use crate::python::cancel::{self, Cancelled};
 use crate::python::native_channel::{ChannelClosed, NativeChannel};
 use crate::python::output;
-use pyo3::exceptions::{PyException, PyRuntimeError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rustler::sys::enif_send;
@@ -84,12 +85,40 @@ fn send_to_other_node(pid: &PyTerm, term: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-/// `reply(pid, term)` of `erlang.channel`: `send` that answers True, as erlang_python's does.
-/// Native, so a consumer's `for pid, term in ch: reply(pid, term)` runs no bytecode of its
-/// own between taking a term and sending it: a cancel lands before the take or after the send.
+/// `reply(to, term)` of `erlang.channel`. To a pid: `send` that answers True, as
+/// erlang_python's does. To an `erlang.Caller` (a request of `py_channel:call/3`): the
+/// caller's reply, True if it was delivered, False if the caller no longer waits (it timed
+/// out or exited); a second reply is a ValueError. Native, so a consumer's
+/// `for to, term in ch: reply(to, term)` runs no bytecode of its own between taking a term
+/// and sending it: a cancel lands before the take or after the send.
 #[pyfunction]
-fn reply(pid: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<bool> {
-    send(pid, term).map(|()| true)
+fn reply(to: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Ok(waiting) = to.cast::<PyCaller>() else {
+        return send(to, term).map(|()| true);
+    };
+    let caller = &waiting.get().caller;
+    if let Some(not_sent) = caller.not_waiting() {
+        return not_sent_reply(not_sent);
+    }
+    let sent = send_claimed(
+        &caller.pid,
+        |env| Ok(caller.message(env, to_erlang(env, term)?)),
+        || caller.claim_reply(),
+    )?;
+    match sent {
+        Ok(delivered) => Ok(delivered),
+        Err(not_sent) => not_sent_reply(not_sent),
+    }
+}
+
+/// A caller that gave up gets nothing, and that is no error; a second reply is one.
+fn not_sent_reply(not_sent: NotSent) -> PyResult<bool> {
+    match not_sent {
+        NotSent::GaveUp => Ok(false),
+        NotSent::AlreadyReplied => Err(PyValueError::new_err(
+            "this call was already replied to: a caller gets one reply",
+        )),
+    }
 }
 
 /// Builds a message with `build` in this thread's send env and sends it to `pid`: true if
@@ -98,17 +127,26 @@ pub(super) fn send_converted(
     pid: &LocalPid,
     build: impl for<'a> FnOnce(Env<'a>) -> PyResult<Term<'a>>,
 ) -> PyResult<bool> {
+    send_claimed(pid, build, || Ok::<(), ()>(())).map(|sent| sent == Ok(true))
+}
+
+/// `send_converted`, once `claim` agrees, asked after the message is built (a failed build
+/// claims nothing) and right before the send: `Err` with its refusal, and nothing is sent.
+fn send_claimed<E>(
+    pid: &LocalPid,
+    build: impl for<'a> FnOnce(Env<'a>) -> PyResult<Term<'a>>,
+    claim: impl FnOnce() -> Result<(), E>,
+) -> PyResult<Result<bool, E>> {
     with_send_env(|owned| {
         let message = owned.run(|env| build(env).map(|term| (env.as_c_arg(), term.as_c_arg())));
-        let delivered = match message {
-            // SAFETY: the message is a term of this process-independent env, sent from a
-            // thread that is not a scheduler (Python never runs on one); the env is cleared
-            // right after, as enif_send requires before its next use.
-            Ok((env, term)) => {
-                Ok(unsafe { enif_send(ptr::null_mut(), pid.as_c_arg(), env, term) } != 0)
-            }
-            Err(error) => Err(error),
-        };
+        let delivered = message.map(|(env, term)| {
+            claim().map(|()| {
+                // SAFETY: the message is a term of this process-independent env, sent from a
+                // thread that is not a scheduler (Python never runs on one); the env is
+                // cleared right after, as enif_send requires before its next use.
+                unsafe { enif_send(ptr::null_mut(), pid.as_c_arg(), env, term) != 0 }
+            })
+        });
         owned.clear();
         delivered
     })
@@ -181,6 +219,7 @@ fn _py_channel(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyRef>()?;
     module.add_class::<PyTerm>()?;
     module.add_class::<PyChannelRef>()?;
+    module.add_class::<PyCaller>()?;
     module.add_class::<NativeChannel>()?;
     module.add("ChannelClosed", module.py().get_type::<ChannelClosed>())?;
     module.add("ProcessError", module.py().get_type::<ProcessError>())?;

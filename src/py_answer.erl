@@ -1,0 +1,106 @@
+%% @private
+%% @doc How a process waits for one answer that is microseconds away: a
+%% `py:call' result, or the reply to a `py_channel:call/3'.
+%%
+%% A process that sleeps in `receive' often takes its scheduler to sleep with
+%% it, and the answer must then wake that thread: 5 to 30 microseconds on a
+%% virtual machine (docs/threading.md). So the process first looks for the
+%% answer for a moment (`await_spin', in microseconds; 0 on a node with one
+%% scheduler). A `py' job's answer is looked for in the job's handle, where a
+%% worker that finishes meanwhile keeps it (`py_poll/1'): that spares the
+%% worker a send from outside the schedulers, most of a microsecond. A call's
+%% reply is looked for in the mailbox: Python's `reply' sends it at once, in
+%% half a microsecond, cheaper than keeping it. The looks do not yield: a
+%% yield between them cost a channel round trip 1-3 microseconds, and 20
+%% microseconds of looking is less than a process's time slice anyway. A
+%% scheduler that looks keeps its core, though: work that no Python thread
+%% has begun after ?BEGUN_WITHIN microseconds may be waiting for that very
+%% core, so the process then stops looking at once.
+-module(py_answer).
+
+-export([init_await_spin/0, look/2]).
+
+-export_type([slot/0]).
+
+-type slot() :: {job, reference()} | {call, py_channel:caller(), integer()}.
+%% A `py' job's handle, or a `py_channel:call/3' caller and the tag of its
+%% reply, `{py_channel_reply, Tag, Reply}'.
+
+-define(AWAIT_SPIN, {?MODULE, await_spin}).
+-define(DEFAULT_AWAIT_SPIN, 20).
+-define(BEGUN_WITHIN, 5).
+
+%% @doc Called by the application's start: how long a waiting process looks
+%% for its answer before it sleeps. The app env `await_spin' is in
+%% microseconds; a node with one scheduler never looks.
+-spec init_await_spin() -> ok | {error, {badarg, {await_spin, term()}}}.
+init_await_spin() ->
+    case application:get_env(py_channel, await_spin, ?DEFAULT_AWAIT_SPIN) of
+        Micros when is_integer(Micros), Micros >= 0 ->
+            Spin = case erlang:system_info(schedulers_online) of
+                       1 -> 0;
+                       _ -> Micros
+                   end,
+            persistent_term:get(?AWAIT_SPIN, undefined) =:= Spin
+                orelse persistent_term:put(?AWAIT_SPIN, Spin),
+            ok;
+        Other ->
+            {error, {badarg, {await_spin, Other}}}
+    end.
+
+%% @doc Looks for the answer of `Slot' for up to `await_spin' microseconds:
+%% `{message, Message}', the answer's message as it would have come, or
+%% `receive': it is in the mailbox, or will be sent there, from now on.
+-spec look(slot(), timeout()) -> {message, term()} | 'receive'.
+look(_Slot, 0) ->
+    'receive';
+look(Slot, _Timeout) ->
+    case persistent_term:get(?AWAIT_SPIN, 0) of
+        0 ->
+            'receive';
+        Spin ->
+            Now = erlang:monotonic_time(microsecond),
+            look(Slot, Now + ?BEGUN_WITHIN, Now + Spin)
+    end.
+
+%% `BegunBy' is when the work must have begun, until it is seen begun.
+look(Slot, BegunBy, Until) ->
+    case poll(Slot) of
+        not_yet ->
+            Now = erlang:monotonic_time(microsecond),
+            if
+                Now >= Until ->
+                    stop_looking(Slot);
+                BegunBy =/= begun, Now >= BegunBy ->
+                    case begun(Slot) of
+                        true ->
+                            look(Slot, begun, Until);
+                        false ->
+                            stop_looking(Slot)
+                    end;
+                true ->
+                    look(Slot, BegunBy, Until)
+            end;
+        sent ->
+            'receive';
+        Message ->
+            {message, Message}
+    end.
+
+stop_looking(Slot) ->
+    case stop_polling(Slot) of
+        not_yet -> 'receive';
+        sent -> 'receive';
+        Message -> {message, Message}
+    end.
+
+poll({job, Handle}) ->
+    py_channel_nif:py_poll(Handle);
+poll({call, _Caller, Tag}) ->
+    receive {py_channel_reply, Tag, _} = Reply -> Reply after 0 -> not_yet end.
+
+stop_polling({job, Handle}) -> py_channel_nif:py_stop_polling(Handle);
+stop_polling({call, _Caller, _Tag}) -> not_yet.
+
+begun({job, Handle}) -> py_channel_nif:py_started(Handle);
+begun({call, Caller, _Tag}) -> py_channel_nif:caller_taken(Caller).

@@ -1,0 +1,204 @@
+%% Request/reply through a channel with py_channel:call/3 (issue 17): the
+%% caller looks for its reply before it sleeps, and a reply that comes
+%% meanwhile is kept for it, not sent.
+-module(py_channel_call_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+setup() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    ok.
+
+call_test_() ->
+    {setup, fun setup/0,
+     [{"a Python reader answers each call once, kept for the looking caller or sent",
+       fun python_answers/0},
+      {"a reader written for {Pid, Request} and reply(pid, term) serves call/3 unchanged",
+       fun pid_style_reader/0},
+      {"a slow reply reaches a caller that stopped looking; a large one is sent",
+       fun slow_and_large_replies/0},
+      {"a call that times out gets no late reply; Python's reply says False",
+       fun timeout_drops_late_reply/0},
+      {"a second reply is a ValueError in Python, {error, already_replied} in Erlang",
+       fun second_reply/0},
+      {"an Erlang reader answers with reply/2", fun erlang_reader/0},
+      {"a caller that exits while waiting: the reply is dropped, False",
+       fun caller_exits/0},
+      {"closed, too_large, a full channel's timeout and bad timeouts queue nothing",
+       fun call_errors/0},
+      {"erlang.Caller: its pid, equality, repr, and the same term back in Erlang",
+       fun caller_object/0}]}.
+
+-define(SERVERS, <<"
+import time
+import erlang
+
+def serve(ref):
+    for caller, request in Channel(ref):
+        reply(caller, ('echo', request, isinstance(caller, erlang.Caller)))
+
+def serve_slowly(ref, seconds, report):
+    for caller, request in Channel(ref):
+        time.sleep(seconds)
+        erlang.send(report, ('replied', reply(caller, request)))
+
+def serve_twice(ref, report):
+    for caller, request in Channel(ref):
+        reply(caller, request)
+        try:
+            reply(caller, request)
+            erlang.send(report, 'no error')
+        except ValueError as error:
+            erlang.send(report, ('ValueError', str(error)))
+
+def serve_large(ref):
+    for caller, size in Channel(ref):
+        reply(caller, b'x' * size)
+">>).
+
+servers() ->
+    ok = py:exec(?SERVERS).
+
+serve(Function, Args) ->
+    {ok, Ch} = py_channel:new(),
+    servers(),
+    Pending = py:spawn_call('__main__', Function, [Ch | Args]),
+    {Ch, Pending}.
+
+stop({Ch, Pending}) ->
+    ok = py_channel:close(Ch),
+    {ok, none} = py:await(Pending, 10000).
+
+mailbox() ->
+    {messages, Messages} = process_info(self(), messages),
+    Messages.
+
+python_answers() ->
+    Server = {Ch, _} = serve(serve, []),
+    [?assertEqual({ok, {<<"echo">>, N, true}}, py_channel:call(Ch, N, 5000))
+     || N <- lists:seq(1, 3000)],
+    %% Many callers at once: each gets its own reply.
+    Self = self(),
+    Callers = [spawn_link(fun() ->
+                                  Replies = [py_channel:call(Ch, {I, N}) || N <- lists:seq(1, 300)],
+                                  Self ! {self(), Replies}
+                          end) || I <- lists:seq(1, 4)],
+    lists:foreach(
+      fun({I, Caller}) ->
+              receive
+                  {Caller, Replies} ->
+                      ?assertEqual([{ok, {<<"echo">>, {I, N}, true}} || N <- lists:seq(1, 300)],
+                                   Replies)
+              end
+      end, lists:zip(lists:seq(1, 4), Callers)),
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+pid_style_reader() ->
+    {ok, Ch} = py_channel:new(),
+    ok = py:exec(<<"
+def serve_pids(ref):
+    for pid, n in Channel(ref):
+        reply(pid, n * n)
+">>),
+    Pending = py:spawn_call('__main__', serve_pids, [Ch]),
+    ?assertEqual({ok, 49}, py_channel:call(Ch, 7)),
+    stop({Ch, Pending}).
+
+slow_and_large_replies() ->
+    Slow = {Ch, _} = serve(serve_slowly, [0.05, self()]),
+    ?assertEqual({ok, slow}, py_channel:call(Ch, slow, 5000)),
+    receive {<<"replied">>, Delivered} -> ?assert(Delivered) end,
+    stop(Slow),
+    Large = {Big, _} = serve(serve_large, []),
+    [begin
+         {ok, Reply} = py_channel:call(Big, Size),
+         ?assertEqual(Size, byte_size(Reply))
+     end || Size <- [10, 70000, 1 bsl 20, 100]],
+    stop(Large),
+    ?assertEqual([], mailbox()).
+
+timeout_drops_late_reply() ->
+    Server = {Ch, _} = serve(serve_slowly, [0.2, self()]),
+    ?assertEqual({error, timeout}, py_channel:call(Ch, late, 20)),
+    receive {<<"replied">>, Delivered} -> ?assertNot(Delivered) end,
+    timer:sleep(50),
+    ?assertEqual([], mailbox()),
+    %% The next call is answered as usual.
+    ?assertEqual({ok, next}, py_channel:call(Ch, next, 5000)),
+    receive {<<"replied">>, true} -> ok end,
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+second_reply() ->
+    Server = {Ch, _} = serve(serve_twice, [self()]),
+    ?assertEqual({ok, once}, py_channel:call(Ch, once)),
+    receive
+        Report -> ?assertMatch({<<"ValueError">>, <<"this call was already replied to", _/binary>>},
+                               Report)
+    end,
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+erlang_reader() ->
+    {ok, Ch} = py_channel:new(),
+    Self = self(),
+    Reader = spawn_link(
+               fun() ->
+                       {ok, {Caller, {add, A, B}}} = py_channel:recv(Ch, 5000),
+                       First = py_channel:reply(Caller, A + B),
+                       Second = py_channel:reply(Caller, again),
+                       Self ! {replies, First, Second}
+               end),
+    ?assertEqual({ok, 5}, py_channel:call(Ch, {add, 2, 3})),
+    receive {replies, First, Second} ->
+            ?assertEqual(ok, First),
+            ?assertEqual({error, already_replied}, Second)
+    end,
+    unlink(Reader),
+    ?assertError(badarg, py_channel:reply(self(), x)),
+    ?assertError(badarg, py_channel:reply(make_ref(), x)),
+    ?assertEqual([], mailbox()).
+
+caller_exits() ->
+    Server = {Ch, _} = serve(serve_slowly, [0.1, self()]),
+    {Caller, Monitor} = spawn_monitor(fun() -> py_channel:call(Ch, never_read, infinity) end),
+    timer:sleep(20),
+    exit(Caller, kill),
+    receive {'DOWN', Monitor, process, Caller, killed} -> ok end,
+    receive {<<"replied">>, Delivered} -> ?assertNot(Delivered) end,
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+call_errors() ->
+    {ok, Closed} = py_channel:new(),
+    ok = py_channel:close(Closed),
+    ?assertEqual({error, closed}, py_channel:call(Closed, x)),
+    {ok, Small} = py_channel:new(#{max_size => 1000}),
+    ?assertEqual({error, too_large}, py_channel:call(Small, binary:copy(<<"x">>, 2000))),
+    ok = py_channel:send(Small, binary:copy(<<"y">>, 700)),
+    ?assertEqual({error, timeout}, py_channel:call(Small, binary:copy(<<"z">>, 400), 30)),
+    ?assertMatch(#{length := 1}, py_channel:info(Small)),
+    ?assertError(badarg, py_channel:call(Small, x, -1)),
+    ?assertError(badarg, py_channel:call(Small, x, soon)),
+    ?assertMatch(#{length := 1}, py_channel:info(Small)),
+    ?assertEqual([], mailbox()).
+
+caller_object() ->
+    {ok, Ch} = py_channel:new(),
+    ok = py:exec(<<"
+def inspect(caller):
+    return (caller, caller.pid, caller == caller, hash(caller) == hash(caller), repr(caller))
+">>),
+    Self = self(),
+    spawn_link(fun() -> Self ! {called, py_channel:call(Ch, hello, 5000)} end),
+    {ok, {Caller, hello}} = py_channel:recv(Ch, 5000),
+    {ok, {Back, Pid, Equal, SameHash, Repr}} = py:call('__main__', inspect, [Caller]),
+    ?assert(Back =:= Caller),
+    ?assertEqual(true, Equal),
+    ?assertEqual(true, SameHash),
+    ?assert(is_pid(Pid)),
+    ?assertEqual(<<"Caller(", (list_to_binary(pid_to_list(Pid)))/binary, ")">>, Repr),
+    ok = py_channel:reply(Caller, world),
+    receive {called, Called} -> ?assertEqual({ok, world}, Called) end,
+    ?assertEqual([], mailbox()).
