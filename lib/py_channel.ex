@@ -5,7 +5,8 @@ defmodule PyChannel do
 
   A channel is a FIFO of terms held in native memory. Any process may `send/2`
   to it; Python reads it (`for msg in Channel(ref)`, or `await ch.async_receive()`)
-  and answers with `reply(pid, term)`. Elixir processes may read it too, with
+  and answers with `reply(pid, term)`; `call/3` sends a request and waits for
+  that reply. Elixir processes may read it too, with
   `try_receive/1`, `recv/2` and `stream/1`, or receive its terms as messages
   after `subscribe/2`.
 
@@ -54,6 +55,13 @@ defmodule PyChannel do
 
   @typedoc "A channel. It can be sent in messages, stored, and passed to Python."
   @type t :: :py_channel.channel()
+
+  @typedoc """
+  A process waiting in `call/3`: its request comes to the reader as
+  `{caller, request}`, and `reply/2` (Python's `reply(caller, term)`) answers
+  it, once.
+  """
+  @type caller :: :py_channel.caller()
 
   @typedoc "`:max_size` in bytes (0, the default, is unlimited); `:owner`, a local pid."
   @type option :: {:max_size, non_neg_integer()} | {:owner, pid()}
@@ -150,6 +158,48 @@ defmodule PyChannel do
       raise ArgumentError, "PyChannel.into/2: not a timeout: #{inspect(timeout)}"
     end
   end
+
+  @doc """
+  Sends `{caller, request}` and waits up to `timeout` ms in all (5000 by
+  default, or `:infinity`) for the reader's reply: `{:ok, reply}`, or
+  `{:error, :timeout}` (a later reply is dropped: nothing reaches the
+  mailbox), `{:error, :closed}`, `{:error, :too_large}`. The request waits for
+  room as `send/3` does. A Python reader answers with `reply(caller, term)`;
+  one written for `{pid, request}` and `reply(pid, term)` works unchanged.
+
+  The caller looks for its reply for a few microseconds before it sleeps, so
+  a fast reader's reply does not wait for the caller's scheduler to wake up
+  (the `:await_spin` application setting; see the threading guide).
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> :ok = Py.exec("def double(ref):\\n    for caller, n in Channel(ref):\\n        reply(caller, 2 * n)")
+      iex> server = Py.spawn_call(:__main__, :double, [channel])
+      iex> PyChannel.call(channel, 21)
+      {:ok, 42}
+      iex> :ok = PyChannel.close(channel)
+      iex> Py.await(server)
+      {:ok, :none}
+  """
+  @spec call(t(), term(), timeout()) :: {:ok, term()} | {:error, :timeout | :closed | :too_large}
+  defdelegate call(channel, request, timeout \\ 5000), to: :py_channel
+
+  @doc """
+  Answers a request of `call/3` taken by an Elixir reader: `:ok` (also when
+  the caller no longer waits, as `send/2` to a process that has exited), or
+  `{:error, :already_replied}`: a caller gets one reply.
+
+      iex> {:ok, channel} = PyChannel.new()
+      iex> reader = Task.async(fn ->
+      ...>   {:ok, {caller, {:add, a, b}}} = PyChannel.recv(channel, 5_000)
+      ...>   {PyChannel.reply(caller, a + b), PyChannel.reply(caller, :again)}
+      ...> end)
+      iex> PyChannel.call(channel, {:add, 2, 3})
+      {:ok, 5}
+      iex> Task.await(reader)
+      {:ok, {:error, :already_replied}}
+  """
+  @spec reply(caller(), term()) :: :ok | {:error, :already_replied}
+  defdelegate reply(caller, reply), to: :py_channel
 
   @doc "Closes the channel: sends fail from now on, queued terms can still be received. Idempotent."
   @spec close(t()) :: :ok

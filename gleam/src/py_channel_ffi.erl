@@ -5,6 +5,7 @@
 -module(py_channel_ffi).
 
 -export([new/0, new_with_max_size/1, send/2, send_with_timeout/3, close/1, info/1,
+         call_channel/3, to_call/1, reply/2,
          receive_term/2, try_receive/1, subscribe/2, receive_delivery/2,
          exec/1, eval/1, exec_with_timeout/2, eval_with_timeout/2, eval_with_channel/3,
          call/3, call_with_timeout/4, spawn/3, await/2, cancel/1,
@@ -38,6 +39,22 @@ send_with_timeout(Channel, Message, TimeoutMs) ->
     case py_channel:send(Channel, Message, timeout(TimeoutMs)) of
         ok -> {ok, nil};
         {error, Reason} -> {error, Reason}
+    end.
+
+-spec call_channel(py_channel:channel(), term(), integer()) ->
+          {ok, term()} | {error, timeout | closed | too_large}.
+call_channel(Channel, Request, TimeoutMs) ->
+    py_channel:call(Channel, Request, timeout(TimeoutMs)).
+
+-spec to_call(term()) -> {ok, {py_channel:caller(), term()}} | {error, nil}.
+to_call({Caller, Request}) when is_reference(Caller) -> {ok, {Caller, Request}};
+to_call(_) -> {error, nil}.
+
+-spec reply(py_channel:caller(), term()) -> {ok, nil} | {error, nil}.
+reply(Caller, Message) ->
+    case py_channel:reply(Caller, Message) of
+        ok -> {ok, nil};
+        {error, already_replied} -> {error, nil}
     end.
 
 -spec receive_term(py_channel:channel(), integer()) -> {ok, term()} | {error, closed | timeout}.

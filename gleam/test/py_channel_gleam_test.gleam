@@ -231,3 +231,35 @@ pub fn python_replies_to_gleam_test() {
   let assert Ok(42) = term.to_int(reply)
   let assert Error(Nil) = term.receive(20)
 }
+
+// A Gleam process calls a Python reader; a Gleam reader answers a call.
+pub fn channel_call_test() {
+  let ch = channel.new()
+  let assert Ok(Nil) =
+    python.exec(
+      "def double(ref):\n    for caller, n in Channel(ref):\n        reply(caller, n * 2)",
+    )
+  let server = python.spawn("__main__", "double", [term.from(ch)])
+  let assert Ok(reply) = channel.call(ch, 21, 5000)
+  let assert Ok(42) = term.to_int(reply)
+  channel.close(ch)
+  let assert Ok(_) = python.await(server, 5000)
+  let assert Error(Closed) = channel.call(ch, 1, 100)
+}
+
+@external(erlang, "erlang", "spawn")
+fn spawn_process(run: fn() -> a) -> term.Term
+
+pub fn gleam_reader_replies_test() {
+  let ch = channel.new()
+  spawn_process(fn() {
+    let assert Ok(message) = channel.receive(ch, 5000)
+    let assert Ok(#(caller, request)) = channel.to_call(message)
+    let assert Ok(n) = term.to_int(request)
+    let assert Ok(Nil) = channel.reply(caller, n + 1)
+    let assert Error(Nil) = channel.reply(caller, 0)
+  })
+  let assert Ok(reply) = channel.call(ch, 41, 5000)
+  let assert Ok(42) = term.to_int(reply)
+  let assert Error(Nil) = channel.to_call(term.from(7))
+}

@@ -13,6 +13,10 @@
 //// A channel is owned by the process that created it: when that process
 //// exits, the channel closes.
 ////
+//// Request and reply: `call` sends a request and waits for the reader's
+//// reply (Python answers with `reply(caller, term)`, a Gleam reader with
+//// `to_call` and `reply`).
+////
 //// Reading in Gleam: `receive` (waiting up to a timeout), `try_receive`, or
 //// `subscribe` and `receive_delivery` (the messages come to the process, as a
 //// socket's in `{active, N}` mode). What is read is a `Term`, decoded with the
@@ -46,6 +50,9 @@ pub type Info {
     received_bytes: Int,
   )
 }
+
+/// A process waiting in `call` for its reply (`to_call`, `reply`).
+pub type Caller
 
 /// Why a send or a receive gave nothing: the outcomes of the channel guide.
 pub type ChannelError {
@@ -101,6 +108,30 @@ pub fn send_with_timeout(
   message: a,
   timeout_ms: Int,
 ) -> Result(Nil, SendError)
+
+/// Sends `#(caller, request)` and waits up to `timeout_ms` milliseconds in
+/// all for the reader's reply: `Ok(reply)`, or `Error(Timeout)` (a later reply
+/// is dropped: nothing reaches the mailbox), `Error(Closed)`,
+/// `Error(TooLarge)`. The request waits for room as `send_with_timeout` does.
+/// A Python reader answers with `reply(caller, term)`; the caller looks for
+/// the reply a few microseconds before it sleeps, so a fast reply does not
+/// wait for its scheduler to wake up. A negative timeout is 0.
+@external(erlang, "py_channel_ffi", "call_channel")
+pub fn call(
+  channel: Channel,
+  request: a,
+  timeout_ms: Int,
+) -> Result(Term, ChannelError)
+
+/// The caller and the request of a message `call` sent, as a Gleam reader
+/// takes it; `Error(Nil)` for any other message.
+@external(erlang, "py_channel_ffi", "to_call")
+pub fn to_call(message: Term) -> Result(#(Caller, Term), Nil)
+
+/// Answers a `call`: `Ok(Nil)` (also when the caller no longer waits), or
+/// `Error(Nil)` if it was answered already: a caller gets one reply.
+@external(erlang, "py_channel_ffi", "reply")
+pub fn reply(caller: Caller, message: a) -> Result(Nil, Nil)
 
 /// Takes the oldest message, waiting up to `timeout_ms` milliseconds:
 /// `Error(Timeout)` if none came, `Error(Closed)` once the channel is closed
