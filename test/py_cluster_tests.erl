@@ -27,7 +27,7 @@ cluster_test_() ->
               fun pipelined_disconnect/0},
              {"dropped connections under pipelined sends of 3 producers, 6 times: every send "
               "answered ok is confirmed or reported", fun pipelined_disconnects_repeated/0},
-             {"Python replies to a process on another node",
+             {"Python replies to a process on another node, and to its call/3",
               fun python_replies_across_nodes/0},
              {"py called from another node: answered, printing to the caller's group leader",
               fun py_called_from_another_node/0}],
@@ -438,7 +438,15 @@ def echo_squares(ref):
                          || _ <- lists:seq(1, 50)]
                 end,
         ?assertEqual([N * N || N <- lists:seq(1, 50)],
-                     peer_call(Node, erlang, apply, [Asker, []]))
+                     peer_call(Node, erlang, apply, [Asker, []])),
+        %% call/3 from the other node: made on the owner node, answered here.
+        Caller = fun() ->
+                         Replies = [py_channel:call(Ch, N, 5000) || N <- lists:seq(1, 50)],
+                         {messages, Left} = process_info(self(), messages),
+                         {Replies, Left}
+                 end,
+        ?assertEqual({[{ok, {<<"square">>, N * N}} || N <- lists:seq(1, 50)], []},
+                     peer_call(Node, erlang, apply, [Caller, []]))
     end),
     ok = py_channel:close(Ch),
     ?assertEqual({ok, none}, py:await(Echo, 10000)).
