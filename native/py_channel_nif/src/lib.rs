@@ -20,7 +20,9 @@
 //!    the process parks, monitored by `beam/park_watch.rs`, and gets a message) -> `channel/`.
 //! 4. reply: `reply(pid, term)` -> `python/native_module.rs` (`send`) ->
 //!    `conversion/to_erlang.rs` (a large `bytes` lent, not copied: `conversion/lent_bytes.rs`)
-//!    -> `enif_send`.
+//!    -> `enif_send`. A request of `py_channel:call/3` carries its caller
+//!    (`beam/caller.rs`): `reply(caller, term)` claims it before the send, so a caller that
+//!    gave up gets nothing; the caller looks in its mailbox before it sleeps (`py_answer`).
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
 //!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once) -> `python/jobs.rs` ->
 //!    `{py_response, Ref, Result}` built with the GIL still held, and kept in the job's
