@@ -348,13 +348,12 @@ call(Channel, Request, Timeout) when ?IS_REMOTE(Channel) ->
 call(Channel, Request, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Request, Timeout]),
     Tag = erlang:unique_integer([positive]),
-    Caller = py_channel_nif:new_caller(Tag),
-    case py_channel_nif:send(Channel, {Caller, Request}) of
-        ok ->
+    case py_channel_nif:call_send(Channel, Tag, Request) of
+        {ok, Caller} ->
             await_reply(Caller, Tag, Timeout);
-        busy when Timeout =:= 0 ->
+        {busy, _} when Timeout =:= 0 ->
             {error, timeout};
-        busy ->
+        {busy, Caller} ->
             %% The time spent waiting for room counts against the timeout.
             Deadline = deadline(Timeout),
             case send_when_room(Channel, {Caller, Request}, Deadline, ?FIRST_PARK) of

@@ -27,7 +27,11 @@ call_test_() ->
       {"closed, too_large, a full channel's timeout and bad timeouts queue nothing",
        fun call_errors/0},
       {"erlang.Caller: its pid, equality, repr, and the same term back in Erlang",
-       fun caller_object/0}]}.
+       fun caller_object/0},
+      {"requests of every shape: encoded, copied as terms, and after waiting for room",
+       fun request_shapes/0},
+      {"requests never read hold their callers only until the channel goes",
+       fun unread_requests_freed/0}]}.
 
 -define(SERVERS, <<"
 import time
@@ -202,3 +206,49 @@ def inspect(caller):
     ok = py_channel:reply(Caller, world),
     receive {called, Called} -> ?assertEqual({ok, world}, Called) end,
     ?assertEqual([], mailbox()).
+
+request_shapes() ->
+    Server = {Ch, _} = serve(serve, []),
+    Requests = [7, {a, [1, 2.5], <<"bin">>}, #{key => value}, binary:copy(<<"x">>, 100000),
+                1 bsl 100, [self(), make_ref()]],
+    [?assertMatch({ok, {<<"echo">>, _, true}}, py_channel:call(Ch, Request)) || Request <- Requests],
+    {ok, {<<"echo">>, Map, true}} = py_channel:call(Ch, #{key => value}),
+    ?assertEqual(#{key => value}, Map),
+    stop(Server),
+    %% An Erlang reader gets {Caller, Request} whichever way it was stored.
+    {ok, Ch2} = py_channel:new(#{max_size => 2000}),
+    Self = self(),
+    [spawn_link(fun() -> Self ! {called, Request, py_channel:call(Ch2, Request, 5000)} end)
+     || Request <- [small, #{map => 1}, binary:copy(<<"y">>, 1500)]],
+    Replies = [begin
+                   {ok, {Caller, Request}} = py_channel:recv(Ch2, 5000),
+                   ok = py_channel:reply(Caller, {back, Request}),
+                   receive {called, Request, Called} -> Called end
+               end || _ <- [1, 2, 3]],
+    ?assertEqual(3, length([ok || {ok, {back, _}} <- Replies])),
+    ?assertEqual([], mailbox()).
+
+unread_requests_freed() ->
+    erlang:garbage_collect(),
+    Before = erlang:memory(binary),
+    {ok, Ch} = py_channel:new(),
+    [{error, timeout} = py_channel:call(Ch, N, 0) || N <- lists:seq(1, 20000)],
+    ?assertMatch(#{length := 20000}, py_channel:info(Ch)),
+    Held = erlang:memory(binary) - Before,
+    ok = py_channel:close(Ch),
+    erlang:garbage_collect(),
+    %% The channel goes with its last reference; its frames, and the callers they hold, go with it.
+    wait_until(fun() -> erlang:memory(binary) - Before < Held div 4 end),
+    ?assert(Held > 20000 * 50),
+    ?assertEqual([], mailbox()).
+
+wait_until(Condition) ->
+    wait_until(Condition, 200).
+
+wait_until(Condition, 0) ->
+    ?assert(Condition());
+wait_until(Condition, Tries) ->
+    case Condition() of
+        true -> ok;
+        false -> erlang:garbage_collect(), timer:sleep(10), wait_until(Condition, Tries - 1)
+    end.

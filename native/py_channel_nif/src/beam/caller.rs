@@ -12,7 +12,11 @@
 //! whichever comes first wins, so a late reply is never sent, and one on its way is taken.
 
 use crate::beam::atoms;
+use rustler::sys::{enif_keep_resource, enif_make_resource, enif_release_resource};
 use rustler::{Atom, Encoder, Env, LocalPid, Resource, ResourceArc, Term};
+use std::ffi::c_void;
+use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// No reply yet, and the caller waits for one.
@@ -80,9 +84,95 @@ impl Caller {
     }
 }
 
+/// A counted reference to a caller, by its resource's pointer: what a queued request's flat
+/// encoding holds (`flat_term.rs`), and what Python's `erlang.Caller` holds. (A
+/// `ResourceArc` cannot be made back from a pointer.)
+pub struct CallerRef(NonNull<c_void>);
+
+// SAFETY: a resource's count is atomic, and `Caller` is Sync.
+unsafe impl Send for CallerRef {}
+unsafe impl Sync for CallerRef {}
+
+impl CallerRef {
+    pub fn of(caller: &ResourceArc<Caller>) -> CallerRef {
+        // SAFETY: a live resource, kept once more for the new reference.
+        unsafe { enif_keep_resource(caller.as_c_arg()) };
+        let this = CallerRef(NonNull::new(caller.as_c_arg() as *mut c_void).expect("a resource"));
+        // Every `CallerRef` comes from here: `Deref` finds the value where rustler put it.
+        assert!(
+            std::ptr::eq(&*this, &**caller),
+            "rustler's resource layout is not the one CallerRef::deref assumes"
+        );
+        this
+    }
+
+    /// A new reference to the caller resource at `raw`.
+    ///
+    /// # Safety
+    /// `raw` is the pointer of a live `Caller` resource (as [`CallerRef::as_raw`] gave).
+    pub unsafe fn kept(raw: *const c_void) -> CallerRef {
+        // SAFETY: as the caller's.
+        unsafe { enif_keep_resource(raw) };
+        CallerRef(NonNull::new(raw as *mut c_void).expect("a resource"))
+    }
+
+    /// Takes over the reference that [`CallerRef::into_raw`] gave up.
+    ///
+    /// # Safety
+    /// `raw` came from `into_raw`, once.
+    pub unsafe fn adopt(raw: *const c_void) -> CallerRef {
+        CallerRef(NonNull::new(raw as *mut c_void).expect("a resource"))
+    }
+
+    /// The pointer, keeping the reference (see [`CallerRef::adopt`]).
+    pub fn into_raw(self) -> *const c_void {
+        let raw = self.as_raw();
+        std::mem::forget(self);
+        raw
+    }
+
+    pub fn as_raw(&self) -> *const c_void {
+        self.0.as_ptr()
+    }
+
+    /// The caller as a term of `env`.
+    pub fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        // SAFETY: a live resource; the term holds a reference of its own.
+        unsafe { Term::new(env, enif_make_resource(env.as_c_arg(), self.as_raw())) }
+    }
+}
+
+impl Deref for CallerRef {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        // Where rustler's `ResourceArc::new` put the value in the resource's memory
+        // (`align_alloced_mem_for_struct`): past the start, at the next address aligned for
+        // it, a whole alignment on when the start is aligned already.
+        let raw = self.0.as_ptr() as *const u8;
+        let align = std::mem::align_of::<Caller>();
+        let offset = align - raw as usize % align;
+        // SAFETY: a live `Caller` resource, made by `ResourceArc::new` at that address.
+        unsafe { &*(raw.add(offset) as *const Caller) }
+    }
+}
+
+impl Clone for CallerRef {
+    fn clone(&self) -> CallerRef {
+        // SAFETY: a live resource.
+        unsafe { CallerRef::kept(self.as_raw()) }
+    }
+}
+
+impl Drop for CallerRef {
+    fn drop(&mut self) {
+        // SAFETY: the reference this holds.
+        unsafe { enif_release_resource(self.as_raw()) };
+    }
+}
+
 /// A caller for the calling process, whose reply will be tagged with `tag`.
-#[rustler::nif]
-fn new_caller(env: Env<'_>, tag: u64) -> ResourceArc<Caller> {
+pub fn new_caller(env: Env<'_>, tag: u64) -> ResourceArc<Caller> {
     ResourceArc::new(Caller {
         pid: env.pid(),
         tag,

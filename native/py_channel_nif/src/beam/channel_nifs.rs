@@ -4,6 +4,7 @@
 //! Erlang (`py_channel`); here a wrong type is a plain `badarg`.
 
 use crate::beam::atoms;
+use crate::beam::caller;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use crate::beam::frame::{Frame, FrameBatch, Prepared};
 use crate::beam::park_watch::ParkWatch;
@@ -64,6 +65,34 @@ fn send<'a>(env: Env<'a>, [channel, term]: [Term<'a>; 2]) -> NifResult<Term<'a>>
     })
 }
 raw_nif!("send", 2, send);
+
+/// The send of `py_channel:call/3`: `{Caller, Request}`, for a new caller of the calling
+/// process whose reply is tagged `tag`. `{ok, Caller}`, `{busy, Caller}` (the caller then
+/// waits for room with `send/3`), or `{error, closed | too_large}`.
+#[rustler::nif]
+fn call_send<'a>(
+    env: Env<'a>,
+    channel: Term<'a>,
+    tag: u64,
+    request: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let channel: &ChannelResource = channel.decode()?;
+    let caller = caller::new_caller(env, tag);
+    channel.channel.prepare_send();
+    let frame = Frame::call(&caller, request, channel).unwrap_or_else(|| {
+        let term = (caller.clone(), request).encode(env);
+        encode_frame(env, term, channel)
+    });
+    Ok(match channel.channel.send(frame) {
+        Ok(wakes) => {
+            channel.wake(wakes, Some(env));
+            (atoms::ok(), caller).encode(env)
+        }
+        Err(TrySendError::Busy(_)) => (atoms::busy(), caller).encode(env),
+        Err(TrySendError::Closed(_)) => (atoms::error(), atoms::closed()).encode(env),
+        Err(TrySendError::TooLarge(_)) => (atoms::error(), atoms::too_large()).encode(env),
+    })
+}
 
 fn try_receive<'a>(env: Env<'a>, [channel]: [Term<'a>; 1]) -> NifResult<Term<'a>> {
     let channel: &ChannelResource = channel.decode()?;

@@ -23,6 +23,8 @@
 //! The size counted against `max_size` is worked out as `term_scan.rs` counts the term, so a
 //! term weighs the same however it is stored, and whichever language sent it.
 
+use crate::beam::term_scan;
+use rustler::sys::enif_make_resource;
 use rustler::sys::{
     enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64,
     enif_inspect_binary, enif_is_empty_list, enif_make_double, enif_make_int64,
@@ -31,6 +33,7 @@ use rustler::sys::{
 };
 use rustler::{Env, NewBinary, Term};
 use smallvec::SmallVec;
+use std::ffi::c_void;
 use std::mem::MaybeUninit;
 
 const IMMEDIATE: u8 = 0;
@@ -40,6 +43,7 @@ const FLOAT: u8 = 3;
 const BINARY: u8 = 4;
 const LIST: u8 = 5;
 const TUPLE: u8 = 6;
+const CALLER: u8 = 7;
 
 /// As `term_scan.rs` counts: a word, and a binary's two words of header.
 pub const WORD: usize = 8;
@@ -72,6 +76,9 @@ pub enum Item<'b> {
     List(usize),
     /// A tuple of this many items, which follow.
     Tuple(usize),
+    /// The caller of a `py_channel:call/3` request, by its resource's pointer: the frame
+    /// holds a reference to it (`frame.rs`), valid while the frame lives.
+    Caller(*const c_void),
 }
 
 /// Reads an encoding item after item, depth first.
@@ -100,6 +107,7 @@ impl<'b> Cursor<'b> {
                 Item::Binary(data)
             }
             LIST => Item::List(self.count()),
+            CALLER => Item::Caller(self.word() as usize as *const c_void),
             _ => Item::Tuple(self.count()),
         }
     }
@@ -245,6 +253,31 @@ pub fn encode(term: Term<'_>, out: &mut Vec<u8>) -> Result<usize, NotEncoded> {
     encode_boxed(env, raw, kind, out, 0).ok_or(NotEncoded::Other)
 }
 
+/// Encodes the request `{Caller, Request}` of `py_channel:call/3` into `out` (cleared
+/// first): the caller as the pointer of its resource, which the frame made of this holds a
+/// reference to (`frame.rs`), `request` as [`encode`] would. Answers the size as
+/// `term_scan.rs` counts the tuple.
+pub fn encode_call(
+    caller: *const c_void,
+    request: Term<'_>,
+    out: &mut Vec<u8>,
+) -> Result<usize, NotEncoded> {
+    out.clear();
+    put_tuple(2, out).ok_or(NotEncoded::Other)?;
+    put_word(CALLER, caller as usize as u64, out);
+    let (env, raw) = (request.get_env().as_c_arg(), request.as_c_arg());
+    let size = encode_node(env, raw, out, 1).ok_or(NotEncoded::Other)?;
+    Ok(TUPLE_SIZE + term_scan::SMALL_BOXED + size)
+}
+
+/// The caller's pointer in an encoding [`encode_call`] made: after the tuple's head and the
+/// item's tag.
+pub fn call_caller(encoding: &[u8]) -> *const c_void {
+    const AT: usize = 1 + 4 + 1;
+    let word = encoding[AT..AT + 8].try_into().expect("eight bytes");
+    u64::from_ne_bytes(word) as usize as *const c_void
+}
+
 fn is_immediate(term: ErlNifTerm) -> bool {
     term_bits(term) as usize & IMMEDIATE_TAG_MASK == IMMEDIATE_TAG
 }
@@ -385,6 +418,8 @@ pub fn decode<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
             Item::Int(value) => unsafe { enif_make_int64(raw_env, value) },
             Item::UInt(value) => unsafe { enif_make_uint64(raw_env, value) },
             Item::Float(value) => unsafe { enif_make_double(raw_env, value) },
+            // SAFETY: a live caller resource, held by the frame being read.
+            Item::Caller(caller) => unsafe { enif_make_resource(raw_env, caller) },
             Item::Binary(data) => {
                 let mut binary = NewBinary::new(env, data.len());
                 binary.as_mut_slice().copy_from_slice(data);

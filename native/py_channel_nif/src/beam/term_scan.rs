@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 
 const WORD: usize = 8;
 /// Refs, and pids or ports of other nodes: a header and a few words.
-const SMALL_BOXED: usize = 4 * WORD;
+pub const SMALL_BOXED: usize = 4 * WORD;
 /// A fun's header and code pointer.
 const FUN: usize = 8 * WORD;
 /// The largest binary the VM keeps on a process heap (ERL_ONHEAP_BIN_LIMIT): larger ones are

@@ -10,10 +10,11 @@
 //! `to_erlang.rs`, which also says what cannot be converted.
 
 use super::nesting;
-use super::term_classes::PyPid;
+use super::term_classes::{PyCaller, PyPid};
 use super::to_erlang::{atom_term, named_atom_term, none_atom_name};
 use super::to_python::{atom_class, immediate, Reading};
 use crate::beam::atoms;
+use crate::beam::caller::CallerRef;
 use crate::beam::flat_term::{
     list_size, put_binary, put_float, put_immediate, put_int, put_list, put_tuple, put_uint,
     Cursor, Item, TUPLE_SIZE, WORD,
@@ -212,6 +213,12 @@ fn item(
         Item::UInt(value) => unsafe { ffi::PyLong_FromUnsignedLongLong(value) },
         Item::Float(value) => unsafe { ffi::PyFloat_FromDouble(value) },
         Item::Binary(bytes) => raw(py, reading.binary(py, bytes, None)),
+        Item::Caller(caller) => {
+            // SAFETY: a live caller resource, held by the frame being read.
+            let caller = unsafe { CallerRef::kept(caller) };
+            caller.mark_taken();
+            raw(py, Bound::new(py, PyCaller { caller }).map(Bound::into_any))
+        }
         Item::Tuple(2) if cursor.next_is_tagged_binary(atoms::bytes().as_c_arg()) => {
             let bytes = tagged_binary(cursor);
             PyBytes::new(py, bytes).into_ptr()

@@ -3,10 +3,10 @@
 //! `erlang.Caller`.
 //! Each converts back to exactly the term it came from.
 
-use crate::beam::caller::Caller;
+use crate::beam::caller::CallerRef;
 use crate::beam::channel_resource::{ChannelHandle, ChannelResource};
 use pyo3::prelude::*;
-use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -127,7 +127,7 @@ impl PyChannelRef {
 /// `(caller, request)`, and `reply(caller, term)` answers it, once.
 #[pyclass(frozen, module = "erlang", name = "Caller")]
 pub struct PyCaller {
-    pub caller: ResourceArc<Caller>,
+    pub caller: CallerRef,
 }
 
 #[pymethods]
@@ -143,11 +143,11 @@ impl PyCaller {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<PyCaller>()
-            .is_ok_and(|other| std::ptr::eq::<Caller>(&*other.get().caller, &*self.caller))
+            .is_ok_and(|other| other.get().caller.as_raw() == self.caller.as_raw())
     }
 
     fn __hash__(&self) -> u64 {
-        &*self.caller as *const Caller as u64
+        self.caller.as_raw() as u64
     }
 
     fn __repr__(&self) -> String {

@@ -5,7 +5,7 @@ use super::term_classes::{printed, PyCaller, PyChannelRef, PyPid, PyRef, PyTerm}
 use super::word_hasher::WordHashing;
 use super::{etf, flat_term, nesting};
 use crate::beam::atoms;
-use crate::beam::caller::Caller;
+use crate::beam::caller::{Caller, CallerRef};
 use crate::beam::channel_resource::ChannelHandle;
 use crate::beam::frame::Frame;
 use pyo3::exceptions::PyValueError;
@@ -151,6 +151,7 @@ fn reference<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>
     }
     if let Ok(caller) = term.decode::<ResourceArc<Caller>>() {
         caller.mark_taken();
+        let caller = CallerRef::of(&caller);
         return Ok(Bound::new(py, PyCaller { caller })?.into_any());
     }
     Ok(Bound::new(py, PyRef::from_term(term))?.into_any())
