@@ -6,16 +6,18 @@
 %% it, and the answer must then wake that thread: 5 to 30 microseconds on a
 %% virtual machine (docs/threading.md). So the process first looks for the
 %% answer for a moment (`await_spin', in microseconds; 0 on a node with one
-%% scheduler). A `py' job's answer is looked for in the job's handle, where a
-%% worker that finishes meanwhile keeps it (`py_poll/1'): that spares the
-%% worker a send from outside the schedulers, most of a microsecond. A call's
-%% reply is looked for in the mailbox: Python's `reply' sends it at once, in
-%% half a microsecond, cheaper than keeping it. The looks do not yield: a
-%% yield between them cost a channel round trip 1-3 microseconds, and 20
-%% microseconds of looking is less than a process's time slice anyway. A
+%% scheduler). It looks where the answer is kept for it while it looks: a
+%% `py' job's in the job's handle (`py_poll/1'), the reply to a call, if it is
+%% small plain data, in its caller, encoded (`caller_poll/1'). That spares the
+%% answering thread a send from outside the schedulers, most of a microsecond;
+%% any other reply is sent, and looked for in the mailbox. The looks do not
+%% yield: a yield between them cost a channel round trip 1-3 microseconds, and
+%% 20 microseconds of looking is less than a process's time slice anyway. A
 %% scheduler that looks keeps its core, though: work that no Python thread
 %% has begun after ?BEGUN_WITHIN microseconds may be waiting for that very
-%% core, so the process then stops looking at once.
+%% core, so the process then stops looking at once. Whatever the path, it
+%% stops looking before it sleeps in `receive', so that nothing is kept for a
+%% process that no longer looks.
 -module(py_answer).
 
 -export([init_await_spin/0, look/2]).
@@ -52,12 +54,12 @@ init_await_spin() ->
 %% `{message, Message}', the answer's message as it would have come, or
 %% `receive': it is in the mailbox, or will be sent there, from now on.
 -spec look(slot(), timeout()) -> {message, term()} | 'receive'.
-look(_Slot, 0) ->
-    'receive';
+look(Slot, 0) ->
+    stop_looking(Slot);
 look(Slot, _Timeout) ->
     case persistent_term:get(?AWAIT_SPIN, 0) of
         0 ->
-            'receive';
+            stop_looking(Slot);
         Spin ->
             Now = erlang:monotonic_time(microsecond),
             look(Slot, Now + ?BEGUN_WITHIN, Now + Spin)
@@ -96,11 +98,16 @@ stop_looking(Slot) ->
 
 poll({job, Handle}) ->
     py_channel_nif:py_poll(Handle);
-poll({call, _Caller, Tag}) ->
-    receive {py_channel_reply, Tag, _} = Reply -> Reply after 0 -> not_yet end.
+poll({call, Caller, Tag}) ->
+    case py_channel_nif:caller_poll(Caller) of
+        %% Sent as a message (not small plain data, or from an Erlang reader):
+        %% it is in the mailbox, or about to be.
+        sent -> receive {py_channel_reply, Tag, _} = Reply -> Reply after 0 -> not_yet end;
+        Polled -> Polled
+    end.
 
 stop_polling({job, Handle}) -> py_channel_nif:py_stop_polling(Handle);
-stop_polling({call, _Caller, _Tag}) -> not_yet.
+stop_polling({call, Caller, _Tag}) -> py_channel_nif:caller_stop_polling(Caller).
 
 begun({job, Handle}) -> py_channel_nif:py_started(Handle);
 begun({call, Caller, _Tag}) -> py_channel_nif:caller_taken(Caller).

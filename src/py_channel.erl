@@ -376,8 +376,10 @@ await_reply(Caller, Tag, Timeout) ->
                     case py_channel_nif:caller_abandon(Caller) of
                         abandoned ->
                             {error, timeout};
-                        replied -> % the reply is on its way: take it
-                            receive {py_channel_reply, Tag, Reply} -> {ok, Reply} end
+                        sent -> % the reply is on its way: take it
+                            receive {py_channel_reply, Tag, Reply} -> {ok, Reply} end;
+                        {py_channel_reply, Tag, Reply} ->
+                            {ok, Reply}
                     end
             end
     end.

@@ -244,6 +244,16 @@ loaded_on_first_use() ->
                         end)
       end, FirstCalls).
 
+%% 100 calls to a Python reader that squares what it gets, on the node this runs on.
+squares() ->
+    {ok, Ch} = py_channel:new(),
+    ok = py:exec(<<"def square(ref):\n    for caller, n in Channel(ref):\n        reply(caller, n * n)\n">>),
+    Server = py:spawn_call('__main__', square, [Ch]),
+    Replies = [py_channel:call(Ch, N, 5000) || N <- lists:seq(1, 100)],
+    ok = py_channel:close(Ch),
+    {ok, none} = py:await(Server, 5000),
+    Replies.
+
 await_spin_configured() ->
     lists:foreach(
       fun(Micros) ->
@@ -262,7 +272,10 @@ await_spin_configured() ->
                                 ?assertEqual({ok, 4.0}, call(Node, py, call, [math, sqrt, [16]])),
                                 ?assertMatch({error, timeout},
                                              call(Node, py, eval,
-                                                  [<<"__import__('time').sleep(1)">>, #{}, 50]))
+                                                  [<<"__import__('time').sleep(1)">>, #{}, 50])),
+                                %% And so do replies to py_channel:call/3.
+                                ?assertEqual([{ok, N * N} || N <- lists:seq(1, 100)],
+                                             call(Node, erlang, apply, [fun squares/0, []]))
                         end)
       end, [0, 5]),
     with_node([], [{await_spin, fast}],

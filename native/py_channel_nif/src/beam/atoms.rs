@@ -40,7 +40,6 @@ rustler::atoms! {
     delivered,
     py_channel_reply,
     already_replied,
-    replied,
     io_request,
     info,
     warning,

@@ -3,9 +3,9 @@
 //! Python part (`python/erlang/`) re-exports it.
 
 use crate::beam::atoms;
-use crate::beam::caller::NotSent;
+use crate::beam::caller::{Keep, NotSent};
 use crate::conversion::term_classes::{PyCaller, PyChannelRef, PyPid, PyRef, PyTerm};
-use crate::conversion::{exporter_type, to_erlang, to_python, type_name, BinaryMode};
+use crate::conversion::{exporter_type, flat_term, to_erlang, to_python, type_name, BinaryMode};
 use crate::python::callbacks::{self, PendingCall};
 use crate::python::cancel::{self, Cancelled};
 use crate::python::native_channel::{ChannelClosed, NativeChannel};
@@ -100,10 +100,22 @@ fn reply(to: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<bool> {
     if let Some(not_sent) = caller.not_waiting() {
         return not_sent_reply(not_sent);
     }
+    // A looking caller takes a reply of small plain data from its caller object, encoded:
+    // a message from this thread (not a scheduler) costs half a microsecond more.
+    if caller.is_looking() {
+        let mut encoded = Vec::new();
+        if flat_term::encode(term, &mut encoded)?.is_some() {
+            match caller.keep(Box::new(encoded)) {
+                Keep::Kept => return Ok(true),
+                Keep::NotSent(not_sent) => return not_sent_reply(not_sent),
+                Keep::Send => {}
+            }
+        }
+    }
     let sent = send_claimed(
         &caller.pid,
         |env| Ok(caller.message(env, to_erlang(env, term)?)),
-        || caller.claim_reply(),
+        || caller.claim_send(),
     )?;
     match sent {
         Ok(delivered) => Ok(delivered),
