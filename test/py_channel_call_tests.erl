@@ -15,6 +15,7 @@ call_test_() ->
        fun python_answers/0},
       {"a reader written for {Pid, Request} and reply(pid, term) serves call/3 unchanged",
        fun pid_style_reader/0},
+      {"replies from threads Python started", fun thread_replies/0},
       {"a slow reply reaches a caller that stopped looking; a large one is sent",
        fun slow_and_large_replies/0},
       {"a call that times out gets no late reply; Python's reply says False",
@@ -31,7 +32,9 @@ call_test_() ->
       {"requests of every shape: encoded, copied as terms, and after waiting for room",
        fun request_shapes/0},
       {"requests never read hold their callers only until the channel goes",
-       fun unread_requests_freed/0}]}.
+       fun unread_requests_freed/0},
+      {timeout, 60, {"replies racing the caller's last look: each call gets its own reply, once",
+                     fun replies_race_the_last_look/0}}]}.
 
 -define(SERVERS, <<"
 import time
@@ -54,6 +57,25 @@ def serve_twice(ref, report):
             erlang.send(report, 'no error')
         except ValueError as error:
             erlang.send(report, ('ValueError', str(error)))
+
+def serve_in_threads(ref):
+    import threading
+    threads = []
+    for caller, n in Channel(ref):
+        thread = threading.Thread(target=reply, args=(caller, [n, {'n': n}] if n % 2 else n))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+
+def serve_after(ref):
+    # Busy for about as long as a caller looks (await_spin, 20 us), more or less.
+    clock = time.perf_counter_ns
+    for caller, (n, delay_ns) in Channel(ref):
+        start = clock()
+        while clock() - start < delay_ns:
+            pass
+        reply(caller, n if n % 2 else {'n': n})
 
 def serve_large(ref):
     for caller, size in Channel(ref):
@@ -252,3 +274,23 @@ wait_until(Condition, Tries) ->
         true -> ok;
         false -> erlang:garbage_collect(), timer:sleep(10), wait_until(Condition, Tries - 1)
     end.
+
+replies_race_the_last_look() ->
+    Server = {Ch, _} = serve(serve_after, []),
+    Calls = [{N, 10000 + (N * 7919) rem 20000} || N <- lists:seq(1, 4000)],
+    Replies = [py_channel:call(Ch, Call, 5000) || Call <- Calls],
+    Expected = [case N rem 2 of 1 -> {ok, N}; 0 -> {ok, #{<<"n">> => N}} end || {N, _} <- Calls],
+    ?assertEqual(Expected, Replies),
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+thread_replies() ->
+    Server = {Ch, _} = serve(serve_in_threads, []),
+    Self = self(),
+    Callers = [spawn_link(fun() -> Self ! {N, py_channel:call(Ch, N, 5000)} end)
+               || N <- lists:seq(1, 200)],
+    [receive {N, Reply} when N rem 2 =:= 1 -> ?assertEqual({ok, [N, #{<<"n">> => N}]}, Reply);
+             {N, Reply} -> ?assertEqual({ok, N}, Reply) end
+     || N <- lists:seq(1, length(Callers))],
+    stop(Server),
+    ?assertEqual([], mailbox()).
