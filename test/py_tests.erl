@@ -206,6 +206,18 @@ modules_imported_when_needed() ->
     ?assertEqual({ok, {0.0, 0.0, 1.0}}, py:call(colorsys, rgb_to_hsv, [1.0, 1.0, 1.0])),
     ?assertMatch({error, {'ModuleNotFoundError', _}}, py:call(no_such_module_here, f, [])),
     ?assertEqual({ok, <<"b">>}, py:call('os.path', basename, [<<"a/b">>])),
+    %% Looked up at every call: a function replaced, then its module, are what the next
+    %% call finds (workers keep the names and the modules they found imported).
+    ok = py:exec(<<"import sys, types\nm = types.ModuleType('swapped_mod')\nm.f = lambda: 1\n"
+                   "sys.modules['swapped_mod'] = m\n">>),
+    ?assertEqual([{ok, 1} || _ <- lists:seq(1, 20)], [py:call(swapped_mod, f, []) || _ <- lists:seq(1, 20)]),
+    ok = py:exec(<<"sys.modules['swapped_mod'].f = lambda: 2">>),
+    ?assertEqual({ok, 2}, py:call(swapped_mod, f, [])),
+    ok = py:exec(<<"m2 = types.ModuleType('swapped_mod')\nm2.f = lambda: 3\n"
+                   "sys.modules['swapped_mod'] = m2\n">>),
+    ?assertEqual([{ok, 3} || _ <- lists:seq(1, 20)], [py:call(swapped_mod, f, []) || _ <- lists:seq(1, 20)]),
+    ok = py:exec(<<"del sys.modules['swapped_mod']">>),
+    ?assertMatch({error, {'ModuleNotFoundError', _}}, py:call(swapped_mod, f, [])),
     %% Names of characters beyond Latin-1, as atoms and as binaries.
     ok = py:exec(<<"def \x{444}(x):\n    return x + 1\n"/utf8>>),
     ?assertEqual({ok, 2}, py:call('__main__', '\x{444}', [1])),
