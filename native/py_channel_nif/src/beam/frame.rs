@@ -45,15 +45,16 @@ enum Stored {
     /// data, encoded (`flat_term::encode_call`): the frame holds a reference to the caller,
     /// whose pointer is in the encoding. Copied as a term, the caller's resource made the
     /// request's trip to a Python reader 0.5 us slower.
-    Call(EncodedSlice),
+    Call(CallEncoding),
 }
 
-impl Drop for Frame {
+/// The encoding of a request of `py_channel:call/3`, which holds a reference to its caller.
+struct CallEncoding(EncodedSlice);
+
+impl Drop for CallEncoding {
     fn drop(&mut self) {
-        if let Stored::Call(encoded) = &self.stored {
-            // SAFETY: the reference `Frame::call` gave this frame.
-            drop(unsafe { CallerRef::adopt(flat_term::call_caller(encoded.as_slice())) });
-        }
+        // SAFETY: the reference `Frame::call` gave this encoding.
+        drop(unsafe { CallerRef::adopt(flat_term::call_caller(self.0.as_slice())) });
     }
 }
 
@@ -148,10 +149,10 @@ impl Frame {
             let bytes = flat_term::encode_call(caller.as_c_arg(), request, &mut buffer).ok()?;
             let channel = std::ptr::from_ref(destination) as usize;
             let encoded = EncodedSlice::copy_of(channel, &buffer);
-            // The frame's reference, given back when it goes (`Drop`).
+            // The frame's reference, given back when it goes (`CallEncoding`).
             CallerRef::of(caller).into_raw();
             Some(Frame {
-                stored: Stored::Call(encoded),
+                stored: Stored::Call(CallEncoding(encoded)),
                 bytes,
             })
         })
@@ -160,7 +161,9 @@ impl Frame {
     /// The frame's flat encoding, when it is stored so (`flat_term.rs`).
     pub fn encoding(&self) -> Option<&[u8]> {
         match &self.stored {
-            Stored::Plain(encoded) | Stored::Call(encoded) => Some(encoded.as_slice()),
+            Stored::Plain(encoded) | Stored::Call(CallEncoding(encoded)) => {
+                Some(encoded.as_slice())
+            }
             _ => None,
         }
     }
@@ -226,7 +229,7 @@ impl Frame {
     pub fn memory(&self) -> Option<TermMemory> {
         match &self.stored {
             Stored::Copied(held) => Some(TermMemory(Held::Arena(held.arena.clone()))),
-            Stored::Plain(encoded) | Stored::Call(encoded) => {
+            Stored::Plain(encoded) | Stored::Call(CallEncoding(encoded)) => {
                 Some(TermMemory(Held::Chunk(encoded.memory())))
             }
             Stored::Encoded(_) => None,
@@ -252,7 +255,7 @@ impl Frame {
                     .expect("a frame holds valid external term format")
                     .0
             }
-            Stored::Plain(encoded) | Stored::Call(encoded) => {
+            Stored::Plain(encoded) | Stored::Call(CallEncoding(encoded)) => {
                 flat_term::decode(env, encoded.as_slice())
             }
         }
