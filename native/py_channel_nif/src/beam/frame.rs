@@ -35,16 +35,26 @@ pub struct Frame {
     bytes: usize,
 }
 
-/// Small, so that a queue slot fits a cache line; the rare encoded form is boxed.
+/// Small, so that a queue slot fits a cache line; the rare forms are boxed. A call's request
+/// is boxed too, though the box costs it 0.3 us: each other way tried of holding its caller
+/// (a fourth form with a drop of its own, a flag in `EncodedSlice`'s drop, a list in the
+/// chunk) made Erlang readers of plain frames 10-15 % slower (A/B, `make bench` tables 2
+/// and 6), for a reason not found: not the drop's work alone, as the chunk's list added
+/// none to it.
 enum Stored {
     Copied(ArenaTerm),
-    Encoded(Box<EncodedTerm>),
+    Boxed(Box<BoxedTerm>),
     /// Small plain data, encoded (`flat_term.rs`): the reader builds it.
     Plain(EncodedSlice),
+}
+
+enum BoxedTerm {
+    /// A term that holds the channel it is sent to, in external term format.
+    Etf(EncodedTerm),
     /// A request of `py_channel:call/3`, `{Caller, Request}` with `Request` small plain
-    /// data, encoded (`flat_term::encode_call`): the frame holds a reference to the caller,
-    /// whose pointer is in the encoding. Copied as a term, the caller's resource made the
-    /// request's trip to a Python reader 0.5 us slower.
+    /// data, encoded (`flat_term::encode_call`): it holds a reference to the caller, whose
+    /// pointer is in the encoding. Copied as a term, the caller's resource made the request's
+    /// trip to a Python reader 0.5 us slower.
     Call(CallEncoding),
 }
 
@@ -152,7 +162,7 @@ impl Frame {
             // The frame's reference, given back when it goes (`CallEncoding`).
             CallerRef::of(caller).into_raw();
             Some(Frame {
-                stored: Stored::Call(CallEncoding(encoded)),
+                stored: Stored::Boxed(Box::new(BoxedTerm::Call(CallEncoding(encoded)))),
                 bytes,
             })
         })
@@ -161,10 +171,12 @@ impl Frame {
     /// The frame's flat encoding, when it is stored so (`flat_term.rs`).
     pub fn encoding(&self) -> Option<&[u8]> {
         match &self.stored {
-            Stored::Plain(encoded) | Stored::Call(CallEncoding(encoded)) => {
-                Some(encoded.as_slice())
-            }
-            _ => None,
+            Stored::Plain(encoded) => Some(encoded.as_slice()),
+            Stored::Boxed(boxed) => match &**boxed {
+                BoxedTerm::Call(CallEncoding(encoded)) => Some(encoded.as_slice()),
+                BoxedTerm::Etf(_) => None,
+            },
+            Stored::Copied(_) => None,
         }
     }
 
@@ -220,7 +232,7 @@ impl Frame {
             // SAFETY: the term is immutable and lives as long as the frame's arena, which
             // outlives 'a; reading it needs nothing from the env it is presented in.
             Stored::Copied(held) => unsafe { Term::new(env, held.term) },
-            Stored::Encoded(_) | Stored::Plain(_) | Stored::Call(_) => self.decode(env),
+            Stored::Boxed(_) | Stored::Plain(_) => self.decode(env),
         }
     }
 
@@ -229,35 +241,38 @@ impl Frame {
     pub fn memory(&self) -> Option<TermMemory> {
         match &self.stored {
             Stored::Copied(held) => Some(TermMemory(Held::Arena(held.arena.clone()))),
-            Stored::Plain(encoded) | Stored::Call(CallEncoding(encoded)) => {
-                Some(TermMemory(Held::Chunk(encoded.memory())))
-            }
-            Stored::Encoded(_) => None,
+            Stored::Plain(encoded) => Some(TermMemory(Held::Chunk(encoded.memory()))),
+            Stored::Boxed(boxed) => match &**boxed {
+                BoxedTerm::Call(CallEncoding(encoded)) => {
+                    Some(TermMemory(Held::Chunk(encoded.memory())))
+                }
+                BoxedTerm::Etf(_) => None,
+            },
         }
     }
 
     /// Whether `read` decodes the term into the env it is given (rather than presenting it
     /// where it is stored).
     pub fn is_decoded_when_read(&self) -> bool {
-        matches!(
-            self.stored,
-            Stored::Encoded(_) | Stored::Plain(_) | Stored::Call(_)
-        )
+        matches!(self.stored, Stored::Boxed(_) | Stored::Plain(_))
     }
 
     /// The term, copied into `env`.
     pub fn decode<'a>(&self, env: Env<'a>) -> Term<'a> {
         match &self.stored {
             Stored::Copied(held) => held.copy_into(env),
-            // SAFETY: the bytes were produced by enif_term_to_binary in this VM.
-            Stored::Encoded(encoded) => {
-                unsafe { env.binary_to_term_trusted(encoded.etf.as_slice()) }
-                    .expect("a frame holds valid external term format")
-                    .0
-            }
-            Stored::Plain(encoded) | Stored::Call(CallEncoding(encoded)) => {
-                flat_term::decode(env, encoded.as_slice())
-            }
+            Stored::Plain(encoded) => flat_term::decode(env, encoded.as_slice()),
+            Stored::Boxed(boxed) => match &**boxed {
+                // SAFETY: the bytes were produced by enif_term_to_binary in this VM.
+                BoxedTerm::Etf(encoded) => {
+                    unsafe { env.binary_to_term_trusted(encoded.etf.as_slice()) }
+                        .expect("a frame holds valid external term format")
+                        .0
+                }
+                BoxedTerm::Call(CallEncoding(encoded)) => {
+                    flat_term::decode(env, encoded.as_slice())
+                }
+            },
         }
     }
 }
@@ -291,10 +306,10 @@ impl<'c> FrameBatch<'c> {
     /// Stores `term`, scanned for this batch's channel.
     pub fn encode(&mut self, term: Term<'_>, scan: TermScan) -> Frame {
         let stored = if scan.holds_destination {
-            Stored::Encoded(Box::new(EncodedTerm {
+            Stored::Boxed(Box::new(BoxedTerm::Etf(EncodedTerm {
                 etf: term.to_binary(),
                 channels: scan.other_channels,
-            }))
+            })))
         } else if !scan.other_channels.is_empty() {
             // Alone in an arena, so the channels it holds are let go as soon as it is
             // received: in the channel's shared arena they would stay referenced until the
