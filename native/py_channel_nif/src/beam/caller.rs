@@ -144,19 +144,27 @@ impl Caller {
     /// The replier's claim right before it sends a reply as a message: from now on the
     /// caller cannot give up, and will take the message.
     pub fn claim_send(&self) -> Result<(), NotSent> {
+        self.settle(SENT).map_err(|state| match state {
+            GAVE_UP => NotSent::GaveUp,
+            _ => NotSent::AlreadyReplied,
+        })
+    }
+
+    /// Moves the state from no reply yet (`LOOKING` or `SLEEPING`) to `to`; `Err` with the
+    /// state found once it has left them.
+    fn settle(&self, to: usize) -> Result<(), usize> {
         loop {
             match self.state.load(Ordering::Acquire) {
                 state @ (LOOKING | SLEEPING) => {
                     if self
                         .state
-                        .compare_exchange(state, SENT, Ordering::AcqRel, Ordering::Acquire)
+                        .compare_exchange(state, to, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
                         return Ok(());
                     }
                 }
-                GAVE_UP => return Err(NotSent::GaveUp),
-                _ => return Err(NotSent::AlreadyReplied),
+                state => return Err(state),
             }
         }
     }
@@ -198,20 +206,7 @@ impl Caller {
     /// The caller gives up: `None` if no reply will reach it, else what it finds of the
     /// reply (sent, or kept for it if it never stopped looking).
     fn give_up(&self) -> Option<Polled> {
-        loop {
-            match self.state.load(Ordering::Acquire) {
-                state @ (LOOKING | SLEEPING) => {
-                    if self
-                        .state
-                        .compare_exchange(state, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        return None;
-                    }
-                }
-                state => return Some(self.answered(state)),
-            }
-        }
+        self.settle(GAVE_UP).err().map(|state| self.answered(state))
     }
 
     fn kept(state: usize) -> Option<*mut KeptReply> {
