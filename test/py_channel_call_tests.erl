@@ -260,20 +260,12 @@ unread_requests_freed() ->
     ok = py_channel:close(Ch),
     erlang:garbage_collect(),
     %% The channel goes with its last reference; its frames, and the callers they hold, go with it.
-    wait_until(fun() -> erlang:memory(binary) - Before < Held div 4 end),
+    py_test_support:wait_until(fun() ->
+                                       erlang:garbage_collect(),
+                                       erlang:memory(binary) - Before < Held div 4
+                               end),
     ?assert(Held > 20000 * 50),
     ?assertEqual([], mailbox()).
-
-wait_until(Condition) ->
-    wait_until(Condition, 200).
-
-wait_until(Condition, 0) ->
-    ?assert(Condition());
-wait_until(Condition, Tries) ->
-    case Condition() of
-        true -> ok;
-        false -> erlang:garbage_collect(), timer:sleep(10), wait_until(Condition, Tries - 1)
-    end.
 
 replies_race_the_last_look() ->
     Server = {Ch, _} = serve(serve_after, []),

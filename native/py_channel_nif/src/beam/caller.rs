@@ -241,15 +241,15 @@ unsafe impl Send for CallerRef {}
 unsafe impl Sync for CallerRef {}
 
 impl CallerRef {
-    pub fn of(caller: &ResourceArc<Caller>) -> CallerRef {
-        // SAFETY: a live resource, kept once more for the new reference.
-        unsafe { enif_keep_resource(caller.as_c_arg()) };
+    /// Takes over `caller`'s reference.
+    pub fn from_arc(caller: ResourceArc<Caller>) -> CallerRef {
         let this = CallerRef(NonNull::new(caller.as_c_arg() as *mut c_void).expect("a resource"));
         // Every `CallerRef` comes from here: `Deref` finds the value where rustler put it.
         assert!(
-            std::ptr::eq(&*this, &**caller),
+            std::ptr::eq(&*this, &*caller),
             "rustler's resource layout is not the one CallerRef::deref assumes"
         );
+        std::mem::forget(caller);
         this
     }
 

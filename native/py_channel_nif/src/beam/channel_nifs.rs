@@ -80,7 +80,7 @@ fn call_send<'a>(
     let caller = caller::new_caller(env, tag);
     channel.channel.prepare_send();
     let frame = Frame::call(&caller, request, channel).unwrap_or_else(|| {
-        let term = (caller.clone(), request).encode(env);
+        let term = (&caller, request).encode(env);
         encode_frame(env, term, channel)
     });
     Ok(match channel.channel.send(frame) {

@@ -160,7 +160,7 @@ impl Frame {
             let channel = std::ptr::from_ref(destination) as usize;
             let encoded = EncodedSlice::copy_of(channel, &buffer);
             // The frame's reference, given back when it goes (`CallEncoding`).
-            CallerRef::of(caller).into_raw();
+            CallerRef::from_arc(caller.clone()).into_raw();
             Some(Frame {
                 stored: Stored::Boxed(Box::new(BoxedTerm::Call(CallEncoding(encoded)))),
                 bytes,
@@ -170,10 +170,15 @@ impl Frame {
 
     /// The frame's flat encoding, when it is stored so (`flat_term.rs`).
     pub fn encoding(&self) -> Option<&[u8]> {
+        self.encoded().map(EncodedSlice::as_slice)
+    }
+
+    /// Where the frame's flat encoding is: plain data, or a call's request.
+    fn encoded(&self) -> Option<&EncodedSlice> {
         match &self.stored {
-            Stored::Plain(encoded) => Some(encoded.as_slice()),
+            Stored::Plain(encoded) => Some(encoded),
             Stored::Boxed(boxed) => match &**boxed {
-                BoxedTerm::Call(CallEncoding(encoded)) => Some(encoded.as_slice()),
+                BoxedTerm::Call(CallEncoding(encoded)) => Some(encoded),
                 BoxedTerm::Etf(_) => None,
             },
             Stored::Copied(_) => None,
@@ -241,13 +246,9 @@ impl Frame {
     pub fn memory(&self) -> Option<TermMemory> {
         match &self.stored {
             Stored::Copied(held) => Some(TermMemory(Held::Arena(held.arena.clone()))),
-            Stored::Plain(encoded) => Some(TermMemory(Held::Chunk(encoded.memory()))),
-            Stored::Boxed(boxed) => match &**boxed {
-                BoxedTerm::Call(CallEncoding(encoded)) => {
-                    Some(TermMemory(Held::Chunk(encoded.memory())))
-                }
-                BoxedTerm::Etf(_) => None,
-            },
+            _ => self
+                .encoded()
+                .map(|encoded| TermMemory(Held::Chunk(encoded.memory()))),
         }
     }
 

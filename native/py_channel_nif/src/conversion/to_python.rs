@@ -151,7 +151,7 @@ fn reference<'py>(py: Python<'py>, term: Term<'_>) -> PyResult<Bound<'py, PyAny>
     }
     if let Ok(caller) = term.decode::<ResourceArc<Caller>>() {
         caller.mark_taken();
-        let caller = CallerRef::of(&caller);
+        let caller = CallerRef::from_arc(caller);
         return Ok(Bound::new(py, PyCaller { caller })?.into_any());
     }
     Ok(Bound::new(py, PyRef::from_term(term))?.into_any())

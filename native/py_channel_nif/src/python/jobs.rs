@@ -451,12 +451,14 @@ impl Job {
     ) -> PyResult<Bound<'py, PyAny>> {
         let module = name_object(py, module)?;
         let function = name_object(py, function)?;
-        let dotted = function.to_str()?.contains('.');
-        let first = if dotted {
-            let text = function.to_str()?;
-            PyString::new(py, text.split('.').next().unwrap_or_default())
-        } else {
+        let text = function.to_str()?;
+        let mut path = text.split('.');
+        let first_text = path.next().unwrap_or_default();
+        // An undotted name is looked up by its interned string itself.
+        let first = if first_text.len() == text.len() {
             function.clone()
+        } else {
+            PyString::new(py, first_text)
         };
         let mut target = if module.to_str()? == "__main__" {
             self.globals(py)?.get_item(&first)?.ok_or_else(|| {
@@ -465,10 +467,8 @@ impl Job {
         } else {
             imported(py, &module)?.getattr(&first)?
         };
-        if dotted {
-            for attribute in function.to_str()?.split('.').skip(1) {
-                target = target.getattr(attribute)?;
-            }
+        for attribute in path {
+            target = target.getattr(attribute)?;
         }
         Ok(target)
     }
