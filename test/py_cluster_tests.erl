@@ -327,12 +327,7 @@ pipelined_disconnect() ->
         true = erlang:disconnect_node(PeerNode),
         receive
             {result, {Accepted, {noconnection, Unconfirmed}}} ->
-                %% The proxy here queues what reached it, and ends (a send after the
-                %% drop may have connected again, through a new link and proxy).
-                py_test_support:wait_until(fun() -> not is_process_alive(Proxy) end),
-                %% Sends answered ok through a new link are queued before counting.
-                ok = peer_call(Node, py_channel_link, flush, [Ch]),
-                Received = map_size(drain_seen(Ch, #{})),
+                Received = map_size(drain_after_drop(Ch, Node, [Proxy])),
                 %% Everything confirmed arrived, once; of the rest, some may have.
                 ?assert(Received =< Accepted),
                 ?assert(Received >= Accepted - Unconfirmed),
@@ -371,15 +366,11 @@ pipelined_disconnects_repeated() ->
                                      {P, Accepted, Unconfirmed}
                              after 60000 -> error(no_report)
                              end || P <- [1, 2, 3]],
-                  %% The proxies here queue what reached them, and end.
-                  py_test_support:wait_until(
-                    fun() -> not lists:any(fun is_process_alive/1, Proxies) end),
-                  %% Sends answered ok through a new link are queued before counting.
-                  ok = peer_call(Node, py_channel_link, flush, [Ch]),
                   Count = fun({P, _}, Counts) ->
                                   maps:update_with(P, fun(N) -> N + 1 end, 1, Counts)
                           end,
-                  Received = lists:foldl(Count, #{}, maps:keys(drain_seen(Ch, #{}))),
+                  Received = lists:foldl(Count, #{},
+                                         maps:keys(drain_after_drop(Ch, Node, Proxies))),
                   [begin
                        Got = maps:get(P, Received, 0),
                        ?assert(Got =< Accepted),
@@ -402,6 +393,32 @@ produce_until_down(Ch, Monitor, Term, I) ->
                 busy -> erlang:yield(), produce_until_down(Ch, Monitor, Term, I);
                 {error, noconnection} -> produce_until_down(Ch, Monitor, Term, I)
             end
+    end.
+
+%% The terms queued once a link dropped, each at most once: read until the
+%% dropped link's proxies here have queued what reached them and ended (a send
+%% after the drop may have connected again, through a new link and proxy), and
+%% the sends answered ok through a new link are queued too. Read meanwhile: a
+%% proxy waits for room, and the producers may have filled the channel.
+drain_after_drop(Ch, Node, Proxies) ->
+    Self = self(),
+    Flusher = spawn_link(fun() ->
+                                 ok = peer_call(Node, py_channel_link, flush, [Ch]),
+                                 Self ! {flushed, self()}
+                         end),
+    Deadline = erlang:monotonic_time(millisecond) + 30000,
+    drain_after_drop(Ch, Proxies, Flusher, Deadline, drain_seen(Ch, #{})).
+
+drain_after_drop(Ch, Proxies, Flusher, Deadline, Seen) ->
+    Settled = not lists:any(fun is_process_alive/1, Proxies)
+        andalso receive {flushed, Flusher} -> true after 0 -> false end,
+    case Settled of
+        true ->
+            drain_seen(Ch, Seen);
+        false ->
+            ?assert(erlang:monotonic_time(millisecond) < Deadline),
+            timer:sleep(1),
+            drain_after_drop(Ch, Proxies, Flusher, Deadline, drain_seen(Ch, Seen))
     end.
 
 %% The processes here queueing what another node sends.
