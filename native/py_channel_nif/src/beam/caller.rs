@@ -7,7 +7,9 @@
 //! scheduler, which went to sleep with it (17-28 us of an 18-30 us round trip on this
 //! project's 2-core machine). While it looks, a reply of small plain data is kept here for
 //! it, in its flat encoding (`flat_term.rs`), and the caller builds it from there: a message
-//! from a Python thread (not a scheduler) cost half a microsecond more. Any other reply, and
+//! from a Python thread (not a scheduler) cost half a microsecond more. A reply of up to
+//! `INLINE_REPLY_BYTES` is written beside the state word, so the look that finds it has its
+//! bytes too, and nothing is allocated; a larger one is boxed. Any other reply, and
 //! any reply once the caller sleeps, is the message `{py_channel_reply, Tag, Reply}`, `Tag`
 //! an integer the caller chose (not the caller's term: a reference to the resource in the
 //! message would move its count between the threads twice more per call).
@@ -17,10 +19,11 @@
 
 use crate::beam::atoms;
 use crate::beam::flat_term;
-use crossbeam_utils::CachePadded;
 use rustler::sys::{enif_keep_resource, enif_make_resource, enif_release_resource};
 use rustler::{Encoder, Env, LocalPid, NifResult, Resource, ResourceArc, Term};
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
+use std::mem::MaybeUninit;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,25 +39,50 @@ const SENT: usize = 2;
 const GAVE_UP: usize = 3;
 /// The caller took the reply kept for it.
 const TAKEN: usize = 4;
-// Any other value is the `Box<KeptReply>` of a reply kept for the caller (a pointer, which
-// is never below 8).
+/// The low bits of a state that says a reply of `state >> 3` bytes is kept in the caller's
+/// `ReplyBlock`. Any other value is the `Box<BoxedReply>` of a larger reply kept for the
+/// caller (a pointer, aligned to 8, so never below 8 and never with these bits).
+const KEPT_INLINE: usize = 5;
+const TAG_BITS: usize = 0b111;
 
-/// A reply kept for a looking caller: its flat encoding (`flat_term.rs`).
-type KeptReply = Vec<u8>;
+/// A reply kept for a looking caller too large for its `ReplyBlock`: its flat encoding
+/// (`flat_term.rs`).
+type BoxedReply = Vec<u8>;
+
+/// The bytes a `ReplyBlock` holds after its state and flag.
+const INLINE_REPLY_BYTES: usize = 128 - 16;
+
+/// What the caller looks at, again and again, and a small reply's bytes. On lines of its
+/// own: the caller reads it while the reader marks the request taken and counts references
+/// to the caller, which sharing its line made the request's trip 0.5 us slower.
+#[repr(C, align(128))]
+struct ReplyBlock {
+    /// `LOOKING`, `SLEEPING`, `SENT`, `GAVE_UP`, `TAKEN`, or a kept reply. Python moves it
+    /// only out of `LOOKING` and `SLEEPING`; the caller process does everything else, one
+    /// step at a time, so a kept reply has one owner at a time.
+    state: AtomicUsize,
+    /// Set by the one replier allowed to write `bytes`, never cleared. Read only by
+    /// repliers: a second reply at once (from another thread) is boxed instead, and the
+    /// state decides which of the two is made.
+    writing: AtomicBool,
+    /// A small reply's flat encoding, written before the state says it is kept (`Release`),
+    /// and never again.
+    bytes: UnsafeCell<[MaybeUninit<u8>; INLINE_REPLY_BYTES]>,
+}
+
+const _: () = assert!(size_of::<ReplyBlock>() == 128);
 
 pub struct Caller {
     pub pid: LocalPid,
     tag: u64,
-    /// `LOOKING`, `SLEEPING`, `SENT`, `GAVE_UP`, `TAKEN`, or a kept reply. Python moves it
-    /// only out of `LOOKING` and `SLEEPING`; the caller process does everything else, one
-    /// step at a time, so a kept reply has one owner at a time. On lines of its own: the
-    /// caller reads it again and again while the reader marks the request taken and counts
-    /// references to the caller, which sharing its line made the request's trip 0.5 us
-    /// slower.
-    state: CachePadded<AtomicUsize>,
+    reply: ReplyBlock,
     /// A reader has the request: Python made an `erlang.Caller` of it.
     taken: AtomicBool,
 }
+
+// SAFETY: `ReplyBlock::bytes` is written by one replier at most (`writing`), before the state
+// publishes it, and read only after.
+unsafe impl Sync for ReplyBlock {}
 
 #[rustler::resource_impl]
 impl Resource for Caller {}
@@ -62,7 +90,7 @@ impl Resource for Caller {}
 impl Drop for Caller {
     fn drop(&mut self) {
         // A reply kept for a caller that went before it took it.
-        if let Some(kept) = Self::kept(*self.state.get_mut()) {
+        if let Some(Kept::Boxed(kept)) = Self::kept(*self.reply.state.get_mut()) {
             // SAFETY: the box the state held, which nobody else can take any more.
             drop(unsafe { Box::from_raw(kept) });
         }
@@ -86,11 +114,25 @@ pub enum Keep {
     NotSent(NotSent),
 }
 
+/// Where a reply is kept, as the state says.
+enum Kept {
+    /// In the `ReplyBlock`, this many bytes.
+    Inline(usize),
+    Boxed(*mut BoxedReply),
+}
+
+/// A reply kept for a caller, taken out of its state.
+pub enum KeptReply {
+    /// In the caller's `ReplyBlock`, this many bytes.
+    Inline(usize),
+    Boxed(Box<BoxedReply>),
+}
+
 /// What a looking caller found (see [`Caller::poll`]).
 pub enum Polled {
     NotYet,
     /// The reply kept for it, now its own.
-    Kept(Box<KeptReply>),
+    Kept(KeptReply),
     /// The reply is in the mailbox or on its way.
     Sent,
     /// Taken already, or given up: nothing is coming.
@@ -107,7 +149,7 @@ impl Caller {
 
     /// Why a reply would not be made now, if it would not: checked before one is made.
     pub fn not_waiting(&self) -> Option<NotSent> {
-        match self.state.load(Ordering::Acquire) {
+        match self.reply.state.load(Ordering::Acquire) {
             LOOKING | SLEEPING => None,
             GAVE_UP => Some(NotSent::GaveUp),
             _ => Some(NotSent::AlreadyReplied),
@@ -116,22 +158,35 @@ impl Caller {
 
     /// Whether the caller looks for its reply here (one kept here is found).
     pub fn is_looking(&self) -> bool {
-        self.state.load(Ordering::Acquire) == LOOKING
+        self.reply.state.load(Ordering::Acquire) == LOOKING
     }
 
     /// The replier's side: keeps `reply`, a flat encoding, for the looking caller.
-    pub fn keep(&self, reply: Box<KeptReply>) -> Keep {
-        let kept = Box::into_raw(reply);
-        match self.state.compare_exchange(
-            LOOKING,
-            kept as usize,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+    pub fn keep(&self, reply: &[u8]) -> Keep {
+        let inline =
+            reply.len() <= INLINE_REPLY_BYTES && !self.reply.writing.swap(true, Ordering::Relaxed);
+        let kept = if inline {
+            // SAFETY: this replier alone writes the bytes (it set `writing`), and the caller
+            // reads them only once the state published below says they are kept.
+            unsafe {
+                let bytes = UnsafeCell::raw_get(&self.reply.bytes).cast::<u8>();
+                std::ptr::copy_nonoverlapping(reply.as_ptr(), bytes, reply.len());
+            }
+            reply.len() << 3 | KEPT_INLINE
+        } else {
+            Box::into_raw(Box::new(reply.to_vec())) as usize
+        };
+        match self
+            .reply
+            .state
+            .compare_exchange(LOOKING, kept, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => Keep::Kept,
             Err(state) => {
-                // SAFETY: not published: still this thread's.
-                drop(unsafe { Box::from_raw(kept) });
+                if let Some(Kept::Boxed(boxed)) = Self::kept(kept) {
+                    // SAFETY: not published: still this thread's.
+                    drop(unsafe { Box::from_raw(boxed) });
+                }
                 match state {
                     SLEEPING => Keep::Send,
                     GAVE_UP => Keep::NotSent(NotSent::GaveUp),
@@ -154,9 +209,10 @@ impl Caller {
     /// state found once it has left them.
     fn settle(&self, to: usize) -> Result<(), usize> {
         loop {
-            match self.state.load(Ordering::Acquire) {
+            match self.reply.state.load(Ordering::Acquire) {
                 state @ (LOOKING | SLEEPING) => {
                     if self
+                        .reply
                         .state
                         .compare_exchange(state, to, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
@@ -171,7 +227,7 @@ impl Caller {
 
     /// The caller's look: never waits.
     fn poll(&self) -> Polled {
-        match self.state.load(Ordering::Acquire) {
+        match self.reply.state.load(Ordering::Acquire) {
             LOOKING => Polled::NotYet,
             state => self.answered(state),
         }
@@ -179,10 +235,12 @@ impl Caller {
 
     /// The caller stops looking, and will sleep in `receive`: a reply is sent from now on.
     fn stop_polling(&self) -> Polled {
-        match self
-            .state
-            .compare_exchange(LOOKING, SLEEPING, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.reply.state.compare_exchange(
+            LOOKING,
+            SLEEPING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => Polled::NotYet,
             Err(state) => self.answered(state),
         }
@@ -193,9 +251,12 @@ impl Caller {
         match (state, Self::kept(state)) {
             (_, Some(kept)) => {
                 // Only the caller leaves a kept reply's state, and this is it.
-                self.state.store(TAKEN, Ordering::Release);
-                // SAFETY: the box the state held, now out of it.
-                Polled::Kept(unsafe { Box::from_raw(kept) })
+                self.reply.state.store(TAKEN, Ordering::Release);
+                Polled::Kept(match kept {
+                    Kept::Inline(length) => KeptReply::Inline(length),
+                    // SAFETY: the box the state held, now out of it.
+                    Kept::Boxed(boxed) => KeptReply::Boxed(unsafe { Box::from_raw(boxed) }),
+                })
             }
             (SENT, None) => Polled::Sent,
             (SLEEPING, None) => Polled::NotYet,
@@ -209,8 +270,22 @@ impl Caller {
         self.settle(GAVE_UP).err().map(|state| self.answered(state))
     }
 
-    fn kept(state: usize) -> Option<*mut KeptReply> {
-        (state > TAKEN).then_some(state as *mut KeptReply)
+    fn kept(state: usize) -> Option<Kept> {
+        if state & TAG_BITS == KEPT_INLINE {
+            Some(Kept::Inline(state >> 3))
+        } else {
+            (state > TAKEN).then_some(Kept::Boxed(state as *mut BoxedReply))
+        }
+    }
+
+    /// The reply kept in the `ReplyBlock`, once taken out of the state.
+    fn inline_reply(&self, length: usize) -> &[u8] {
+        // SAFETY: written (so initialized) before the state said it was kept, which the
+        // caller read (`Acquire`); never written again.
+        unsafe {
+            let bytes = UnsafeCell::raw_get(&self.reply.bytes).cast::<u8>();
+            std::slice::from_raw_parts(bytes, length)
+        }
     }
 
     /// The reply message, `{py_channel_reply, Tag, Reply}`.
@@ -224,7 +299,12 @@ impl Caller {
         Ok(match polled {
             Polled::NotYet => atoms::not_yet().encode(env),
             Polled::Sent => atoms::sent().encode(env),
-            Polled::Kept(reply) => self.message(env, flat_term::decode(env, &reply)),
+            Polled::Kept(KeptReply::Inline(length)) => {
+                self.message(env, flat_term::decode(env, self.inline_reply(length)))
+            }
+            Polled::Kept(KeptReply::Boxed(reply)) => {
+                self.message(env, flat_term::decode(env, &reply))
+            }
             // The caller's own steps never ask then.
             Polled::Gone => return Err(rustler::Error::BadArg),
         })
@@ -323,7 +403,11 @@ pub fn new_caller(env: Env<'_>, tag: u64) -> ResourceArc<Caller> {
     ResourceArc::new(Caller {
         pid: env.pid(),
         tag,
-        state: CachePadded::new(AtomicUsize::new(LOOKING)),
+        reply: ReplyBlock {
+            state: AtomicUsize::new(LOOKING),
+            writing: AtomicBool::new(false),
+            bytes: UnsafeCell::new([MaybeUninit::uninit(); INLINE_REPLY_BYTES]),
+        },
         taken: AtomicBool::new(false),
     })
 }
