@@ -550,6 +550,11 @@ wait_answer(Ref, Timeout) ->
 
 answer_of({py_response, _Ref, Result}) ->
     {answer, Result};
+%% A small plain value kept encoded in the job's handle (py_answer:look/2).
+answer_of({py_response, Result}) ->
+    {answer, Result};
+answer_of({py_timed, Result, Stages}) ->
+    {answer, {Result, Stages}};
 answer_of({py_timed, _Ref, Result, Stages}) ->
     {answer, {Result, Stages}};
 answer_of({py_response, _Ref, Result, Traceback}) ->

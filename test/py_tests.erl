@@ -269,10 +269,24 @@ answer_polled() ->
                    {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}
            end,
     %% Looked for while it runs: the answer is kept for the caller, no message comes.
-    {Ref1, Handle1} = Eval(<<"__import__('time').sleep(0.05) or 6 * 7">>),
+    %% A small plain value is kept encoded, without the reference (the caller has it).
+    {_Ref1, Handle1} = Eval(<<"__import__('time').sleep(0.05) or 6 * 7">>),
     ?assertEqual(not_yet, py_channel_nif:py_poll(Handle1)),
-    ?assertEqual({py_response, Ref1, {ok, 42}}, poll_until_answer(Handle1)),
+    ?assertEqual({py_response, {ok, 42}}, poll_until_answer(Handle1)),
     ?assertError(badarg, py_channel_nif:py_poll(Handle1)),
+    %% Any other answer is kept as the message it would have been.
+    {Ref6, Handle6} = Eval(<<"__import__('time').sleep(0.05) or {'a': [1, 2.5]}">>),
+    ?assertEqual(not_yet, py_channel_nif:py_poll(Handle6)),
+    ?assertEqual({py_response, Ref6, {ok, #{<<"a">> => [1, 2.5]}}}, poll_until_answer(Handle6)),
+    {Ref7, Handle7} = Eval(<<"__import__('time').sleep(0.05) or 1 / 0">>),
+    ?assertEqual(not_yet, py_channel_nif:py_poll(Handle7)),
+    ?assertMatch({py_response, Ref7, {error, {'ZeroDivisionError', _}}, _Traceback},
+                 poll_until_answer(Handle7)),
+    %% Kept encoded across every kind of small plain data, through py:call.
+    Values = [none, true, -1 bsl 62, 2.5, <<"text">>, [1, [2, {3, <<"x">>}]], {}, [],
+              binary:copy(<<"y">>, 90)],
+    ?assertEqual([{ok, V} || V <- Values],
+                 [py:eval(<<"v">>, #{v => V}) || V <- Values]),
     %% The looking stopped before the answer: it comes as a message.
     {Ref2, Handle2} = Eval(<<"__import__('time').sleep(0.05) or 'sent'">>),
     ?assertEqual(not_yet, py_channel_nif:py_poll(Handle2)),
@@ -284,11 +298,11 @@ answer_polled() ->
     ?assertEqual({ok, 2}, receive {py_response, Ref3, R3} -> R3 after 5000 -> none end),
     ?assertEqual(sent, py_channel_nif:py_poll(Handle3)),
     %% Kept while looking, then the looking stops: the kept answer is handed over.
-    {Ref4, Handle4} = Eval(<<"'kept'">>),
+    {_Ref4, Handle4} = Eval(<<"'kept'">>),
     ?assertEqual(not_yet, py_channel_nif:py_poll(Handle4)),
     wait_until(fun() -> py_channel_nif:py_started(Handle4) end),
     timer:sleep(50),
-    ?assertEqual({py_response, Ref4, {ok, <<"kept">>}}, py_channel_nif:py_stop_polling(Handle4)),
+    ?assertEqual({py_response, {ok, <<"kept">>}}, py_channel_nif:py_stop_polling(Handle4)),
     %% A large answer is sent even while looked for: the caller would copy it on its
     %% scheduler.
     {Ref5, Handle5} = Eval(<<"__import__('time').sleep(0.05) or list(range(100000))">>),

@@ -19,11 +19,10 @@
 
 use crate::beam::atoms;
 use crate::beam::flat_term;
+use crate::beam::kept_bytes::KeptBytes;
 use rustler::sys::{enif_keep_resource, enif_make_resource, enif_release_resource};
 use rustler::{Encoder, Env, LocalPid, NifResult, Resource, ResourceArc, Term};
-use std::cell::UnsafeCell;
 use std::ffi::c_void;
-use std::mem::MaybeUninit;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -65,9 +64,8 @@ struct ReplyBlock {
     /// repliers: a second reply at once (from another thread) is boxed instead, and the
     /// state decides which of the two is made.
     writing: AtomicBool,
-    /// A small reply's flat encoding, written before the state says it is kept (`Release`),
-    /// and never again.
-    bytes: UnsafeCell<[MaybeUninit<u8>; INLINE_REPLY_BYTES]>,
+    /// A small reply's flat encoding, written before the state says it is kept.
+    bytes: KeptBytes<INLINE_REPLY_BYTES>,
 }
 
 const _: () = assert!(size_of::<ReplyBlock>() == 128);
@@ -79,10 +77,6 @@ pub struct Caller {
     /// A reader has the request: Python made an `erlang.Caller` of it.
     taken: AtomicBool,
 }
-
-// SAFETY: `ReplyBlock::bytes` is written by one replier at most (`writing`), before the state
-// publishes it, and read only after.
-unsafe impl Sync for ReplyBlock {}
 
 #[rustler::resource_impl]
 impl Resource for Caller {}
@@ -168,10 +162,7 @@ impl Caller {
         let kept = if inline {
             // SAFETY: this replier alone writes the bytes (it set `writing`), and the caller
             // reads them only once the state published below says they are kept.
-            unsafe {
-                let bytes = UnsafeCell::raw_get(&self.reply.bytes).cast::<u8>();
-                std::ptr::copy_nonoverlapping(reply.as_ptr(), bytes, reply.len());
-            }
+            unsafe { self.reply.bytes.write(reply) };
             reply.len() << 3 | KEPT_INLINE
         } else {
             Box::into_raw(Box::new(reply.to_vec())) as usize
@@ -280,12 +271,8 @@ impl Caller {
 
     /// The reply kept in the `ReplyBlock`, once taken out of the state.
     fn inline_reply(&self, length: usize) -> &[u8] {
-        // SAFETY: written (so initialized) before the state said it was kept, which the
-        // caller read (`Acquire`); never written again.
-        unsafe {
-            let bytes = UnsafeCell::raw_get(&self.reply.bytes).cast::<u8>();
-            std::slice::from_raw_parts(bytes, length)
-        }
+        // SAFETY: the caller read (`Acquire`) the state that said so.
+        unsafe { self.reply.bytes.read(length) }
     }
 
     /// The reply message, `{py_channel_reply, Tag, Reply}`.
@@ -406,7 +393,7 @@ pub fn new_caller(env: Env<'_>, tag: u64) -> ResourceArc<Caller> {
         reply: ReplyBlock {
             state: AtomicUsize::new(LOOKING),
             writing: AtomicBool::new(false),
-            bytes: UnsafeCell::new([MaybeUninit::uninit(); INLINE_REPLY_BYTES]),
+            bytes: KeptBytes::default(),
         },
         taken: AtomicBool::new(false),
     })

@@ -9,6 +9,7 @@ pub mod env_pool;
 pub mod flat_chunks;
 pub mod flat_term;
 pub mod frame;
+pub mod kept_bytes;
 mod owners;
 mod park_watch;
 mod raw_nif;

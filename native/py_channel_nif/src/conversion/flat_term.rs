@@ -32,6 +32,21 @@ thread_local! {
     static NAMED_ATOMS: RefCell<Vec<(&'static str, ErlNifTerm)>> = const { RefCell::new(Vec::new()) };
 }
 
+thread_local! {
+    /// Where this thread encodes an answer kept for its waiter (`with_scratch`).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `encode` with this thread's buffer for an encoding that is copied elsewhere at once
+/// (an answer kept for its waiter, `beam/kept_bytes.rs`).
+pub fn with_scratch<R>(encode: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => encode(&mut buffer),
+        // Re-entered while encoding (an `__index__` that replies, say): a buffer of its own.
+        Err(_) => encode(&mut Vec::new()),
+    })
+}
+
 /// Encodes `object` into `out` (cleared first) and answers the term's size as `max_size`
 /// counts it; `None` if it is not small plain data (`out` is then of no use). An error is
 /// the one `to_erlang` would raise for the object.

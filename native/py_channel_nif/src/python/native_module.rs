@@ -103,7 +103,7 @@ fn reply(to: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<bool> {
     // A looking caller takes a reply of small plain data from its caller object, encoded:
     // a message from this thread (not a scheduler) costs half a microsecond more.
     if caller.is_looking() {
-        let kept = with_reply_encoding(|encoded| {
+        let kept = flat_term::with_scratch(|encoded| {
             PyResult::Ok(flat_term::encode(term, encoded)?.map(|_| caller.keep(encoded)))
         })?;
         match kept {
@@ -161,19 +161,6 @@ fn send_claimed<E>(
         });
         owned.clear();
         delivered
-    })
-}
-
-thread_local! {
-    /// Where this thread encodes a reply kept for its caller (`reply`).
-    static REPLY_ENCODING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-fn with_reply_encoding<R>(encode: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    REPLY_ENCODING.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => encode(&mut buffer),
-        // Re-entered while encoding (an `__index__` that replies, say): a buffer of its own.
-        Err(_) => encode(&mut Vec::new()),
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::beam::atoms;
 use crate::beam::env_pool::PooledEnv;
+use crate::beam::flat_term;
 use crate::conversion;
 use crate::python::callbacks::{self, CallbackHandle};
 use crate::python::interpreter;
@@ -204,22 +205,32 @@ fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
 /// from now on is kept in the handle for it, not sent), `sent` (it is in the mailbox or on
 /// its way), or the answer's message, `{py_response, Ref, Result}` as it would have come.
 #[rustler::nif]
-fn py_poll<'a>(env: Env<'a>, handle: ResourceArc<JobHandle>) -> NifResult<Term<'a>> {
+fn py_poll<'a>(env: Env<'a>, handle: &'a JobHandle) -> NifResult<Term<'a>> {
     polled(env, handle.poll())
 }
 
 /// The caller stops looking and will wait in `receive`: the answer is sent from now on.
 /// `not_yet`, `sent`, or the message, if the answer was kept for it meanwhile.
 #[rustler::nif]
-fn py_stop_polling<'a>(env: Env<'a>, handle: ResourceArc<JobHandle>) -> NifResult<Term<'a>> {
+fn py_stop_polling<'a>(env: Env<'a>, handle: &'a JobHandle) -> NifResult<Term<'a>> {
     polled(env, handle.stop_polling())
 }
 
-fn polled(env: Env<'_>, polled: Polled) -> NifResult<Term<'_>> {
+/// An answer kept encoded comes without the job's reference, which the caller has:
+/// `{py_response, Result}`, or `{py_timed, Result, Stages}`.
+fn polled<'a>(env: Env<'a>, polled: Polled<'_>) -> NifResult<Term<'a>> {
     Ok(match polled {
         Polled::NotYet => atoms::not_yet().encode(env),
         Polled::Sent => atoms::sent().encode(env),
         Polled::Parked(answer) => answer.message(env),
+        Polled::Encoded(encoded, marks) => {
+            let result = (atoms::ok(), flat_term::decode(env, encoded));
+            if marks.is_empty() {
+                (atoms::py_response(), result).encode(env)
+            } else {
+                (atoms::py_timed(), result, marks).encode(env)
+            }
+        }
         // Taken already or given up: the caller's own steps never ask then.
         Polled::Gone => return Err(rustler::Error::BadArg),
     })
@@ -228,7 +239,7 @@ fn polled(env: Env<'_>, polled: Polled) -> NifResult<Term<'_>> {
 /// Whether a worker thread has begun the job: a caller looking for a short call's answer
 /// stops looking if it has not (see `py:take_answer/3`).
 #[rustler::nif]
-fn py_started(handle: ResourceArc<JobHandle>) -> bool {
+fn py_started(handle: &JobHandle) -> bool {
     handle.started()
 }
 
