@@ -253,7 +253,8 @@ call_breakdown() ->
     [CallRuns, EvalRuns] =
         [[Stages || _ <- lists:seq(1, ?ROUND_TRIPS), {{ok, _}, Stages} <- [Request()]]
          || Request <- Requests],
-    Labels = [{<<"started">>, "a worker thread has the job"},
+    Labels = [{<<"submitted">>, "the job is made, handed to the workers"},
+              {<<"started">>, "a worker thread has the job"},
               {<<"gil">>, "it holds the GIL"},
               {<<"arguments">>, "the arguments (locals) are Python objects"},
               {<<"lookup">>, "math.sqrt found (the code compiled)"},

@@ -64,6 +64,9 @@ fn submit<'a, const N: usize>(
         (Some(namespace), _) => namespace.await_job(&handle.token),
         (None, _) => JobHandle::watch_caller(&handle, env, &env.pid()),
     }
+    if let Some(timings) = &timings {
+        timings.mark("submitted");
+    }
     let job = Job {
         timings,
         env: job_env,
