@@ -22,12 +22,15 @@
 //!    `conversion/to_erlang.rs` (a large `bytes` lent, not copied: `conversion/lent_bytes.rs`)
 //!    -> `enif_send`. A request of `py_channel:call/3` carries its caller
 //!    (`beam/caller.rs`): `reply(caller, term)` claims it before the send, so a caller that
-//!    gave up gets nothing; the caller looks in its mailbox before it sleeps (`py_answer`).
+//!    gave up gets nothing. A caller looks for its reply before it sleeps (`py_answer`): a
+//!    reply of small plain data is then kept in the caller, encoded (`beam/kept_bytes.rs`
+//!    when small enough), and built by the caller, not sent.
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
 //!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once) -> `python/jobs.rs` ->
 //!    `{py_response, Ref, Result}` built with the GIL still held, and kept in the job's
 //!    handle for a caller that is looking for it (`py.erl` looks a few microseconds,
-//!    `py_poll`), else sent.
+//!    `py_poll`), else sent; a small plain value is kept there encoded instead
+//!    (`beam/kept_bytes.rs`).
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
 //!    encoded by `conversion/flat_term.rs` (the reader builds it), anything else built by
 //!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)

@@ -16,6 +16,7 @@ use crate::python::callbacks;
 use crate::python::cancel::{self, CancelToken, Cancelled};
 use crate::python::interpreter;
 use crate::python::output;
+use crate::worker_pool;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -411,6 +412,9 @@ impl Job {
 
     /// Answers the caller (if anyone waits), stops watching it, and logs an exception.
     fn finish(&mut self, py: Option<Python<'_>>, outcome: Outcome) {
+        // The caller may submit its next job as soon as it has this answer: this worker
+        // takes it (rather than another one woken for it, see `worker_pool::job_ending`).
+        worker_pool::job_ending();
         let delivered = self.answer(py, &outcome);
         JobHandle::stop_watching(&self.handle);
         if let Outcome::Raised { traceback, .. } = &outcome {

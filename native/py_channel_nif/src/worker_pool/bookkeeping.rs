@@ -93,6 +93,16 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
         self.next_or_spin()
     }
 
+    /// A worker's job is about to end: it answers its caller next. The worker counts as
+    /// spinning from now on, so a job the caller submits as soon as it has the answer is
+    /// queued for this worker rather than handed to a sleeper woken (or a thread started)
+    /// for it: two workers taking turns at one caller's jobs both keep spinning, and on two
+    /// cores the caller's scheduler and two spinning threads then share them. When its job
+    /// returns, the worker spins, without [`Bookkeeping::job_done`].
+    pub fn job_ending(&mut self) {
+        self.spinning += 1;
+    }
+
     /// A spinning worker stops spinning: it saw a job, or its spin is over.
     pub fn spin_ended(&mut self, me: S) -> Next<J> {
         self.spinning -= 1;
@@ -127,7 +137,8 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     }
 
     /// Jobs being run: every thread is running one, spinning, woken on its way to the queue,
-    /// or asleep (a thread being started runs the job it was started for).
+    /// or asleep (a thread being started runs the job it was started for). A job that said
+    /// it is ending (`job_ending`) no longer counts.
     pub fn running_jobs(&self) -> usize {
         self.threads - self.spinning - self.woken - self.sleepers.len()
     }

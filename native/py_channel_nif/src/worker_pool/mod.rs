@@ -15,6 +15,7 @@
 pub mod bookkeeping;
 
 use bookkeeping::{Bookkeeping, Next, Submitted};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
@@ -125,16 +126,13 @@ impl Shared {
         outcome
     }
 
-    fn run_worker(&self, first: Job) {
+    fn run_worker(self: &Arc<Self>, first: Job) {
         let me = Sleeper(std::thread::current());
-        run(first);
-        let mut next = self.with_books(|books| books.job_done());
+        WORKER.with(|worker| *worker.borrow_mut() = Some((Arc::clone(self), false)));
+        let mut next = self.run(first);
         loop {
             next = match next {
-                Next::Run(job) => {
-                    run(job);
-                    self.with_books(|books| books.job_done())
-                }
+                Next::Run(job) => self.run(job),
                 Next::Spin => {
                     let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
                     while self.queued.load(Ordering::Acquire) == 0 && Instant::now() < spin_until {
@@ -146,6 +144,22 @@ impl Shared {
                 Next::Sleep => self.sleep(&me),
                 Next::Exit => return,
             }
+        }
+    }
+
+    /// Runs `job` on this worker thread; what to do next.
+    fn run(&self, job: Job) -> Next<Job> {
+        // A panic in one job must not take the worker's bookkeeping down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        let ended = WORKER.with(|worker| match worker.borrow_mut().as_mut() {
+            Some((_, ending)) => std::mem::take(ending),
+            None => false,
+        });
+        if ended {
+            // Counted as spinning since the job said so (`job_ending`).
+            Next::Spin
+        } else {
+            self.with_books(|books| books.job_done())
         }
     }
 
@@ -166,9 +180,21 @@ impl Shared {
     }
 }
 
-fn run(job: Job) {
-    // A panic in one job must not take the worker's bookkeeping down with it.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+thread_local! {
+    /// On a worker thread: its pool, and whether its job said it is ending.
+    static WORKER: RefCell<Option<(Arc<Shared>, bool)>> = const { RefCell::new(None) };
+}
+
+/// Called by a job right before it answers its caller: from now on the worker counts as
+/// looking for the next job (see [`Bookkeeping::job_ending`]), and the job must end soon.
+/// Does nothing off a worker thread, or when called again in the same job.
+pub fn job_ending() {
+    WORKER.with(|worker| {
+        if let Some((shared, ending @ false)) = worker.borrow_mut().as_mut() {
+            shared.with_books(|books| books.job_ending());
+            *ending = true;
+        }
+    });
 }
 
 fn pool() -> &'static WorkerPool {

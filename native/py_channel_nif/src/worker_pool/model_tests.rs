@@ -195,6 +195,8 @@ struct Configuration {
 enum WorkerAt {
     /// Running a job that ends.
     FinishingJob,
+    /// Running a job that said it is ending (`job_ending`), about to return.
+    Ending,
     /// Running a job for good (a submitted one, or one from before).
     Running(Option<JobId>),
     Spinning,
@@ -327,6 +329,14 @@ impl Pool {
                     Certainty::Soon,
                     pool.with_worker_doing(worker, next),
                 );
+                let mut pool = self.clone();
+                pool.books.job_ending();
+                pool.workers[worker].at = WorkerAt::Ending;
+                step("says its job is ending", Certainty::Soon, pool);
+            }
+            WorkerAt::Ending => {
+                let pool = self.clone().with_worker_doing(worker, Next::Spin);
+                step("its job returns: it spins", Certainty::Soon, pool);
             }
             WorkerAt::Spinning => {
                 let mut pool = self.clone();
@@ -473,7 +483,7 @@ impl Model for Pool {
         let spinning = self
             .workers
             .iter()
-            .filter(|worker| worker.at == WorkerAt::Spinning)
+            .filter(|worker| matches!(worker.at, WorkerAt::Spinning | WorkerAt::Ending))
             .count();
         if books.spinning() != spinning {
             return Err(format!(

@@ -188,3 +188,41 @@ fn a_panicking_job_leaves_its_worker_working_and_counted() {
         pool.thread_count()
     );
 }
+
+/// A caller that submits its next job as soon as it has the answer of the last one (a
+/// `py:call` loop) keeps one worker: the job says it is ending before it answers, so the
+/// next one is queued for its worker. Before, that submit found no worker spinning yet and
+/// woke or started another, and two workers took turns, both spinning.
+#[test]
+fn a_job_submitted_in_reply_to_an_ending_job_goes_to_its_worker() {
+    let pool = Arc::new(WorkerPool::new(2, Duration::from_secs(30)));
+    let (ran_on, ran) = std::sync::mpsc::channel();
+    let chain = Arc::new(Mutex::new(None::<Box<dyn Fn(usize) -> Job + Send + Sync>>));
+    let next = {
+        let (pool, chain) = (Arc::clone(&pool), Arc::clone(&chain));
+        move |left: usize| -> Job {
+            let (pool, chain, ran_on) = (Arc::clone(&pool), Arc::clone(&chain), ran_on.clone());
+            Box::new(move || {
+                ran_on.send(std::thread::current().id()).unwrap();
+                if left > 0 {
+                    job_ending();
+                    // The answer reaches the caller, which submits at once.
+                    let job = chain.lock().unwrap().as_ref().unwrap()(left - 1);
+                    pool.submit(job).unwrap();
+                }
+            })
+        }
+    };
+    *chain.lock().unwrap() = Some(Box::new(next));
+    let first = chain.lock().unwrap().as_ref().unwrap()(100);
+    pool.submit(first).unwrap();
+    let threads: Vec<_> = (0..=100)
+        .map(|_| ran.recv_timeout(START_BOUND).expect("every job runs"))
+        .collect();
+    assert!(
+        threads.iter().all(|thread| *thread == threads[0]),
+        "{threads:?}"
+    );
+    assert_eq!(pool.thread_count(), 1);
+    *chain.lock().unwrap() = None;
+}
