@@ -24,9 +24,7 @@ impl<const N: usize> Default for KeptBytes<N> {
 }
 
 impl<const N: usize> KeptBytes<N> {
-    pub const CAPACITY: usize = N;
-
-    /// Copies `bytes` in (at most `CAPACITY`).
+    /// Copies `bytes` in (at most `N`).
     ///
     /// # Safety
     /// Once, by the one thread allowed to, before a state word says the bytes are kept; no

@@ -134,8 +134,13 @@ struct AnswerBlock {
     state: AtomicU8,
     /// Bytes of the answer kept in `bytes`, written before the state says `KEPT_ENCODED`.
     length: AtomicUsize,
-    bytes: KeptBytes<{ 128 - 16 }>,
+    bytes: KeptBytes<KEPT_ANSWER_BYTES>,
 }
+
+/// What an `AnswerBlock` holds after its state and length.
+const KEPT_ANSWER_BYTES: usize = 128 - 16;
+
+const _: () = assert!(size_of::<AnswerBlock>() == 128);
 
 /// The caller's hold on a job: it can make sure no late answer reaches it (a timeout), and
 /// cancel the job (`py:cancel/1`, a timeout, or its own exit, seen by the monitor of its
@@ -188,7 +193,7 @@ impl JobHandle {
     fn keep_encoded(&self, value: &Bound<'_, PyAny>, timings: Option<&Timings>) -> bool {
         flat_term::with_scratch(|encoded| {
             let fits = matches!(flat_term::encode(value, encoded), Ok(Some(_)))
-                && encoded.len() <= KeptBytes::<{ 128 - 16 }>::CAPACITY;
+                && encoded.len() <= KEPT_ANSWER_BYTES;
             if !fits {
                 return false;
             }
