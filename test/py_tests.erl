@@ -46,10 +46,31 @@ py_test_() ->
                      fun no_long_schedules/0}},
       {timeout, 60, {"a long-running call never starves short ones",
                      fun long_call_does_not_starve/0}},
+      {timeout, 60, {"a call made while the last one's result is finalized starts at once",
+                     fun call_during_finalizer/0}},
       {timeout, 60, {"200 concurrent callers each get their own answer",
                      fun concurrent_callers/0}},
       {timeout, 60, {"the VM stops cleanly while Python threads are busy",
                      fun stop_while_busy/0}}]}.
+
+%% A worker that answered still runs the result's finalizers, which may wait: until they
+%% are done, the next call (which a caller makes as soon as it has the answer) must not
+%% be queued for that worker. Here the finalizer waits for that very next call.
+call_during_finalizer() ->
+    ok = py:exec(<<"
+import threading
+finalized = threading.Event()
+class Lingers(int):
+    def __del__(self):
+        finalized.wait(10)
+def lingering():
+    return Lingers(7)
+">>),
+    [begin
+         ?assertEqual({ok, 7}, py:call('__main__', lingering, [])),
+         ?assertEqual({ok, none}, py:eval(<<"finalized.set()">>, #{}, 2000)),
+         ok = py:exec(<<"finalized.clear()">>)
+     end || _ <- lists:seq(1, 20)].
 
 basics() ->
     ?assertEqual({ok, 3}, py:eval(<<"1 + 2">>)),

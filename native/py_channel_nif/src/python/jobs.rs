@@ -417,18 +417,28 @@ impl Job {
 
     /// Answers the caller (if anyone waits), stops watching it, and logs an exception.
     fn finish(&mut self, py: Option<Python<'_>>, outcome: Outcome) {
-        // The caller may submit its next job as soon as it has this answer: this worker
-        // takes it (rather than another one woken for it, see `worker_pool::job_ending`).
-        worker_pool::job_ending();
         let delivered = self.answer(py, &outcome);
+        // The result goes now: its finalizers (a `__del__`, which may wait) run before this
+        // worker says it is free.
+        let traceback = match outcome {
+            Outcome::Raised { traceback, .. } => Some(traceback),
+            result => {
+                drop(result);
+                None
+            }
+        };
+        // The caller may submit its next job as soon as it has the answer: this worker takes
+        // it (rather than another one woken for it, see `worker_pool::job_ending`). All that
+        // is left of the job is bounded, and runs no Python code.
+        worker_pool::job_ending();
         JobHandle::stop_watching(&self.handle);
-        if let Outcome::Raised { traceback, .. } = &outcome {
+        if let Some(traceback) = traceback {
             let level = if delivered {
                 atoms::debug()
             } else {
                 atoms::error()
             };
-            log(level, traceback);
+            log(level, &traceback);
         }
     }
 

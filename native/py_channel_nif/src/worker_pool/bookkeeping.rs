@@ -93,10 +93,10 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
         self.next_or_spin()
     }
 
-    /// A worker's job is about to end: it answers its caller next. The worker counts as
-    /// spinning from now on, so a job the caller submits as soon as it has the answer is
-    /// queued for this worker rather than handed to a sleeper woken (or a thread started)
-    /// for it: two workers taking turns at one caller's jobs both keep spinning, and on two
+    /// A worker's job is about to end: it has answered its caller, and what is left of it
+    /// waits for nothing. The worker counts as spinning from now on, so a job the caller
+    /// submits as soon as it has the answer is queued for this worker rather than handed to
+    /// a sleeper woken (or a thread started) for it: two workers taking turns at one caller's jobs both keep spinning, and on two
     /// cores the caller's scheduler and two spinning threads then share them. When its job
     /// returns, the worker spins, without [`Bookkeeping::job_done`].
     pub fn job_ending(&mut self) {

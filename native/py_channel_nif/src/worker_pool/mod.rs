@@ -185,9 +185,10 @@ thread_local! {
     static WORKER: RefCell<Option<(Arc<Shared>, bool)>> = const { RefCell::new(None) };
 }
 
-/// Called by a job right before it answers its caller: from now on the worker counts as
-/// looking for the next job (see [`Bookkeeping::job_ending`]), and the job must end soon.
-/// Does nothing off a worker thread, or when called again in the same job.
+/// Called by a job once it has answered its caller: from now on the worker counts as looking
+/// for the next job (see [`Bookkeeping::job_ending`]), so what is left of the job must be
+/// bounded (nothing that waits: a job queued meanwhile waits for it). Does nothing off a
+/// worker thread, or when called again in the same job.
 pub fn job_ending() {
     WORKER.with(|worker| {
         if let Some((shared, ending @ false)) = worker.borrow_mut().as_mut() {

@@ -190,9 +190,10 @@ fn a_panicking_job_leaves_its_worker_working_and_counted() {
 }
 
 /// A caller that submits its next job as soon as it has the answer of the last one (a
-/// `py:call` loop) keeps one worker: the job says it is ending before it answers, so the
-/// next one is queued for its worker. Before, that submit found no worker spinning yet and
-/// woke or started another, and two workers took turns, both spinning.
+/// `py:call` loop) keeps one worker: the job says it is ending once it has answered, before
+/// it returns, so the next one is queued for its worker. Before, that submit found no
+/// worker spinning yet and woke or started another, and two workers took turns, both
+/// spinning.
 #[test]
 fn a_job_submitted_in_reply_to_an_ending_job_goes_to_its_worker() {
     let pool = Arc::new(WorkerPool::new(2, Duration::from_secs(30)));
