@@ -65,12 +65,16 @@ class Lingers(int):
         finalized.wait(10)
 def lingering():
     return Lingers(7)
+def lingering_in_dict():
+    return {'n': Lingers(7)}
 ">>),
+    %% Kept encoded for the caller, and sent as a message (a dict).
     [begin
-         ?assertEqual({ok, 7}, py:call('__main__', lingering, [])),
+         ?assertEqual({ok, Answer}, py:call('__main__', Function, [])),
          ?assertEqual({ok, none}, py:eval(<<"finalized.set()">>, #{}, 2000)),
          ok = py:exec(<<"finalized.clear()">>)
-     end || _ <- lists:seq(1, 20)].
+     end || {Function, Answer} <- [{lingering, 7}, {lingering_in_dict, #{<<"n">> => 7}}],
+            _ <- lists:seq(1, 10)].
 
 basics() ->
     ?assertEqual({ok, 3}, py:eval(<<"1 + 2">>)),

@@ -18,6 +18,7 @@ use crate::python::interpreter;
 use crate::python::output;
 use crate::worker_pool;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -190,7 +191,13 @@ impl JobHandle {
     /// encoded for it (the answer `{ok, Value}`). False if it is not kept: not small plain
     /// data, or the caller no longer polls; the answer is then made as usual.
     /// A timed job's stages (`timings`) are kept with it.
-    fn keep_encoded(&self, value: &Bound<'_, PyAny>, timings: Option<&Timings>) -> bool {
+    /// `free_early`: nothing left of the job can wait (see `lets_go_without_code`).
+    fn keep_encoded(
+        &self,
+        value: &Bound<'_, PyAny>,
+        timings: Option<&Timings>,
+        free_early: bool,
+    ) -> bool {
         flat_term::with_scratch(|encoded| {
             let fits = matches!(flat_term::encode(value, encoded), Ok(Some(_)))
                 && encoded.len() <= KEPT_ANSWER_BYTES;
@@ -205,6 +212,9 @@ impl JobHandle {
             // only once the state below says they are kept.
             unsafe { self.answer.bytes.write(encoded) };
             self.answer.length.store(encoded.len(), Ordering::Relaxed);
+            if free_early {
+                worker_pool::job_ending();
+            }
             let kept = self.transition(POLLING, KEPT_ENCODED);
             if let (false, Some(timings)) = (kept, timings) {
                 // The stage ends again when the answer is made as usual.
@@ -568,9 +578,18 @@ impl Job {
         if handle.answer.state.load(Ordering::Acquire) == ABANDONED {
             return false;
         }
+        // When nothing left of the job can wait, its worker is free before the caller can
+        // have the answer (and submit its next job): a window after it, however short, let
+        // the next job wake a second worker now and then, and the two then took turns for
+        // good, both spinning. Else `finish` frees it once the result is gone.
+        let free_early = match (py, outcome) {
+            (Some(py), Outcome::Value(Some(value))) => lets_go_without_code(value.bind(py)),
+            (None, Outcome::Value(Some(_))) => false,
+            _ => true,
+        };
         if let (Some(py), Outcome::Value(Some(value))) = (py, outcome) {
             if handle.answer.state.load(Ordering::Acquire) == POLLING
-                && handle.keep_encoded(value.bind(py), timings.as_ref())
+                && handle.keep_encoded(value.bind(py), timings.as_ref(), free_early)
             {
                 return true;
             }
@@ -594,8 +613,29 @@ impl Job {
             }
             .as_c_arg()
         });
+        if free_early {
+            worker_pool::job_ending();
+        }
         handle.hand_over(env.hand_over(), message, to)
     }
+}
+
+/// Whether letting go of `value` runs no Python code: another reference holds it, or it is
+/// of a built-in type without finalizer of its own or items (not a subclass).
+fn lets_go_without_code(value: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: reading the count of a live object, with the GIL held.
+    let shared = unsafe { ffi::Py_REFCNT(value.as_ptr()) } > 1;
+    let exact = value.get_type_ptr();
+    shared
+        || value.is_none()
+        || [
+            &raw mut ffi::PyLong_Type,
+            &raw mut ffi::PyFloat_Type,
+            &raw mut ffi::PyBool_Type,
+            &raw mut ffi::PyUnicode_Type,
+            &raw mut ffi::PyBytes_Type,
+        ]
+        .contains(&exact)
 }
 
 /// The largest answer kept for a polling caller, which copies it on its scheduler.
