@@ -33,12 +33,13 @@ thread_local! {
 }
 
 thread_local! {
-    /// Where this thread encodes an answer kept for its waiter (`with_scratch`).
+    /// Where this thread encodes small plain data (`with_scratch`).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `encode` with this thread's buffer for an encoding that is copied elsewhere at once
-/// (an answer kept for its waiter, `beam/kept_bytes.rs`).
+/// Runs `encode` with this thread's buffer for an encoding that is copied elsewhere at once:
+/// into a frame's chunk (a send), or where a waiter looks (a kept answer,
+/// `beam/kept_bytes.rs`).
 pub fn with_scratch<R>(encode: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     SCRATCH.with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut buffer) => encode(&mut buffer),

@@ -35,8 +35,6 @@ pyo3::create_exception!(
 );
 
 thread_local! {
-    /// The buffer a thread encodes the plain data it sends in (`conversion/flat_term.rs`).
-    static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The env a thread builds the terms it sends in, before they are copied into a frame.
     static WRITING: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
     /// The env a thread presents frames in while converting them. Most frames are read where
@@ -104,13 +102,9 @@ fn python_to_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResu
 
 /// Way 1 of `python_to_frame`: `None` when the object is not small plain data.
 fn encoded_frame(channel: &ChannelHandle, object: &Bound<'_, PyAny>) -> PyResult<Option<Frame>> {
-    ENCODED.with(|buffer| {
-        // Re-entered from inside an encoding: take another way.
-        let Ok(mut buffer) = buffer.try_borrow_mut() else {
-            return Ok(None);
-        };
-        let size = flat_term::encode(object, &mut buffer)?;
-        Ok(size.map(|size| Frame::from_encoding(&buffer, size, channel)))
+    flat_term::with_scratch(|buffer| {
+        let size = flat_term::encode(object, buffer)?;
+        Ok(size.map(|size| Frame::from_encoding(buffer, size, channel)))
     })
 }
 
