@@ -33,6 +33,10 @@ py_test_() ->
       {"a job's handle says once a worker has begun it", fun job_started/0},
       {"an answer finished while its caller looks is kept in the handle, else sent: once",
        fun answer_polled/0},
+      {"a look for an answer stays in one NIF call, charged by the time it took",
+       fun answer_looked_for/0},
+      {timeout, 30, {"a job's large inputs are let go once it is over",
+                     fun large_inputs_let_go/0}},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -347,11 +351,78 @@ answer_polled() ->
 flush() ->
     receive Message -> [Message | flush()] after 0 -> [] end.
 
+%% py_look/3 looks as py_poll/1 does, again and again inside the one call: it stops when
+%% the answer is there, when no worker has begun the job in time, or when its time is up.
+answer_looked_for() ->
+    Namespace = py_channel_nif:py_namespace_new(),
+    Eval = fun(Code) ->
+                   Ref = make_ref(),
+                   {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}
+           end,
+    %% The answer comes while it looks (a generous 2 s, for a loaded machine).
+    {_Ref1, Handle1} = Eval(<<"6 * 7">>),
+    ?assertEqual({py_response, {ok, 42}}, py_channel_nif:py_look(Handle1, 2000000, 2000000)),
+    %% Its time is up first: not_yet, after at least that time, and then the answer is
+    %% kept for a later look or sent once the caller stops looking, as with py_poll/1.
+    {Ref2, Handle2} = Eval(<<"__import__('time').sleep(0.1) or 'late'">>),
+    wait_until(fun() -> py_channel_nif:py_started(Handle2) end),
+    %% A fresh time slice, all of which the look below may be charged.
+    erlang:yield(),
+    {reductions, Before} = process_info(self(), reductions),
+    T0 = erlang:monotonic_time(microsecond),
+    ?assertEqual(not_yet, py_channel_nif:py_look(Handle2, 0, 20000)),
+    Looked = erlang:monotonic_time(microsecond) - T0,
+    {reductions, After} = process_info(self(), reductions),
+    ?assert(Looked >= 20000),
+    %% Charged by the time it took: 20 ms is more than a whole time slice (4000
+    %% reductions, about a millisecond), not the one reduction of a NIF call.
+    ?assert(After - Before >= 3000),
+    ?assertEqual(not_yet, py_channel_nif:py_stop_polling(Handle2)),
+    ?assertEqual({ok, <<"late">>}, receive {py_response, Ref2, R2} -> R2 after 5000 -> none end),
+    ?assertEqual(sent, py_channel_nif:py_look(Handle2, 1000, 1000)),
+    ?assertError(badarg, py_channel_nif:py_look(Namespace, 10, 10)),
+    ?assertError(badarg, py_channel_nif:py_look(Handle1, -1, 10)),
+    %% A short py:call's look is one NIF call: a loop of polls cost the caller a reduction
+    %% or two per turn (70 a call, median, against 32), and a process that uses up its
+    %% time slice sooner meets the scheduler's deferred work sooner.
+    Reductions = lists:sort([begin
+                                 {reductions, R0} = process_info(self(), reductions),
+                                 {ok, 4.0} = py:call(math, sqrt, [16]),
+                                 {reductions, R1} = process_info(self(), reductions),
+                                 R1 - R0
+                             end || _ <- lists:seq(1, 2001)]),
+    ?assert(lists:nth(1001, Reductions) < 50),
+    ?assertEqual([], flush()).
+
 poll_until_answer(Handle) ->
     case py_channel_nif:py_poll(Handle) of
         not_yet -> timer:sleep(1), poll_until_answer(Handle);
         Message -> Message
     end.
+
+%% The env a job's inputs are copied into goes back to a pool. One holding small inputs
+%% is cleared when it is taken again; one holding a large binary is cleared at once, or
+%% the pool would keep the binary alive until the next job.
+large_inputs_let_go() ->
+    Size = 32 * 1024 * 1024,
+    erlang:garbage_collect(),
+    Before = erlang:memory(binary),
+    %% Looked for until it answers, so that the answer is kept in the handle (a slow job's
+    %% answer is otherwise sent, from an env handed over with it).
+    {Caller, Watch} =
+        spawn_monitor(fun() ->
+                              Large = binary:copy(<<7>>, Size),
+                              Namespace = py_channel_nif:py_namespace_new(),
+                              Handle = py_channel_nif:py_eval(make_ref(), Namespace,
+                                                              group_leader(), <<"len(large)">>,
+                                                              #{large => Large}, true),
+                              {py_response, {ok, Size}} = poll_until_answer(Handle)
+                      end),
+    receive {'DOWN', Watch, process, Caller, Reason} -> ?assertEqual(normal, Reason) end,
+    wait_until(fun() -> erlang:memory(binary) < Before + Size div 2 end),
+    %% Small inputs in a reused env: each job sees its own.
+    ?assertEqual([{ok, N + 1} || N <- lists:seq(1, 200)],
+                 [py:call(operator, add, [N, 1]) || N <- lists:seq(1, 200)]).
 
 spawn_call_await() ->
     Pending = py:spawn_call(math, pow, [2, 10]),
