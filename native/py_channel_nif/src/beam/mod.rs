@@ -1,6 +1,7 @@
 //! What touches the BEAM and never Python: the channel as a resource, how a term is stored in
 //! it, the channel NIFs, channel owners, and waking readers parked on it.
 
+pub mod answer_look;
 pub mod atoms;
 pub mod caller;
 mod channel_nifs;

@@ -1,6 +1,7 @@
 //! The NIFs behind the Erlang module `py`. Each copies its arguments into a job, hands the
 //! job to a worker thread and returns: no scheduler ever waits for Python or the GIL.
 
+use crate::beam::answer_look;
 use crate::beam::atoms;
 use crate::beam::env_pool::PooledEnv;
 use crate::beam::flat_term;
@@ -10,7 +11,6 @@ use crate::python::interpreter;
 use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Polled, Timings, Work};
 use crate::worker_pool;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
-use std::time::{Duration, Instant};
 
 type Submitted = NifResult<ResourceArc<JobHandle>>;
 
@@ -215,15 +215,9 @@ fn py_poll<'a>(env: Env<'a>, handle: &'a JobHandle) -> NifResult<Term<'a>> {
 }
 
 /// A caller looking for a short call's answer (`py_answer:look/2`): `py_poll` again and
-/// again, inside this one call, for up to `spin_micros`, or until `begun_micros` have passed
-/// with no worker thread on the job (it may be waiting for this very core). The same answers
-/// as `py_poll`; `not_yet` when it stops looking.
-///
-/// Why not a loop of `py_poll` in Erlang: each turn cost reductions, so a caller that looked
-/// for 2 microseconds used up its time slice every 50 calls or so, and the end of a slice is
-/// when the scheduler hands out its deferred work (waking the VM's aux thread, which then
-/// took the core for several microseconds): the slowest 2 % of `py:call`s. Here the look is
-/// charged by the time it took, as `enif_consume_timeslice` asks.
+/// again, inside this one call (`beam/answer_look.rs`), for up to `spin_micros`, or until
+/// `begun_micros` have passed with no worker thread on the job. The same answers as
+/// `py_poll`; `not_yet` when it stops looking.
 #[rustler::nif]
 fn py_look<'a>(
     env: Env<'a>,
@@ -231,29 +225,18 @@ fn py_look<'a>(
     begun_micros: u64,
     spin_micros: u64,
 ) -> NifResult<Term<'a>> {
-    let started = Instant::now();
-    let begun_within = Duration::from_micros(begun_micros);
-    let spin = Duration::from_micros(spin_micros);
-    let found = loop {
-        match handle.poll() {
-            Polled::NotYet => {}
-            answered => break answered,
-        }
-        let looked = started.elapsed();
-        if looked >= spin || (looked >= begun_within && !handle.started()) {
-            break Polled::NotYet;
-        }
-        std::hint::spin_loop();
-    };
-    let percent = started.elapsed().as_micros() / MICROS_PER_TIMESLICE_PERCENT;
-    if percent > 0 {
-        rustler::schedule::consume_timeslice(env, percent.min(100) as i32);
-    }
-    polled(env, found)
+    let found = answer_look::look(
+        env,
+        begun_micros,
+        spin_micros,
+        || match handle.poll() {
+            Polled::NotYet => None,
+            answered => Some(answered),
+        },
+        || handle.started(),
+    );
+    polled(env, found.unwrap_or(Polled::NotYet))
 }
-
-/// A time slice is about a millisecond.
-const MICROS_PER_TIMESLICE_PERCENT: u128 = 10;
 
 /// The caller stops looking and will wait in `receive`: the answer is sent from now on.
 /// `not_yet`, `sent`, or the message, if the answer was kept for it meanwhile.
