@@ -32,6 +32,7 @@
 -define(AWAIT_SPIN, {?MODULE, await_spin}).
 -define(DEFAULT_AWAIT_SPIN, 20).
 -define(BEGUN_WITHIN, 5).
+-define(LOOK_MAX, 200).
 
 %% @doc Called by the application's start: how long a waiting process looks
 %% for its answer before it sleeps. The app env `await_spin' is in
@@ -71,15 +72,30 @@ look(Slot, _Timeout) ->
 %% of a slice is when its scheduler hands out deferred work (waking the VM's
 %% aux thread, which then took a core for microseconds): p99 6.2-8.4 against
 %% 5.6-6.0 microseconds (`make bench' table 3, A/B x4).
-look_for({job, Handle} = Slot, Spin) ->
-    case py_channel_nif:py_look(Handle, ?BEGUN_WITHIN, Spin) of
-        not_yet -> stop_looking(Slot);
-        sent -> 'receive';
-        Message -> {message, Message}
-    end;
+look_for({job, _Handle} = Slot, Spin) ->
+    Now = erlang:monotonic_time(microsecond),
+    look_at_job(Slot, Now + ?BEGUN_WITHIN, Now + Spin);
 look_for(Slot, Spin) ->
     Now = erlang:monotonic_time(microsecond),
     look(Slot, Now + ?BEGUN_WITHIN, Now + Spin).
+
+%% A NIF call looks for ?LOOK_MAX microseconds at most: an `await_spin' set
+%% high must not keep the scheduler in one NIF call.
+look_at_job({job, Handle} = Slot, BegunBy, Until) ->
+    Now = erlang:monotonic_time(microsecond),
+    Look = min(Until - Now, ?LOOK_MAX),
+    case py_channel_nif:py_look(Handle, max(BegunBy - Now, 0), max(Look, 0)) of
+        not_yet ->
+            %% Time is left only if the look stopped for want of a worker (then none has
+            %% the job), or at ?LOOK_MAX.
+            case erlang:monotonic_time(microsecond) < Until
+                andalso py_channel_nif:py_started(Handle) of
+                true -> look_at_job(Slot, BegunBy, Until);
+                false -> stop_looking(Slot)
+            end;
+        sent -> 'receive';
+        Message -> {message, Message}
+    end.
 
 %% `BegunBy' is when the work must have begun, until it is seen begun.
 look(Slot, BegunBy, Until) ->
