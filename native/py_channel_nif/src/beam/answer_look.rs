@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 
 /// A time slice is about a millisecond.
 const MICROS_PER_TIMESLICE_PERCENT: u128 = 10;
+/// The longest look of one call: a NIF should return within a millisecond.
+const LOOK_MAX_MICROS: u64 = 1000;
 
-/// Calls `poll` until it finds something, for up to `spin_micros`, or until `begun_micros`
-/// have passed with `begun` false (no Python thread has the work: it may be waiting for this
-/// very core). `None` when it stops looking.
+/// Calls `poll` until it finds something, for up to `spin_micros` (a millisecond at most),
+/// or until `begun_micros` have passed with `begun` false (no Python thread has the work:
+/// it may be waiting for this very core). `None` when it stops looking.
 pub fn look<T>(
     env: Env<'_>,
     begun_micros: u64,
@@ -27,7 +29,7 @@ pub fn look<T>(
 ) -> Option<T> {
     let started = Instant::now();
     let begun_within = Duration::from_micros(begun_micros);
-    let spin = Duration::from_micros(spin_micros);
+    let spin = Duration::from_micros(spin_micros.min(LOOK_MAX_MICROS));
     let found = loop {
         if let Some(found) = poll() {
             break Some(found);

@@ -49,8 +49,7 @@ fn submit<'a, const N: usize>(
     work: impl FnOnce([rustler::env::SavedTerm; N]) -> Work,
 ) -> Submitted {
     let timings = (reply == Reply::CallerTimed).then(Timings::start_now);
-    let mut job_env = PooledEnv::take();
-    job_env.clear_when_reused_if_small(&inputs);
+    let job_env = PooledEnv::take();
     let saved = inputs.map(|input| job_env.save(input));
     let answer = if reply != Reply::Nobody {
         Answer::Reply {
