@@ -30,8 +30,8 @@
 //!    `{py_response, Ref, Result}` built with the GIL still held, and kept in the job's
 //!    handle for a caller that is looking for it (`py.erl` looks a few microseconds inside
 //!    one NIF call, `py_look`: `beam/answer_look.rs`), else sent; a small plain value is kept
-//!    there encoded instead (`beam/kept_bytes.rs`). The job's env goes back to the pool,
-//!    cleared by the scheduler that takes it next when its inputs were small.
+//!    there encoded instead (`beam/kept_bytes.rs`), and the job's env (its inputs) handed
+//!    to the caller, which lets it go on its scheduler.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
 //!    encoded by `conversion/flat_term.rs` (the reader builds it), anything else built by
 //!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)
