@@ -37,6 +37,8 @@ py_test_() ->
        fun answer_looked_for/0},
       {timeout, 30, {"a job's large inputs are let go once it is over",
                      fun large_inputs_let_go/0}},
+      {timeout, 60, {"a kept answer's caller lets go of few inputs only: no long schedule",
+                     fun many_inputs_let_go_by_the_worker/0}},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -456,6 +458,41 @@ large_inputs_let_go() ->
     %% Small inputs in a reused env: each job sees its own.
     ?assertEqual([{ok, N + 1} || N <- lists:seq(1, 200)],
                  [py:call(operator, add, [N, 1]) || N <- lists:seq(1, 200)]).
+
+%% The caller that takes a kept answer lets the job's env go on its scheduler, where the
+%% inputs were copied in, but only when they are few terms: letting go of 200,000 binaries
+%% there took 7 ms, inside the NIF call that took the answer.
+many_inputs_let_go_by_the_worker() ->
+    Parent = self(),
+    {Looker, Watch} =
+        spawn_monitor(
+          fun() ->
+                  Namespace = py_channel_nif:py_namespace_new(),
+                  Handle = py_channel_nif:py_eval(
+                             make_ref(), Namespace, group_leader(), <<"len(l)">>,
+                             #{l => [binary:copy(<<I:32>>, 17) || I <- lists:seq(1, 200000)]},
+                             true),
+                  not_yet = py_channel_nif:py_poll(Handle),
+                  %% The copy into the job's env took long too: scheduled out, and its
+                  %% long schedule over, before the parent watches.
+                  erlang:garbage_collect(),
+                  timer:sleep(10),
+                  Parent ! {submitted, self()},
+                  receive watched -> ok end,
+                  {py_response, {ok, 200000}} = poll_until_answer(Handle)
+          end),
+    receive {submitted, Looker} -> ok end,
+    erlang:system_monitor(self(), [{long_schedule, 5}]),
+    try
+        Looker ! watched,
+        receive {'DOWN', Watch, process, Looker, Reason} -> ?assertEqual(normal, Reason) end,
+        receive {monitor, Looker, long_schedule, Info} -> ?assertEqual(no_long_schedule, Info)
+        after 200 -> ok
+        end
+    after
+        erlang:system_monitor(undefined)
+    end,
+    flush_long_schedules().
 
 spawn_call_await() ->
     Pending = py:spawn_call(math, pow, [2, 10]),

@@ -159,8 +159,9 @@ pub struct JobHandle {
     parked: Mutex<Option<ParkedAnswer>>,
     /// The stages of a job timed (`Timings`) that kept its answer encoded.
     kept_marks: Mutex<Vec<(&'static str, u64)>>,
-    /// The job's env, with its inputs, once its answer is kept encoded: the caller lets it
-    /// go when it takes the answer, on its scheduler, where the inputs were copied in.
+    /// The job's env, with its inputs (if few, `env_pool::few_terms`), once its answer is
+    /// kept encoded: the caller lets it go when it takes the answer, on its scheduler, where
+    /// the inputs were copied in.
     /// Cleared on the worker thread, each heap block went back to that scheduler as delayed
     /// work, handed out at its next time slice's end: `py:call`'s p99 was 0.7-1.2 us
     /// higher (`make bench` table 3, A/B x3).
@@ -198,12 +199,14 @@ impl JobHandle {
     /// data, or the caller no longer polls; the answer is then made as usual.
     /// A timed job's stages (`timings`) are kept with it.
     /// `free_early`: nothing left of the job can wait (see `lets_go_without_code`).
+    /// `inputs`: the job's env, handed to the caller with the answer if kept (see
+    /// `JobHandle::inputs`); `None` leaves it with the job.
     fn keep_encoded(
         &self,
         value: &Bound<'_, PyAny>,
         timings: Option<&Timings>,
         free_early: bool,
-        env: &mut PooledEnv,
+        mut inputs: Option<&mut PooledEnv>,
     ) -> bool {
         flat_term::with_scratch(|encoded| {
             let fits = matches!(flat_term::encode(value, encoded), Ok(Some(_)))
@@ -222,9 +225,11 @@ impl JobHandle {
             if free_early {
                 worker_pool::job_ending();
             }
-            *lock(&self.inputs) = Some(env.hand_over());
+            if let Some(env) = inputs.as_deref_mut() {
+                *lock(&self.inputs) = Some(env.hand_over());
+            }
             let kept = self.transition(POLLING, KEPT_ENCODED);
-            if !kept {
+            if let (false, Some(env)) = (kept, inputs) {
                 *env = lock(&self.inputs)
                     .take()
                     .expect("only the caller takes the inputs, once the answer is kept");
@@ -369,6 +374,9 @@ pub struct Job {
     /// When the caller asked for the stages' times (`make bench`'s breakdowns).
     pub timings: Option<Timings>,
     pub env: PooledEnv,
+    /// The inputs saved in `env` are few terms (`env_pool::few_terms`): the caller of a kept
+    /// answer may let the env go on its scheduler.
+    pub few_inputs: bool,
     pub work: Work,
     pub namespace: Option<ResourceArc<Namespace>>,
     /// Where the code's output goes: the caller's group leader.
@@ -581,6 +589,7 @@ impl Job {
     fn answer(&mut self, py: Option<Python<'_>>, outcome: &Outcome) -> bool {
         let Job {
             env,
+            few_inputs,
             answer,
             handle,
             timings,
@@ -603,7 +612,12 @@ impl Job {
         };
         if let (Some(py), Outcome::Value(Some(value))) = (py, outcome) {
             if handle.answer.state.load(Ordering::Acquire) == POLLING
-                && handle.keep_encoded(value.bind(py), timings.as_ref(), free_early, env)
+                && handle.keep_encoded(
+                    value.bind(py),
+                    timings.as_ref(),
+                    free_early,
+                    if *few_inputs { Some(&mut *env) } else { None },
+                )
             {
                 return true;
             }

@@ -3,7 +3,7 @@
 
 use crate::beam::answer_look;
 use crate::beam::atoms;
-use crate::beam::env_pool::PooledEnv;
+use crate::beam::env_pool::{self, PooledEnv};
 use crate::beam::flat_term;
 use crate::conversion;
 use crate::python::callbacks::{self, CallbackHandle};
@@ -50,6 +50,7 @@ fn submit<'a, const N: usize>(
 ) -> Submitted {
     let timings = (reply == Reply::CallerTimed).then(Timings::start_now);
     let job_env = PooledEnv::take();
+    let few_inputs = env_pool::few_terms(&inputs);
     let saved = inputs.map(|input| job_env.save(input));
     let answer = if reply != Reply::Nobody {
         Answer::Reply {
@@ -71,6 +72,7 @@ fn submit<'a, const N: usize>(
     let job = Job {
         timings,
         env: job_env,
+        few_inputs,
         work: work(saved),
         namespace,
         output,
