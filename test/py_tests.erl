@@ -463,15 +463,22 @@ large_inputs_let_go() ->
 %% inputs were copied in, but only when they are few terms: letting go of 200,000 binaries
 %% there took 7 ms, inside the NIF call that took the answer.
 many_inputs_let_go_by_the_worker() ->
+    Many = fun() -> [binary:copy(<<I:32>>, 17) || I <- lists:seq(1, 200000)] end,
+    taken_without_long_schedule(<<"len(l)">>, fun() -> #{l => Many()} end, 200000),
+    %% A fun holds what it captured, which no one can count from a NIF.
+    taken_without_long_schedule(<<"f is None">>,
+                                fun() -> Bins = Many(), #{f => fun() -> Bins end} end, false).
+
+%% A job evaluating `Code' with the locals `MakeLocals()' made, looked for until its
+%% answer is kept, then taken: the taking NIF call is no long schedule.
+taken_without_long_schedule(Code, MakeLocals, Expected) ->
     Parent = self(),
     {Looker, Watch} =
         spawn_monitor(
           fun() ->
                   Namespace = py_channel_nif:py_namespace_new(),
-                  Handle = py_channel_nif:py_eval(
-                             make_ref(), Namespace, group_leader(), <<"len(l)">>,
-                             #{l => [binary:copy(<<I:32>>, 17) || I <- lists:seq(1, 200000)]},
-                             true),
+                  Handle = py_channel_nif:py_eval(make_ref(), Namespace, group_leader(), Code,
+                                                  MakeLocals(), true),
                   not_yet = py_channel_nif:py_poll(Handle),
                   %% The copy into the job's env took long too: scheduled out, and its
                   %% long schedule over, before the parent watches.
@@ -479,7 +486,11 @@ many_inputs_let_go_by_the_worker() ->
                   timer:sleep(10),
                   Parent ! {submitted, self()},
                   receive watched -> ok end,
-                  {py_response, {ok, 200000}} = poll_until_answer(Handle)
+                  %% Done by then: the answer is taken in one call, as a caller that kept
+                  %% looking would take it.
+                  timer:sleep(1500),
+                  {py_response, {ok, Expected}} = poll_until_answer(Handle),
+                  timer:sleep(10)
           end),
     receive {submitted, Looker} -> ok end,
     erlang:system_monitor(self(), [{long_schedule, 5}]),

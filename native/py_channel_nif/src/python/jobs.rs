@@ -302,7 +302,9 @@ impl JobHandle {
                 self.answer.state.store(TAKEN, Ordering::Release);
                 let length = self.answer.length.load(Ordering::Relaxed);
                 let marks = std::mem::take(&mut *lock(&self.kept_marks));
-                drop(lock(&self.inputs).take());
+                // The job's few inputs, let go here, not under the lock.
+                let inputs = lock(&self.inputs).take();
+                drop(inputs);
                 // SAFETY: the state read (`Acquire`) said the bytes were kept.
                 Polled::Encoded(unsafe { self.answer.bytes.read(length) }, marks)
             }
