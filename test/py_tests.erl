@@ -300,10 +300,7 @@ job_started() ->
 
 answer_polled() ->
     Namespace = py_channel_nif:py_namespace_new(),
-    Eval = fun(Code) ->
-                   Ref = make_ref(),
-                   {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}
-           end,
+    Eval = fun(Code) -> submit_eval(Namespace, Code) end,
     %% Looked for while it runs: the answer is kept for the caller, no message comes.
     %% A small plain value is kept encoded, without the reference (the caller has it).
     {_Ref1, Handle1} = Eval(<<"__import__('time').sleep(0.05) or 6 * 7">>),
@@ -355,14 +352,17 @@ answer_polled() ->
 flush() ->
     receive Message -> [Message | flush()] after 0 -> [] end.
 
+%% `Code' submitted to be evaluated in `Namespace', its answer looked for: its reference and
+%% its job's handle.
+submit_eval(Namespace, Code) ->
+    Ref = make_ref(),
+    {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}.
+
 %% py_look/3 looks as py_poll/1 does, again and again inside the one call: it stops when
 %% the answer is there, when no worker has begun the job in time, or when its time is up.
 answer_looked_for() ->
     Namespace = py_channel_nif:py_namespace_new(),
-    Eval = fun(Code) ->
-                   Ref = make_ref(),
-                   {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}
-           end,
+    Eval = fun(Code) -> submit_eval(Namespace, Code) end,
     %% The answer comes while it looks (a generous 2 s, for a loaded machine); the job
     %% sleeps so that it cannot be over (and sent) before the look begins.
     {_Ref1, Handle1} = Eval(<<"__import__('time').sleep(0.02) or 6 * 7">>),
