@@ -32,7 +32,6 @@
 -define(AWAIT_SPIN, {?MODULE, await_spin}).
 -define(DEFAULT_AWAIT_SPIN, 20).
 -define(BEGUN_WITHIN, 5).
--define(LOOK_MAX, 200).
 
 %% @doc Called by the application's start: how long a waiting process looks
 %% for its answer before it sleeps. The app env `await_spin' is in
@@ -63,7 +62,8 @@ look(Slot, _Timeout) ->
         0 ->
             stop_looking(Slot);
         Spin ->
-            look_for(Slot, Spin)
+            Now = erlang:monotonic_time(microsecond),
+            look_for(Slot, Now + ?BEGUN_WITHIN, Now + Spin)
     end.
 
 %% A job's answer is looked for inside one NIF call, charged by the time it
@@ -72,30 +72,24 @@ look(Slot, _Timeout) ->
 %% of a slice is when its scheduler hands out deferred work (waking the VM's
 %% aux thread, which then took a core for microseconds): p99 6.2-8.4 against
 %% 5.6-6.0 microseconds (`make bench' table 3, A/B x4).
-look_for({job, _Handle} = Slot, Spin) ->
+look_for({job, Handle} = Slot, BegunBy, Until) ->
+    %% One NIF call looks for a millisecond at most: an `await_spin' set high
+    %% takes several.
     Now = erlang:monotonic_time(microsecond),
-    look_at_job(Slot, Now + ?BEGUN_WITHIN, Now + Spin);
-look_for(Slot, Spin) ->
-    Now = erlang:monotonic_time(microsecond),
-    look(Slot, Now + ?BEGUN_WITHIN, Now + Spin).
-
-%% A NIF call looks for ?LOOK_MAX microseconds at most: an `await_spin' set
-%% high must not keep the scheduler in one NIF call.
-look_at_job({job, Handle} = Slot, BegunBy, Until) ->
-    Now = erlang:monotonic_time(microsecond),
-    Look = min(Until - Now, ?LOOK_MAX),
-    case py_channel_nif:py_look(Handle, max(BegunBy - Now, 0), max(Look, 0)) of
+    case py_channel_nif:py_look(Handle, max(BegunBy - Now, 0), max(Until - Now, 0)) of
         not_yet ->
             %% Time is left only if the look stopped for want of a worker (then none has
-            %% the job), or at ?LOOK_MAX.
+            %% the job), or at its millisecond.
             case erlang:monotonic_time(microsecond) < Until
                 andalso py_channel_nif:py_started(Handle) of
-                true -> look_at_job(Slot, BegunBy, Until);
+                true -> look_for(Slot, BegunBy, Until);
                 false -> stop_looking(Slot)
             end;
         sent -> 'receive';
         Message -> {message, Message}
-    end.
+    end;
+look_for(Slot, BegunBy, Until) ->
+    look(Slot, BegunBy, Until).
 
 %% `BegunBy' is when the work must have begun, until it is seen begun.
 look(Slot, BegunBy, Until) ->

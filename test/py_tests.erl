@@ -628,8 +628,8 @@ no_long_schedules() ->
     after 0 -> ok
     end.
 
-%% `await_spin' may be set high; the look is then made of NIF calls of at most a fifth of
-%% a millisecond, charged by their time, so the process is scheduled out as usual.
+%% `await_spin' may be set high; the look is then made of NIF calls of at most a
+%% millisecond, charged by their time, so the process is scheduled out as usual.
 long_look_not_one_nif_call() ->
     ok = application:set_env(py_channel, await_spin, 100000),
     ok = py_answer:init_await_spin(),

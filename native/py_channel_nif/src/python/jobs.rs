@@ -161,10 +161,9 @@ pub struct JobHandle {
     kept_marks: Mutex<Vec<(&'static str, u64)>>,
     /// The job's env, with its inputs (if few, `env_pool::few_terms`), once its answer is
     /// kept encoded: the caller lets it go when it takes the answer, on its scheduler, where
-    /// the inputs were copied in.
-    /// Cleared on the worker thread, each heap block went back to that scheduler as delayed
-    /// work, handed out at its next time slice's end: `py:call`'s p99 was 0.7-1.2 us
-    /// higher (`make bench` table 3, A/B x3).
+    /// the inputs were copied in. Cleared on the worker thread, each heap block went back to
+    /// that scheduler as delayed work, handed out at its next time slice's end (`py:call`'s
+    /// p99 5.9-7.2 against 5.4-5.9 us, `make bench` table 3, A/B x4).
     inputs: Mutex<Option<PooledEnv>>,
     /// A worker thread has begun the job.
     started: AtomicBool,

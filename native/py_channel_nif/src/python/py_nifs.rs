@@ -50,7 +50,8 @@ fn submit<'a, const N: usize>(
 ) -> Submitted {
     let timings = (reply == Reply::CallerTimed).then(Timings::start_now);
     let job_env = PooledEnv::take();
-    let few_inputs = env_pool::few_terms(&inputs);
+    // Only an answer kept for a caller hands its inputs over.
+    let few_inputs = reply != Reply::Nobody && env_pool::few_terms(&inputs);
     let saved = inputs.map(|input| job_env.save(input));
     let answer = if reply != Reply::Nobody {
         Answer::Reply {
