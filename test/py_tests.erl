@@ -37,6 +37,8 @@ py_test_() ->
        fun answer_looked_for/0},
       {timeout, 30, {"a job's large inputs are let go once it is over",
                      fun large_inputs_let_go/0}},
+      {timeout, 30, {"a kept answer and its inputs go with a caller killed while it looks",
+                     fun kept_for_a_killed_caller/0}},
       {timeout, 60, {"a kept answer's caller lets go of few inputs only: no long schedule",
                      fun many_inputs_let_go_by_the_worker/0}},
       {"spawn_call and await", fun spawn_call_await/0},
@@ -458,6 +460,30 @@ large_inputs_let_go() ->
     %% Small inputs in a reused env: each job sees its own.
     ?assertEqual([{ok, N + 1} || N <- lists:seq(1, 200)],
                  [py:call(operator, add, [N, 1]) || N <- lists:seq(1, 200)]).
+
+%% A caller killed while it looks never takes its answer: the answer is kept for it all
+%% the same (nobody told the job), with the job's env; both go with the handle.
+kept_for_a_killed_caller() ->
+    Size = 32 * 1024 * 1024,
+    erlang:garbage_collect(),
+    Before = erlang:memory(binary),
+    %% The parent's namespace: the caller's death does not cancel the job.
+    Namespace = py_channel_nif:py_namespace_new(),
+    Parent = self(),
+    Caller = spawn(fun() ->
+                           Handle = py_channel_nif:py_eval(
+                                      make_ref(), Namespace, group_leader(),
+                                      <<"__import__('time').sleep(0.2) or len(large)">>,
+                                      #{large => binary:copy(<<7>>, Size)}, true),
+                           not_yet = py_channel_nif:py_poll(Handle),
+                           Parent ! {looking, self()},
+                           receive never -> ok end
+                   end),
+    receive {looking, Caller} -> ok end,
+    exit(Caller, kill),
+    %% The job keeps its answer and hands its env over, then goes; so does the handle.
+    wait_until(fun() -> erlang:memory(binary) < Before + Size div 2 end),
+    ?assertEqual([], flush()).
 
 %% The caller that takes a kept answer lets the job's env go on its scheduler, where the
 %% inputs were copied in, but only when they are few terms: letting go of 200,000 binaries
