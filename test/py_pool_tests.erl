@@ -15,6 +15,38 @@ def consume(ref, pid, index):
     return sum(1 for _ in Channel(ref))
 ">>).
 
+%% What a thread remembers between jobs: `threading.local' lives in the
+%% thread's Python thread state.
+-define(THREAD_MEMORY, <<"
+import threading
+_remembered = threading.local()
+
+def remember():
+    me = threading.get_ident()
+    before = getattr(_remembered, 'ident', None)
+    _remembered.ident = me
+    return (me, before)
+">>).
+
+%% Something kept by a thread, that says when it is let go.
+-define(HELD_BY_THREAD, <<"
+import threading
+import erlang
+_held = threading.local()
+
+class Announcer:
+    def __init__(self, pid, index):
+        self.pid, self.index = pid, index
+
+    def __del__(self):
+        erlang.send(self.pid, (erlang.Atom('let_go'), self.index))
+
+def hold(ref, pid, index):
+    _held.announcer = Announcer(pid, index)
+    erlang.send(pid, (erlang.Atom('started'), index))
+    return sum(1 for _ in Channel(ref))
+">>).
+
 %% A job stuck behind a sleeping worker waits for its 30 s idle timeout; a job
 %% started at once takes well under a millisecond. One second is far from both.
 -define(START_BOUND_MS, 1000).
@@ -26,7 +58,11 @@ setup() ->
 pool_test_() ->
     {setup, fun setup/0,
      [{timeout, 300, {"every job of a burst of spawn_calls starts at once",
-                      fun bursts_start_at_once/0}}]}.
+                      fun bursts_start_at_once/0}},
+      {timeout, 60, {"a worker thread keeps its Python thread state from job to job",
+                     fun thread_state_kept/0}},
+      {timeout, 90, {"a worker thread that exits lets go of its Python thread state",
+                     fun exited_thread_lets_go/0}}]}.
 
 %% Bursts of 12 to 30 consumers submitted back to back; between bursts the
 %% previous burst's workers are running, spinning or asleep, in every mix
@@ -75,3 +111,75 @@ late(Submitted, StartedAt) when StartedAt - Submitted =< ?START_BOUND_MS ->
     on_time;
 late(Submitted, StartedAt) ->
     {started_after_ms, StartedAt - Submitted}.
+
+%% Only the thread that started the interpreter had a thread state of its
+%% own; on every other worker each job made one and deleted it, so what a
+%% job left in `threading.local' was gone for the next job on that thread
+%% (and `py:eval' beside a running job took ten times as long). Two consumers
+%% hold two workers, and four callers at once keep several more threads busy.
+thread_state_kept() ->
+    ok = py:exec(?CONSUMER),
+    {ok, Ch} = py_channel:new(),
+    Consumers = [py:spawn_call('__main__', consume, [Ch, self(), Index]) || Index <- [1, 2]],
+    [receive {started, Index} -> ok after 5000 -> error({consumer_not_started, Index}) end
+     || Index <- [1, 2]],
+    Parent = self(),
+    Callers = [spawn_link(fun() ->
+                                  ok = py:exec(?THREAD_MEMORY),
+                                  Seen = [begin
+                                              {ok, Pair} = py:call('__main__', remember, []),
+                                              Pair
+                                          end || _ <- lists:seq(1, 200)],
+                                  Parent ! {self(), Seen}
+                          end) || _ <- lists:seq(1, 4)],
+    Seen = [receive {Caller, CallerSeen} -> CallerSeen after 30000 -> error(caller_hung) end
+            || Caller <- Callers],
+    ok = py_channel:close(Ch),
+    [?assertEqual({ok, 0}, py:await(Consumer, 5000)) || Consumer <- Consumers],
+    %% Each caller's namespace has its own `threading.local': a job finds
+    %% nothing only on its first visit to a thread.
+    Forgotten = lists:append([forgotten(CallerSeen) || CallerSeen <- Seen]),
+    ?assertEqual([], Forgotten).
+
+%% The jobs that found nothing on a thread an earlier job had been on.
+forgotten(Seen) ->
+    {Forgotten, _Visited} =
+        lists:foldl(fun({Ident, Before}, {Forgotten, Visited}) ->
+                            Expected = case sets:is_element(Ident, Visited) of
+                                           true -> Ident;
+                                           false -> none
+                                       end,
+                            {case Before of
+                                 Expected -> Forgotten;
+                                 _ -> [{thread, Ident, found, Before} | Forgotten]
+                             end,
+                             sets:add_element(Ident, Visited)}
+                    end, {[], sets:new()}, Seen),
+    Forgotten.
+
+%% Six jobs on six threads each leave something in their thread's state; all
+%% but the two resident workers exit after 30 s without a job, and each that
+%% exits lets go of what its state held.
+exited_thread_lets_go() ->
+    ok = py:exec(?HELD_BY_THREAD),
+    {ok, Ch} = py_channel:new(),
+    Jobs = 6,
+    Holders = [py:spawn_call('__main__', hold, [Ch, self(), Index])
+               || Index <- lists:seq(1, Jobs)],
+    [receive {started, Index} -> ok after 5000 -> error({holder_not_started, Index}) end
+     || Index <- lists:seq(1, Jobs)],
+    ok = py_channel:close(Ch),
+    [?assertEqual({ok, 0}, py:await(Holder, 5000)) || Holder <- Holders],
+    LetGo = collect_let_go(Jobs - 2, erlang:monotonic_time(millisecond) + 45000, []),
+    ?assertMatch({let_go, N} when N >= Jobs - 2, {let_go, length(LetGo)}),
+    ?assertEqual({ok, 4.0}, py:call(math, sqrt, [16])).
+
+collect_let_go(Wanted, _Deadline, LetGo) when length(LetGo) >= Wanted ->
+    LetGo;
+collect_let_go(Wanted, Deadline, LetGo) ->
+    Wait = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    receive
+        {let_go, Index} -> collect_let_go(Wanted, Deadline, [Index | LetGo])
+    after Wait ->
+            LetGo
+    end.

@@ -10,6 +10,7 @@
 //! Cancelling never waits: the scheduler thread that asks (a NIF, a monitor's down callback)
 //! sets a flag, wakes the job's wait and queues the request for the helper thread.
 
+use crate::python::thread_state;
 use pyo3::prelude::*;
 use std::cell::RefCell;
 use std::os::raw::{c_long, c_ulong};
@@ -148,6 +149,8 @@ fn canceller() -> &'static Mutex<Sender<Arc<CancelToken>>> {
             .name("py_channel-cancel".into())
             .spawn(move || {
                 for token in requests {
+                    // A job is running, so the interpreter is.
+                    thread_state::keep_for_this_thread();
                     Python::attach(|py| {
                         let running = token.lock();
                         if let Some(thread) = running.thread {

@@ -20,7 +20,7 @@
 //! The interpreter is never finalized: a worker parked in `detach` during `Py_Finalize` can
 //! hang forever, and the OS reclaims everything at VM exit.
 
-use crate::python::{allocator, native_module};
+use crate::python::{allocator, native_module, thread_state};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::sync::OnceLock;
@@ -58,6 +58,9 @@ fn start() -> Result<(), String> {
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
+    // A worker keeps a thread state once it runs a job (`thread_state`), and lets go of it
+    // before it ends.
+    crate::worker_pool::at_thread_end(thread_state::let_go_for_this_thread);
     native_module::register_native_module();
     pre_initialize();
     allocator::install();

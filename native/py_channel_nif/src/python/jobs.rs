@@ -16,6 +16,7 @@ use crate::python::callbacks;
 use crate::python::cancel::{self, CancelToken, Cancelled};
 use crate::python::interpreter;
 use crate::python::output;
+use crate::python::thread_state;
 use crate::worker_pool;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -431,6 +432,7 @@ impl Job {
         if let Err(reason) = interpreter::ensure_started() {
             return self.finish(None, Outcome::NotStarted(reason));
         }
+        thread_state::keep_for_this_thread();
         Python::attach(|py| {
             self.mark("gil");
             let evaluated = output::directed_to(py, self.output, || {

@@ -11,3 +11,4 @@ mod native_channel;
 mod native_module;
 mod output;
 pub mod py_nifs;
+mod thread_state;

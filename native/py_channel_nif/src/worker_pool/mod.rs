@@ -142,7 +142,12 @@ impl Shared {
                     self.with_books(|books| books.spin_ended(me.clone()))
                 }
                 Next::Sleep => self.sleep(&me),
-                Next::Exit => return,
+                Next::Exit => {
+                    if let Some(thread_end) = THREAD_END.get() {
+                        thread_end();
+                    }
+                    return;
+                }
             }
         }
     }
@@ -196,6 +201,15 @@ pub fn job_ending() {
             *ending = true;
         }
     });
+}
+
+/// What a worker thread does last, before it ends: set once, by what its jobs run (letting
+/// go of what the thread keeps for them, while its thread-locals are all still there).
+static THREAD_END: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what every worker thread does before it ends (the first setting stays).
+pub fn at_thread_end(thread_end: fn()) {
+    let _ = THREAD_END.set(thread_end);
 }
 
 fn pool() -> &'static WorkerPool {
