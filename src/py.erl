@@ -149,7 +149,7 @@ eval(Context, Code, Locals, Timeout) ->
     check_timeout(Timeout),
     wait(fun(Ref) ->
                  py_channel_nif:py_eval(Ref, namespace(Context), output(), source(Code), Locals,
-                                        true)
+                                        look)
          end, Timeout).
 
 %% @doc Calls `Module.Function(*Args)'. `Module' `'__main__'' is the caller's
@@ -179,7 +179,7 @@ call(Module, Function, Args, Kwargs, Timeout) ->
 call(Context, Module, Function, Args, Kwargs, Timeout) ->
     check_call(Module, Function, Args, Kwargs),
     check_timeout(Timeout),
-    wait(fun(Ref) -> submit_call(Ref, Context, Module, Function, Args, Kwargs, true) end,
+    wait(fun(Ref) -> submit_call(Ref, Context, Module, Function, Args, Kwargs, look) end,
          Timeout).
 
 %% @doc Calls `Module.Function(*Args)' without waiting for the result; a

@@ -18,7 +18,9 @@
 %% has begun after ?BEGUN_WITHIN microseconds may be waiting for that very
 %% core, so the process then stops looking at once. Whatever the path, it
 %% stops looking before it sleeps in `receive', so that nothing is kept for a
-%% process that no longer looks.
+%% process that no longer looks. A job submitted for a caller that looks at
+%% once (`py:call', `eval', `exec') is looked for from its submit on, so an
+%% answer that comes before the first look is kept too.
 -module(py_answer).
 
 -export([init_await_spin/0, look/2]).

@@ -33,6 +33,8 @@ py_test_() ->
       {"a job's handle says once a worker has begun it", fun job_started/0},
       {"an answer finished while its caller looks is kept in the handle, else sent: once",
        fun answer_polled/0},
+      {"a caller that looks at once has its answer kept from the submit on, before its first look",
+       fun answer_kept_from_submit/0},
       {"a look for an answer stays in one NIF call, charged by the time it took",
        fun answer_looked_for/0},
       {timeout, 30, {"a job's large inputs are let go once it is over",
@@ -263,19 +265,21 @@ modules_imported_when_needed() ->
 timed_stages() ->
     Ref = make_ref(),
     Namespace = py_channel_nif:py_namespace_new(),
-    _Handle = py_channel_nif:py_call(Ref, Namespace, group_leader(), math, sqrt, [16], #{},
-                                     timed),
-    receive
-        {py_timed, Ref, Result, Stages} ->
-            ?assertEqual({ok, 4.0}, Result),
-            ?assertEqual([<<"submitted">>, <<"started">>, <<"gil">>, <<"arguments">>,
-                          <<"lookup">>, <<"call">>, <<"result">>],
-                         [Stage || {Stage, _} <- Stages]),
-            Times = [Ns || {_, Ns} <- Stages],
-            ?assertEqual(Times, lists:sort(Times))
-    after 10000 ->
-            error(no_answer)
-    end,
+    Handle = py_channel_nif:py_call(Ref, Namespace, group_leader(), math, sqrt, [16], #{},
+                                    timed),
+    %% A timed job's caller looks for it from the submit on; this one stops at once, and the
+    %% answer is sent (or, if it came first, handed over).
+    {Result, Stages} =
+        case py_channel_nif:py_stop_polling(Handle) of
+            not_yet -> receive {py_timed, Ref, R, S} -> {R, S} after 10000 -> error(no_answer) end;
+            {py_timed, R, S} -> {R, S}
+        end,
+    ?assertEqual({ok, 4.0}, Result),
+    ?assertEqual([<<"submitted">>, <<"started">>, <<"gil">>, <<"arguments">>,
+                  <<"lookup">>, <<"call">>, <<"result">>],
+                 [Stage || {Stage, _} <- Stages]),
+    Times = [Ns || {_, Ns} <- Stages],
+    ?assertEqual(Times, lists:sort(Times)),
     ?assertError(badarg, py_channel_nif:py_call(make_ref(), Namespace, group_leader(), math,
                                                 sqrt, [16], #{}, sometimes)),
     %% Looked for: kept encoded for the caller, stages and all.
@@ -359,6 +363,42 @@ flush() ->
 submit_eval(Namespace, Code) ->
     Ref = make_ref(),
     {Ref, py_channel_nif:py_eval(Ref, Namespace, group_leader(), Code, #{}, true)}.
+
+%% py:call, eval and exec look for their answer as soon as the submit returns: the job is
+%% looked for from the submit on, so an answer that comes first (its caller's time slice
+%% ended in between) is kept for it, not sent from the worker's thread.
+answer_kept_from_submit() ->
+    Namespace = py_channel_nif:py_namespace_new(),
+    GroupLeader = group_leader(),
+    Done = fun(Handle) ->
+                   wait_until(fun() -> py_channel_nif:py_started(Handle) end),
+                   timer:sleep(50)
+           end,
+    Ref1 = make_ref(),
+    Handle1 = py_channel_nif:py_eval(Ref1, Namespace, GroupLeader, <<"6 * 7">>, #{}, look),
+    Done(Handle1),
+    ?assertEqual({py_response, {ok, 42}}, py_channel_nif:py_poll(Handle1)),
+    Ref2 = make_ref(),
+    Handle2 = py_channel_nif:py_call(Ref2, Namespace, GroupLeader, math, sqrt, [16], #{}, look),
+    Done(Handle2),
+    ?assertEqual({py_response, {ok, 4.0}}, py_channel_nif:py_look(Handle2, 5, 20)),
+    %% An exec is always looked for at once; its answer is kept as its message.
+    Ref3 = make_ref(),
+    Handle3 = py_channel_nif:py_exec(Ref3, Namespace, GroupLeader, <<"x = 1">>),
+    Done(Handle3),
+    ?assertEqual({py_response, Ref3, ok}, py_channel_nif:py_stop_polling(Handle3)),
+    %% Its caller stops looking before the answer: the answer is sent.
+    Ref4 = make_ref(),
+    Handle4 = py_channel_nif:py_eval(Ref4, Namespace, GroupLeader,
+                                     <<"__import__('time').sleep(0.05) or 'sent'">>, #{}, look),
+    ?assertEqual(not_yet, py_channel_nif:py_stop_polling(Handle4)),
+    ?assertEqual({ok, <<"sent">>}, receive {py_response, Ref4, R4} -> R4 after 5000 -> none end),
+    %% A spawn_call's caller may look much later (py:await/2): its answer is sent.
+    Ref5 = make_ref(),
+    Handle5 = py_channel_nif:py_eval(Ref5, Namespace, GroupLeader, <<"5">>, #{}, true),
+    ?assertEqual({ok, 5}, receive {py_response, Ref5, R5} -> R5 after 5000 -> none end),
+    ?assertEqual(sent, py_channel_nif:py_poll(Handle5)),
+    ?assertEqual([], flush()).
 
 %% py_look/3 looks as py_poll/1 does, again and again inside the one call: it stops when
 %% the answer is there, when no worker has begun the job in time, or when its time is up.

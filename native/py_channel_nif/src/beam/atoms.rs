@@ -31,6 +31,7 @@ rustler::atoms! {
     py_response,
     py_timed,
     timed,
+    look,
     py_callback,
     py_log,
     debug,

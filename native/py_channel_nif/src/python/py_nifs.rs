@@ -19,16 +19,31 @@ type Submitted = NifResult<ResourceArc<JobHandle>>;
 enum Reply {
     /// Nobody (`py:cast`).
     Nobody,
-    /// The caller: `{py_response, Ref, Result}`.
+    /// The caller: `{py_response, Ref, Result}`, which it may look for later (`py:await/2`).
     Caller,
-    /// The caller, with the time each stage took: `{py_timed, Ref, Result, Stages}`.
+    /// The caller, which looks for the answer as soon as the submit returns.
+    CallerLooking,
+    /// The caller, looking at once, with the time each stage took:
+    /// `{py_timed, Ref, Result, Stages}`.
     CallerTimed,
+}
+
+impl Reply {
+    fn looks_at_once(self) -> bool {
+        matches!(self, Reply::CallerLooking | Reply::CallerTimed)
+    }
 }
 
 impl<'a> rustler::Decoder<'a> for Reply {
     fn decode(term: Term<'a>) -> NifResult<Self> {
-        if term.is_atom() && term == atoms::timed().to_term(term.get_env()) {
-            return Ok(Reply::CallerTimed);
+        if term.is_atom() {
+            let env = term.get_env();
+            if term == atoms::timed().to_term(env) {
+                return Ok(Reply::CallerTimed);
+            }
+            if term == atoms::look().to_term(env) {
+                return Ok(Reply::CallerLooking);
+            }
         }
         Ok(if term.decode::<bool>()? {
             Reply::Caller
@@ -61,7 +76,11 @@ fn submit<'a, const N: usize>(
     } else {
         Answer::Cast
     };
-    let handle = ResourceArc::new(JobHandle::default());
+    let handle = ResourceArc::new(if reply.looks_at_once() {
+        JobHandle::looked_for_at_once()
+    } else {
+        JobHandle::default()
+    });
     match (&namespace, reply) {
         (_, Reply::Nobody) => {}
         (Some(namespace), _) => namespace.await_job(&handle.token),
@@ -105,13 +124,15 @@ fn py_exec<'a>(
         reference,
         Some(namespace),
         Some(output),
-        Reply::Caller,
+        Reply::CallerLooking,
         [code],
         |[code]| Work::Exec { code },
     )
 }
 
-/// `reply` is true, or `timed` (the answer has the stages' times).
+/// `reply` is `look` (the caller looks for the answer at once), true (later: `py:await/2`),
+/// or `timed` (looks at once; the answer has the stages' times). An exec's caller always
+/// looks at once.
 #[rustler::nif]
 fn py_eval<'a>(
     env: Env<'a>,
@@ -133,8 +154,8 @@ fn py_eval<'a>(
     )
 }
 
-/// `reply` false is a cast: nobody hears the result; `timed` answers with the stages' times. `output` is where the code's
-/// `print` goes: the caller's group leader.
+/// `reply` as for `py_eval`, or false for a cast: nobody hears the result. `output` is where
+/// the code's `print` goes: the caller's group leader.
 #[allow(clippy::too_many_arguments)]
 #[rustler::nif]
 fn py_call<'a>(
