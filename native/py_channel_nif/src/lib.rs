@@ -26,12 +26,13 @@
 //!    reply of small plain data is then kept in the caller, encoded (`beam/kept_bytes.rs`
 //!    when small enough), and built by the caller, not sent.
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
-//!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once) -> `python/jobs.rs` ->
+//!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once, which keeps its Python
+//!    thread state from job to job: `python/thread_state.rs`) -> `python/jobs.rs` ->
 //!    `{py_response, Ref, Result}` built with the GIL still held, and kept in the job's
-//!    handle for a caller that is looking for it (`py.erl` looks a few microseconds inside
-//!    one NIF call, `py_look`: `beam/answer_look.rs`), else sent; a small plain value is kept
-//!    there encoded instead (`beam/kept_bytes.rs`), and the job's env (its inputs) handed
-//!    to the caller, which lets it go on its scheduler.
+//!    handle for a caller that is looking for it (from the submit on: `py.erl` looks a few
+//!    microseconds inside one NIF call, `py_look`: `beam/answer_look.rs`), else sent; a
+//!    small plain value is kept there encoded instead (`beam/kept_bytes.rs`), and the job's
+//!    env (its inputs) handed to the caller, which lets it go on its scheduler.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
 //!    encoded by `conversion/flat_term.rs` (the reader builds it), anything else built by
 //!    `conversion/to_erlang.rs` straight into the arena (`beam/frame.rs`, `Frame::build`)
