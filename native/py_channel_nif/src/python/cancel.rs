@@ -149,9 +149,8 @@ fn canceller() -> &'static Mutex<Sender<Arc<CancelToken>>> {
             .name("py_channel-cancel".into())
             .spawn(move || {
                 for token in requests {
-                    // A job is running, so the interpreter is.
-                    thread_state::keep_for_this_thread();
                     Python::attach(|py| {
+                        thread_state::keep_for_this_thread(py);
                         let running = token.lock();
                         if let Some(thread) = running.thread {
                             let exception = py.get_type::<Cancelled>();

@@ -1,4 +1,4 @@
-//! Starting the embedded CPython, once, on a worker thread (never on a scheduler).
+//! Starting the embedded CPython, once, on a thread of its own (never on a scheduler).
 //!
 //! Which Python this is was chosen by `py_loader` (Erlang) when the NIF loaded: it opened that
 //! Python's libpython with its symbols global (which the C extension modules Python dlopens
@@ -44,9 +44,31 @@ pub fn set_setup(setup: Setup) {
     let _ = SETUP.set(setup);
 }
 
-/// Starts the interpreter if it is not running yet. Call from a worker thread only.
+/// Starts the interpreter if it is not running yet. Call from a worker thread only: it waits
+/// for the start.
 pub fn ensure_started() -> Result<(), String> {
-    STARTED.get_or_init(start).clone()
+    STARTED.get_or_init(start_on_own_thread).clone()
+}
+
+/// Starts the interpreter on a thread of its own, which keeps the main thread state and then
+/// parks for good. A worker that started it kept that state, and a worker may exit: a state
+/// bound to a thread that ended, never deleted, since the main one never is (a worker's own
+/// state is deleted when it exits, `thread_state.rs`).
+fn start_on_own_thread() -> Result<(), String> {
+    let (report, outcome) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("py_channel-main".into())
+        .stack_size(crate::worker_pool::WORKER_STACK_BYTES)
+        .spawn(move || {
+            let _ = report.send(start());
+            loop {
+                std::thread::park();
+            }
+        })
+        .map_err(|error| format!("cannot start Python's main thread: {error}"))?;
+    outcome
+        .recv()
+        .unwrap_or_else(|_| Err("Python's main thread ended before Python started".into()))
 }
 
 fn start() -> Result<(), String> {

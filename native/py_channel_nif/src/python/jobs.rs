@@ -117,8 +117,8 @@ const PENDING: u8 = 0;
 const DELIVERED: u8 = 1;
 /// The caller gave up: no answer will reach it.
 const ABANDONED: u8 = 2;
-/// No answer yet; the caller polls the handle (`py:take_answer/3`): the answer is parked in
-/// the handle for it, not sent.
+/// No answer yet; the caller looks at the handle (`py_answer:look/2`), or will as soon as
+/// the submit returns: the answer is kept in the handle for it, not sent.
 const POLLING: u8 = 3;
 /// The answer is parked in the handle.
 const PARKED: u8 = 4;
@@ -444,8 +444,8 @@ impl Job {
         if let Err(reason) = interpreter::ensure_started() {
             return self.finish(None, Outcome::NotStarted(reason));
         }
-        thread_state::keep_for_this_thread();
         Python::attach(|py| {
+            thread_state::keep_for_this_thread(py);
             self.mark("gil");
             let evaluated = output::directed_to(py, self.output, || {
                 cancel::run_as(py, &token, || self.evaluate(py))

@@ -7,57 +7,49 @@
 //! began with a new one: what the job before it left in `threading.local` (or in the thread's
 //! `contextvars` context) was gone, and its code paid for a new frame stack, mapped and unmapped
 //! each time (an `munmap` interrupts every other core): `py:eval(<<"2 * 21">>)` beside a running
-//! job took 40 µs instead of 3.
+//! job took 20-40 µs instead of 3 (`make bench` table 3).
+//!
+//! The interpreter's own main thread state stays on a thread of its own that never ends
+//! (`interpreter.rs`): the state of a worker is deleted when the worker exits.
 
-use pyo3::ffi;
+use pyo3::{ffi, Python};
 use std::cell::Cell;
 
-/// This thread's own thread state, released (the GIL not held) between uses.
-#[derive(Clone, Copy)]
-struct Kept {
-    /// What `PyGILState_Ensure` said when it made the state: given back to delete it.
-    ensured: ffi::PyGILState_STATE,
-    released: *mut ffi::PyThreadState,
-}
-
 thread_local! {
-    // No destructor: deleting a state runs Python code (finalizers of what it holds), which
-    // may use thread-locals of this crate already destroyed by then. A pool's worker lets go
-    // of its state before it ends (`let_go_for_this_thread`); another thread keeps it.
-    static KEPT: Cell<Option<Kept>> = const { Cell::new(None) };
+    /// This thread counts one use of its thread state more than it makes: the state outlives
+    /// every `Python::attach`. No destructor: deleting the state runs Python code (finalizers
+    /// of what it holds), which may use thread-locals of this crate already destroyed then.
+    /// A pool's worker lets go of it before it ends (`let_go_for_this_thread`).
+    static KEPT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Gives this thread a thread state of its own, if it has none yet: every `Python::attach` on
-/// it from now on uses that one. Call with the interpreter started and the GIL not held, on a
-/// thread the crate started (a thread Python started has its state already).
-pub fn keep_for_this_thread() {
-    if KEPT.get().is_some() {
+/// Keeps this thread's thread state (the one the current `Python::attach` uses) for every
+/// later attach on this thread, until [`let_go_for_this_thread`].
+pub fn keep_for_this_thread(_py: Python<'_>) {
+    if KEPT.get() {
         return;
     }
-    // SAFETY: the interpreter runs and this thread does not hold the GIL: `Ensure` takes it
-    // (making a state if the thread has none), and `SaveThread` lets it go while the state
-    // stays this thread's.
-    let kept = unsafe {
-        let ensured = ffi::PyGILState_Ensure();
-        Kept {
-            ensured,
-            released: ffi::PyEval_SaveThread(),
-        }
-    };
-    KEPT.set(Some(kept));
+    // SAFETY: the GIL is held (`_py`), by this thread's state: `Ensure` only counts one more
+    // use of it, which nothing gives back before the thread ends, so the release at the end of
+    // the attach leaves the state this thread's.
+    unsafe {
+        ffi::PyGILState_Ensure();
+    }
+    KEPT.set(true);
 }
 
-/// Deletes the state `keep_for_this_thread` kept, if any: what it holds is let go, and its
-/// finalizers run here. Call on a thread about to end, with the GIL not held; it waits for
-/// the GIL, so never on a scheduler.
+/// Deletes the state [`keep_for_this_thread`] kept, if any: what it holds is let go, and its
+/// finalizers run here, outside any job (nothing can cancel them: one that waits for good
+/// keeps this thread, which its pool no longer counts). Call on a thread about to end, with
+/// the GIL not held; it waits for the GIL, so never on a scheduler.
 pub fn let_go_for_this_thread() {
-    if let Some(kept) = KEPT.take() {
-        // SAFETY: the state this thread made and released; the interpreter is never
-        // finalized. With its count back at zero, `Release` clears and deletes it, and lets
-        // go of the GIL.
-        unsafe {
-            ffi::PyEval_RestoreThread(kept.released);
-            ffi::PyGILState_Release(kept.ensured);
-        }
+    if !KEPT.replace(false) {
+        return;
+    }
+    // SAFETY: this thread's state, released (no attach is running); the interpreter is never
+    // finalized. Its count back at zero, `Release` clears and deletes it, and lets the GIL go.
+    unsafe {
+        ffi::PyEval_RestoreThread(ffi::PyGILState_GetThisThreadState());
+        ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_LOCKED);
     }
 }
