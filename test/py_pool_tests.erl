@@ -158,8 +158,9 @@ forgotten(Seen) ->
     Forgotten.
 
 %% Six jobs on six threads each leave something in their thread's state; all
-%% but the two resident workers exit after 30 s without a job, and each that
-%% exits lets go of what its state held.
+%% but two workers exit after 30 s without a job, and each that exits lets go
+%% of what its state held. One of them may be the worker that started the
+%% interpreter, whose (main) state is never deleted: three at least.
 exited_thread_lets_go() ->
     ok = py:exec(?HELD_BY_THREAD),
     {ok, Ch} = py_channel:new(),
@@ -170,8 +171,8 @@ exited_thread_lets_go() ->
      || Index <- lists:seq(1, Jobs)],
     ok = py_channel:close(Ch),
     [?assertEqual({ok, 0}, py:await(Holder, 5000)) || Holder <- Holders],
-    LetGo = collect_let_go(Jobs - 2, erlang:monotonic_time(millisecond) + 45000, []),
-    ?assertMatch({let_go, N} when N >= Jobs - 2, {let_go, length(LetGo)}),
+    LetGo = collect_let_go(Jobs - 3, erlang:monotonic_time(millisecond) + 45000, []),
+    ?assertMatch({let_go, N} when N >= Jobs - 3, {let_go, length(LetGo)}),
     ?assertEqual({ok, 4.0}, py:call(math, sqrt, [16])).
 
 collect_let_go(Wanted, _Deadline, LetGo) when length(LetGo) >= Wanted ->

@@ -1,4 +1,4 @@
-//! Starting the embedded CPython, once, on a thread of its own (never on a scheduler).
+//! Starting the embedded CPython, once, on a worker thread (never on a scheduler).
 //!
 //! Which Python this is was chosen by `py_loader` (Erlang) when the NIF loaded: it opened that
 //! Python's libpython with its symbols global (which the C extension modules Python dlopens
@@ -44,31 +44,15 @@ pub fn set_setup(setup: Setup) {
     let _ = SETUP.set(setup);
 }
 
-/// Starts the interpreter if it is not running yet. Call from a worker thread only: it waits
-/// for the start.
+/// Starts the interpreter if it is not running yet. Call from a worker thread only.
+///
+/// The thread that starts it keeps Python's main thread state, which is never deleted, even
+/// if that worker exits. Starting it on a thread of its own that never runs a job was tried:
+/// `py_channel:call/3`'s p99 went from 3.3-3.6 to 9.5-11.7 us (`make bench` table 5, A/B x2),
+/// with the channel's Python reader on a worker state rather than the main one, for reasons
+/// not found yet.
 pub fn ensure_started() -> Result<(), String> {
-    STARTED.get_or_init(start_on_own_thread).clone()
-}
-
-/// Starts the interpreter on a thread of its own, which keeps the main thread state and then
-/// parks for good. A worker that started it kept that state, and a worker may exit: a state
-/// bound to a thread that ended, never deleted, since the main one never is (a worker's own
-/// state is deleted when it exits, `thread_state.rs`).
-fn start_on_own_thread() -> Result<(), String> {
-    let (report, outcome) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("py_channel-main".into())
-        .stack_size(crate::worker_pool::WORKER_STACK_BYTES)
-        .spawn(move || {
-            let _ = report.send(start());
-            loop {
-                std::thread::park();
-            }
-        })
-        .map_err(|error| format!("cannot start Python's main thread: {error}"))?;
-    outcome
-        .recv()
-        .unwrap_or_else(|_| Err("Python's main thread ended before Python started".into()))
+    STARTED.get_or_init(start).clone()
 }
 
 fn start() -> Result<(), String> {

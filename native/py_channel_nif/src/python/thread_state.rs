@@ -9,8 +9,8 @@
 //! each time (an `munmap` interrupts every other core): `py:eval(<<"2 * 21">>)` beside a running
 //! job took 20-40 µs instead of 3 (`make bench` table 3).
 //!
-//! The interpreter's own main thread state stays on a thread of its own that never ends
-//! (`interpreter.rs`): the state of a worker is deleted when the worker exits.
+//! A worker's own state is deleted when the worker exits. The worker that started the
+//! interpreter has the main thread state instead, which is never deleted (`interpreter.rs`).
 
 use pyo3::{ffi, Python};
 use std::cell::Cell;
