@@ -48,8 +48,11 @@ pub fn let_go_for_this_thread() {
     }
     // SAFETY: this thread's state, released (no attach is running); the interpreter is never
     // finalized. Its count back at zero, `Release` clears and deletes it, and lets the GIL go.
+    // The main state (this worker started the interpreter) keeps a count of its own: then
+    // `Release`, told the GIL was not held before, only lets the GIL go. Told otherwise, it
+    // kept the GIL, and the exiting thread took it along for good.
     unsafe {
         ffi::PyEval_RestoreThread(ffi::PyGILState_GetThisThreadState());
-        ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_LOCKED);
+        ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_UNLOCKED);
     }
 }
