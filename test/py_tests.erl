@@ -39,7 +39,7 @@ py_test_() ->
        fun answer_looked_for/0},
       {timeout, 30, {"a job's large inputs are let go once it is over",
                      fun large_inputs_let_go/0}},
-      {timeout, 30, {"a kept answer and its inputs go with a caller killed while it looks",
+      {timeout, 30, {"a kept answer and its inputs go with a caller killed while or before it looks",
                      fun kept_for_a_killed_caller/0}},
       {timeout, 60, {"a kept answer's caller lets go of few inputs only: no long schedule",
                      fun many_inputs_let_go_by_the_worker/0}},
@@ -504,6 +504,12 @@ large_inputs_let_go() ->
 %% A caller killed while it looks never takes its answer: the answer is kept for it all
 %% the same (nobody told the job), with the job's env; both go with the handle.
 kept_for_a_killed_caller() ->
+    %% Killed while it looks, and killed between the submit and its first look (a job
+    %% looked for from its submit on keeps its answer for it all the same).
+    killed_caller_lets_go(true),
+    killed_caller_lets_go(look).
+
+killed_caller_lets_go(Reply) ->
     Size = 32 * 1024 * 1024,
     erlang:garbage_collect(),
     Before = erlang:memory(binary),
@@ -514,8 +520,8 @@ kept_for_a_killed_caller() ->
                            Handle = py_channel_nif:py_eval(
                                       make_ref(), Namespace, group_leader(),
                                       <<"__import__('time').sleep(0.2) or len(large)">>,
-                                      #{large => binary:copy(<<7>>, Size)}, true),
-                           not_yet = py_channel_nif:py_poll(Handle),
+                                      #{large => binary:copy(<<7>>, Size)}, Reply),
+                           Reply =:= look orelse (not_yet = py_channel_nif:py_poll(Handle)),
                            Parent ! {looking, self()},
                            receive never -> ok end
                    end),
