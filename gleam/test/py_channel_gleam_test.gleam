@@ -211,10 +211,17 @@ pub fn spawn_await_cancel_test() {
   let pending = python.spawn("math", "factorial", [term.from(10)])
   let assert Ok(result) = python.await(pending, 5000)
   let assert Ok(3_628_800) = term.to_int(result)
-  let slow = python.spawn("time", "sleep", [term.from(30)])
+  // Cancelling stops running bytecode; a C call such as `time.sleep` would
+  // only be stopped once it returned.
+  let assert Ok(Nil) = python.exec("def forever():\n    while True:\n        pass")
+  let slow = python.spawn("__main__", "forever", [])
+  sleep(50)
   python.cancel(slow)
   let assert Error(Cancelled) = python.await(slow, 5000)
 }
+
+@external(erlang, "timer", "sleep")
+fn sleep(milliseconds: Int) -> a
 
 // Python replies to the Gleam process, which reads the reply from its mailbox.
 pub fn python_replies_to_gleam_test() {
