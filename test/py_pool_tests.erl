@@ -4,6 +4,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-export([cores_of_jobs_at_once/1]).
+
 %% A channel consumer: it says when it started, then keeps its worker busy
 %% until the channel is closed.
 -define(CONSUMER, <<"
@@ -47,6 +49,19 @@ def hold(ref, pid, index):
     return sum(1 for _ in Channel(ref))
 ">>).
 
+%% The cores a job's thread may run on, answered once the channel closes.
+-define(THREAD_CORES, <<"
+import os
+import erlang
+from erlang.channel import Channel
+
+def thread_cores(ref, pid):
+    erlang.send(pid, erlang.Atom('started'))
+    for _ in Channel(ref):
+        pass
+    return sorted(os.sched_getaffinity(0))
+">>).
+
 %% A job stuck behind a sleeping worker waits for its 30 s idle timeout; a job
 %% started at once takes well under a millisecond. One second is far from both.
 -define(START_BOUND_MS, 1000).
@@ -62,7 +77,9 @@ pool_test_() ->
       {timeout, 60, {"a worker thread keeps its Python thread state from job to job",
                      fun thread_state_kept/0}},
       {timeout, 90, {"a worker thread that exits lets go of its Python thread state",
-                     fun exited_thread_lets_go/0}}]}.
+                     fun exited_thread_lets_go/0}},
+      {timeout, 60, {"Python threads may use every core the VM may, schedulers bound or not",
+                     fun unbound_by_scheduler_binding/0}}]}.
 
 %% Bursts of 12 to 30 consumers submitted back to back; between bursts the
 %% previous burst's workers are running, spinning or asleep, in every mix
@@ -184,3 +201,44 @@ collect_let_go(Wanted, Deadline, LetGo) ->
     after Wait ->
             LetGo
     end.
+
+%% With `+sbt db' each scheduler thread is bound to one core, and a thread
+%% inherits its creator's binding: Python's threads, started by NIF calls on
+%% schedulers, must still run on every core the VM may (its main thread's).
+%% Four jobs at once, so that each starts a thread of its own.
+unbound_by_scheduler_binding() ->
+    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [py_channel, ?MODULE]]),
+    Args = ["+sbt", "db" | lists:append([["-pa", P] || P <- Paths])],
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io, args => Args}),
+    Call = fun(M, F, A) -> peer:call(Peer, M, F, A, 30000) end,
+    try
+        Bindings = tuple_to_list(Call(erlang, system_info, [scheduler_bindings])),
+        %% Binding needs the CPU topology and two cores to show anything.
+        ?assertMatch([_, _ | _], [Core || Core <- Bindings, is_integer(Core)]),
+        {ok, _} = Call(application, ensure_all_started, [py_channel]),
+        Cores = Call(?MODULE, cores_of_jobs_at_once, [4]),
+        MainThreadCores = <<"(lambda os: sorted(os.sched_getaffinity(os.getpid())))",
+                            "(__import__('os'))">>,
+        {ok, VmCores} = Call(py, eval, [MainThreadCores]),
+        ?assertMatch([_, _ | _], VmCores),
+        ?assertEqual([VmCores || _ <- Cores], Cores)
+    after
+        peer:stop(Peer)
+    end.
+
+%% Run on the peer: `Jobs' jobs running at once (each until the channel
+%% closes), each answering its thread's cores.
+-spec cores_of_jobs_at_once(pos_integer()) -> [[non_neg_integer()]].
+cores_of_jobs_at_once(Jobs) ->
+    {ok, Ch} = py_channel:new(),
+    Parent = self(),
+    Callers = [spawn(fun() ->
+                             ok = py:exec(?THREAD_CORES),
+                             Parent ! {self(), py:call('__main__', thread_cores, [Ch, Parent])}
+                     end)
+               || _ <- lists:seq(1, Jobs)],
+    [receive started -> ok after 10000 -> error(not_started) end || _ <- Callers],
+    ok = py_channel:close(Ch),
+    [receive {Caller, {ok, Cores}} -> Cores; {Caller, Other} -> error({Caller, Other})
+     after 10000 -> error(no_answer)
+     end || Caller <- Callers].

@@ -11,6 +11,7 @@
 //! sets a flag, wakes the job's wait and queues the request for the helper thread.
 
 use crate::python::thread_state;
+use crate::worker_pool;
 use pyo3::prelude::*;
 use std::cell::RefCell;
 use std::os::raw::{c_long, c_ulong};
@@ -148,6 +149,7 @@ fn canceller() -> &'static Mutex<Sender<Arc<CancelToken>>> {
         let _ = std::thread::Builder::new()
             .name("py_channel-cancel".into())
             .spawn(move || {
+                worker_pool::affinity::take_the_vm_cores();
                 for token in requests {
                     Python::attach(|py| {
                         thread_state::keep_for_this_thread(py);

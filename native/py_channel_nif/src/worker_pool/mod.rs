@@ -12,6 +12,7 @@
 //! woken by an unpark addressed to it, never by a broadcast, and knows it was woken because a
 //! submit took it off the sleeper list, so a spurious or stale wake-up is never taken for one.
 
+pub mod affinity;
 pub mod bookkeeping;
 
 use bookkeeping::{Bookkeeping, Next, Submitted};
@@ -127,6 +128,7 @@ impl Shared {
     }
 
     fn run_worker(self: &Arc<Self>, first: Job) {
+        affinity::take_the_vm_cores();
         let me = Sleeper(std::thread::current());
         WORKER.with(|worker| *worker.borrow_mut() = Some((Arc::clone(self), false)));
         let mut next = self.run(first);
