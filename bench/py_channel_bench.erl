@@ -8,6 +8,9 @@
 %% gen_server callbacks of the reference server in table 3
 -export([init/1, handle_call/3, handle_cast/2]).
 
+%% Run on the node with bound schedulers of table 5
+-export([call_round_trips/0]).
+
 -define(KINDS, ['64 B', '1 KiB', '16 KiB', request]).
 -define(DEPTHS, [1000, 200000]).
 -define(BATCH, 500).
@@ -471,10 +474,41 @@ python_round_trip_table() ->
     {ok, none} = py:await(Echo, 10000),
     unlink(Ponger),
     exit(Ponger, kill),
+    {BoundMedian, BoundP99} = bound_round_trips(),
+    io:format("~-44s | ~10.1f ~10.1f~n",
+              ["call/3 on a node with bound schedulers", BoundMedian, BoundP99]),
     io:format("(goal for call/3: median <= 2 us, p99 <= 5 us. A caller of call/3 looks for its~n"
               " reply a few microseconds before it sleeps; one in a plain receive sleeps at~n"
               " once, and the reply must wake its scheduler: see docs/threading.md)~n"),
     round_trip_breakdown().
+
+%% `call/3' round trips on a new node started with `+sbt db' (each scheduler
+%% bound to a core), as this one is otherwise: Python's threads must not share
+%% the core of the scheduler that started them (docs/threading.md).
+bound_round_trips() ->
+    Paths = [filename:dirname(code:which(M)) || M <- [py_channel, ?MODULE]],
+    Flags = string:lexemes(os:getenv("BENCH_VM_FLAGS", "+sbwt none"), " "),
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
+                                      args => ["+sbt", "db" | Flags]
+                                          ++ lists:append([["-pa", P] || P <- Paths])}),
+    try
+        peer:call(Peer, ?MODULE, call_round_trips, [], 120000)
+    after
+        peer:stop(Peer)
+    end.
+
+%% Run on that node: median and p99 of ?ROUND_TRIPS call/3 round trips, us.
+call_round_trips() ->
+    {ok, _} = application:ensure_all_started(py_channel),
+    ok = load_python(),
+    {ok, Ch} = py_channel:new(),
+    Echo = py:spawn_call('__main__', echo, [Ch]),
+    Call = fun(Seq) -> {ok, Seq} = py_channel:call(Ch, Seq, 5000) end,
+    [Call(Seq) || Seq <- lists:seq(1, 2000)],
+    Sorted = lists:sort([timed(fun() -> Call(Seq) end) || Seq <- lists:seq(1, ?ROUND_TRIPS)]),
+    ok = py_channel:close(Ch),
+    {ok, none} = py:await(Echo, 10000),
+    {percentile(Sorted, 50) / 1000, percentile(Sorted, 99) / 1000}.
 
 %% Where a channel round trip spends its time: the Python side stamps the
 %% request's arrival and its reply with CLOCK_MONOTONIC, the clock of
