@@ -246,7 +246,18 @@ call_table() ->
     ok = py_channel:close(Ch),
     {ok, none} = py:await(Consumer),
     io:format("(goal: py:call median <= 3 us, p99 <= 8 us)~n"),
+    machine_gaps(),
     call_breakdown().
+
+%% The machine's own jitter, which every p99 above includes: a loop that only
+%% reads the clock, on each core in turn (docs/threading.md, "The slowest
+%% round trips").
+machine_gaps() ->
+    {ok, Counts} = py:call('__main__', clock_gaps, [0.5]),
+    io:format("(this machine just now: a loop reading the clock on each core saw ~s "
+              "gaps over 2 us a second, and ~s over 20 us)~n",
+              [lists:join(" / ", [integer_to_list(Over2) || {Over2, _} <- Counts]),
+               lists:join(" / ", [integer_to_list(Over20) || {_, Over20} <- Counts])]).
 
 round_trips(Label, Request) ->
     [Request() || _ <- lists:seq(1, 1000)],
@@ -359,6 +370,31 @@ def consume_bytes(ref):
     for _ in Channel(ref, binary='bytes'):
         count += 1
     return count
+
+def clock_gaps(seconds):
+    '''Reads the clock in a loop on each core in turn: the gaps over 2 and over 20 us a
+    second on each, time the loop was not running (interrupts, the timer tick, a host).'''
+    import os
+    cores = sorted(os.sched_getaffinity(0))
+    counts = []
+    try:
+        for core in cores:
+            os.sched_setaffinity(0, {core})
+            clock = time.monotonic_ns
+            end = clock() + int(seconds * 1e9)
+            previous = clock()
+            over2 = over20 = 0
+            while previous < end:
+                now = clock()
+                if now - previous > 2000:
+                    over2 += 1
+                    if now - previous > 20000:
+                        over20 += 1
+                previous = now
+            counts.append((round(over2 / seconds), round(over20 / seconds)))
+    finally:
+        os.sched_setaffinity(0, cores)
+    return counts
 
 def consume_slowly(ref):
     '''Takes 100 terms, then sleeps 1 ms: at most about 100,000 terms/s.'''
@@ -477,6 +513,7 @@ python_round_trip_table() ->
     {BoundMedian, BoundP99} = bound_round_trips(),
     io:format("~-44s | ~10.1f ~10.1f~n",
               ["call/3 on a node with bound schedulers", BoundMedian, BoundP99]),
+    machine_gaps(),
     io:format("(goal for call/3: median <= 2 us, p99 <= 5 us. A caller of call/3 looks for its~n"
               " reply a few microseconds before it sleeps; one in a plain receive sleeps at~n"
               " once, and the reply must wake its scheduler: see docs/threading.md)~n"),
