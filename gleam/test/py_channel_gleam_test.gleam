@@ -221,7 +221,7 @@ pub fn spawn_await_cancel_test() {
 }
 
 @external(erlang, "timer", "sleep")
-fn sleep(milliseconds: Int) -> a
+fn sleep(milliseconds: Int) -> term.Term
 
 // Python replies to the Gleam process, which reads the reply from its mailbox.
 pub fn python_replies_to_gleam_test() {

