@@ -510,11 +510,8 @@ python_round_trip_table() ->
     io:format("~-44s | ~10s ~10s~n", ["round trip", "median", "p99"]),
     lists:foreach(
       fun({Label, RoundTrip}) ->
-              [RoundTrip(Seq) || Seq <- lists:seq(1, 2000)],
-              Sorted = lists:sort([timed(fun() -> RoundTrip(Seq) end)
-                                   || Seq <- lists:seq(1, ?ROUND_TRIPS)]),
-              io:format("~-44s | ~10.1f ~10.1f~n",
-                        [Label, percentile(Sorted, 50) / 1000, percentile(Sorted, 99) / 1000])
+              {Median, P99} = median_and_p99(RoundTrip),
+              io:format("~-44s | ~10.1f ~10.1f~n", [Label, Median, P99])
       end, [{"py_channel:call/3, Python reply/2", Call},
             {"send/2, then receive; Python reply/2", Receive},
             {"Erlang process ping-pong (reference)", Erlang}]),
@@ -564,11 +561,16 @@ call_round_trips() ->
     ok = load_python(),
     {ok, Ch} = py_channel:new(),
     Echo = py:spawn_call('__main__', echo, [Ch]),
-    Call = fun(Seq) -> {ok, Seq} = py_channel:call(Ch, Seq, 5000) end,
-    [Call(Seq) || Seq <- lists:seq(1, 2000)],
-    Sorted = lists:sort([timed(fun() -> Call(Seq) end) || Seq <- lists:seq(1, ?ROUND_TRIPS)]),
+    MedianAndP99 = median_and_p99(fun(Seq) -> {ok, Seq} = py_channel:call(Ch, Seq, 5000) end),
     ok = py_channel:close(Ch),
     {ok, none} = py:await(Echo, 10000),
+    MedianAndP99.
+
+%% `RoundTrip(Seq)' 2,000 times to warm up, then ?ROUND_TRIPS times timed:
+%% median and p99, us.
+median_and_p99(RoundTrip) ->
+    [RoundTrip(Seq) || Seq <- lists:seq(1, 2000)],
+    Sorted = lists:sort([timed(fun() -> RoundTrip(Seq) end) || Seq <- lists:seq(1, ?ROUND_TRIPS)]),
     {percentile(Sorted, 50) / 1000, percentile(Sorted, 99) / 1000}.
 
 %% Where a channel round trip spends its time: the Python side stamps the
