@@ -49,9 +49,11 @@ def hold(ref, pid, index):
     return sum(1 for _ in Channel(ref))
 ">>).
 
-%% The cores a job's thread may run on, answered once the channel closes.
+%% The cores a job's thread may run on, and those of a `threading.Thread' it
+%% starts, answered once the channel closes.
 -define(THREAD_CORES, <<"
 import os
+import threading
 import erlang
 from erlang.channel import Channel
 
@@ -59,7 +61,11 @@ def thread_cores(ref, pid):
     erlang.send(pid, erlang.Atom('started'))
     for _ in Channel(ref):
         pass
-    return sorted(os.sched_getaffinity(0))
+    seen = []
+    own = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))
+    own.start()
+    own.join()
+    return [sorted(os.sched_getaffinity(0))] + seen
 ">>).
 
 %% A job stuck behind a sleeping worker waits for its 30 s idle timeout; a job
@@ -228,7 +234,7 @@ unbound_by_scheduler_binding_on_linux() ->
                                     "(__import__('os'))">>,
                 {ok, VmCores} = Call(py, eval, [MainThreadCores]),
                 ?assertMatch([_, _ | _], VmCores),
-                ?assertEqual([VmCores || _ <- Cores], Cores);
+                ?assertEqual([[VmCores, VmCores] || _ <- Cores], Cores);
             %% Binding needs the CPU topology and two cores to show anything.
             Bound ->
                 ?debugFmt("skipped: the schedulers could not be bound to two cores (~p)",
@@ -239,8 +245,8 @@ unbound_by_scheduler_binding_on_linux() ->
     end.
 
 %% Run on the peer: `Jobs' jobs running at once (each until the channel
-%% closes), each answering its thread's cores.
--spec cores_of_jobs_at_once(pos_integer()) -> [[non_neg_integer()]].
+%% closes), each answering its thread's cores and its `threading.Thread''s.
+-spec cores_of_jobs_at_once(pos_integer()) -> [[[non_neg_integer()]]].
 cores_of_jobs_at_once(Jobs) ->
     {ok, Ch} = py_channel:new(),
     Parent = self(),
