@@ -53,18 +53,6 @@ pub mod worker_pool;
 #[cfg(all(feature = "loader", not(feature = "nif")))]
 mod loader;
 
-/// The NIF's own heap blocks (not the BEAM's, not Python's objects). Many are made on one
-/// thread and freed on another: a job boxed on a scheduler and dropped by its worker, an
-/// answer encoded by a worker and let go by its caller. glibc puts a block freed on another
-/// thread in that thread's cache, or back in its arena's bins under the arena's lock; the
-/// allocating thread's cache stays empty, and each such allocation took glibc's slow path,
-/// about 0.4 us, several times a `py:call` (docs/threading.md, "The NIF's own allocations").
-/// mimalloc pushes a block freed elsewhere onto its owner's page with one atomic operation,
-/// and the owner takes it back when it next runs short.
-#[cfg(feature = "nif")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(feature = "nif")]
 mod beam;
 #[cfg(feature = "nif")]
