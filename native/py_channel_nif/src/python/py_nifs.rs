@@ -285,7 +285,7 @@ fn polled<'a>(env: Env<'a>, polled: Polled<'_>) -> NifResult<Term<'a>> {
             if marks.is_empty() {
                 (atoms::py_response(), result).encode(env)
             } else {
-                (atoms::py_timed(), result, marks).encode(env)
+                (atoms::py_timed(), result, marks.as_slice()).encode(env)
             }
         }
         // Taken already or given up: the caller's own steps never ask then.
