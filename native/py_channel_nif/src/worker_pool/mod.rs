@@ -33,11 +33,6 @@ pub const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
 /// How long a worker that ran out of jobs keeps looking before it sleeps. Waking a sleeping
 /// thread costs several microseconds; back-to-back requests find the worker still awake.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
-/// How long a spinning worker looks at the queue between the yields of its core. A yield is
-/// a system call (0.25 us here), and a job submitted during one waited for it to return;
-/// yielding every microsecond still lets a thread that shares the core (the submitting
-/// scheduler, say) run within one.
-const SPIN_TURN: Duration = Duration::from_micros(1);
 
 /// A parked worker: its thread, to unpark it. Equal when it is the same thread.
 #[derive(Clone)]
@@ -141,7 +136,11 @@ impl Shared {
             next = match next {
                 Next::Run(job) => self.run(job),
                 Next::Spin => {
-                    self.watch_queue();
+                    let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
+                    while self.queued.load(Ordering::Acquire) == 0 && Instant::now() < spin_until {
+                        std::hint::spin_loop();
+                        std::thread::yield_now();
+                    }
                     self.with_books(|books| books.spin_ended(me.clone()))
                 }
                 Next::Sleep => self.sleep(&me),
@@ -151,24 +150,6 @@ impl Shared {
                     }
                     return;
                 }
-            }
-        }
-    }
-
-    /// Looks at the queue until a job is in it, for `SPIN_BEFORE_SLEEP` at most.
-    fn watch_queue(&self) {
-        let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
-        let mut turn_ends = Instant::now() + SPIN_TURN;
-        while self.queued.load(Ordering::Acquire) == 0 {
-            let now = Instant::now();
-            if now >= spin_until {
-                return;
-            }
-            if now >= turn_ends {
-                std::thread::yield_now();
-                turn_ends = Instant::now() + SPIN_TURN;
-            } else {
-                std::hint::spin_loop();
             }
         }
     }
