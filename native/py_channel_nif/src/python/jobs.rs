@@ -173,12 +173,6 @@ pub struct JobHandle {
     /// For a job without a namespace (`py_start`): the caller, monitored while the job runs,
     /// whose exit cancels the job.
     caller: Mutex<Option<Monitor>>,
-    /// The job itself, from its submit until a worker takes it: in the handle's memory (the
-    /// BEAM's) rather than in a box of its own. A box of it (232 bytes) was made on the
-    /// caller's scheduler and freed on the worker's thread, so glibc's cache on the scheduler
-    /// never had one to give, and malloc took its slow path. The worker pool gets a closure
-    /// holding only the handle, small enough for glibc's fast bins.
-    held: Mutex<Option<Job>>,
 }
 
 #[rustler::resource_impl]
@@ -199,25 +193,6 @@ impl JobHandle {
         let handle = JobHandle::default();
         handle.answer.state.store(POLLING, Ordering::Relaxed);
         handle
-    }
-
-    /// Keeps `job`, whose handle this is, until a worker runs it ([`JobHandle::run_held`]).
-    /// Until then the job holds its own handle: a job never run must be taken back
-    /// ([`JobHandle::take_held`]).
-    pub fn hold(&self, job: Job) {
-        *lock(&self.held) = Some(job);
-    }
-
-    /// The job held, if no worker took it.
-    pub fn take_held(&self) -> Option<Job> {
-        lock(&self.held).take()
-    }
-
-    /// A worker runs the job held in `handle`.
-    pub fn run_held(handle: ResourceArc<JobHandle>) {
-        if let Some(job) = handle.take_held() {
-            job.run();
-        }
     }
 
     /// True if the answer will never be sent; false if it is sent or on its way.

@@ -99,13 +99,8 @@ fn submit<'a, const N: usize>(
         answer,
         handle: handle.clone(),
     };
-    handle.hold(job);
-    let held = handle.clone();
-    if let Err(reason) = worker_pool::submit(Box::new(move || JobHandle::run_held(held))) {
-        // Never to run: the job goes, and with it its hold on the handle.
-        drop(handle.take_held());
-        return Err(rustler::Error::Term(Box::new(reason)));
-    }
+    worker_pool::submit(Box::new(move || job.run()))
+        .map_err(|reason| rustler::Error::Term(Box::new(reason)))?;
     Ok(handle)
 }
 
