@@ -400,14 +400,14 @@ pub struct Job {
     pub handle: ResourceArc<JobHandle>,
 }
 
-/// When each stage of a job ended, in nanoseconds since the submitting NIF was entered.
-/// Kept only for a job submitted with `timed` (the bench's breakdowns of `py:call` and
-/// `py:eval`): the answer is then `{py_timed, Ref, Result, [{Stage, Ns}]}`.
 /// The stages a timed job passed, and when: on the stack and in the handle, never on the
 /// heap, so that timing a job does not add an allocation of its own (one made on the caller's
 /// scheduler and freed on the worker's thread took 0.4 us of the stage it was timed in).
 pub type StageMarks = SmallVec<[(&'static str, u64); 8]>;
 
+/// When each stage of a job ended, in nanoseconds since the submitting NIF was entered.
+/// Kept only for a job submitted with `timed` (the bench's breakdowns of `py:call` and
+/// `py:eval`): the answer is then `{py_timed, Ref, Result, [{Stage, Ns}]}`.
 pub struct Timings {
     origin: Instant,
     marks: RefCell<StageMarks>,
