@@ -31,6 +31,21 @@ def consume(ref):
 
 def call_blocking():
     return erlang.call('py_cancel_tests_block')
+
+def wait_then_clean_up(kind, ref):
+    '''Waits in a channel or in erlang.call, then cleans up at length: longer than the
+    interpreter's switch interval, so that a second Cancelled would land in the cleanup.'''
+    try:
+        if kind == 'channel':
+            for message in Channel(ref):
+                pass
+        else:
+            erlang.call('py_cancel_tests_block')
+    finally:
+        total = 0
+        for i in range(3_000_000):
+            total += i
+        cleaned.append((kind, ref))
 ">>).
 
 setup() ->
@@ -44,6 +59,8 @@ cancel_test_() ->
       {"a consumer blocked in for msg in ch is cancelled at once",
        fun cancel_blocked_consumer/0},
       {"a wait in erlang.call is cancelled", fun cancel_erlang_call/0},
+      {timeout, 30, {"a cancelled wait raises once: the cleanup after it runs to its end",
+                     fun cancel_raised_once/0}},
       {"a finished call is unaffected", fun cancel_after_done/0},
       {"the caller's exit stops its call", fun caller_exit_cancels/0},
       {"the caller's exit after its calls are done stops no one else's",
@@ -104,6 +121,20 @@ cancel_erlang_call() ->
     timer:sleep(200),
     ok = py:cancel(Pending),
     ?assertEqual({error, cancelled}, py:await(Pending, 5000)).
+
+cancel_raised_once() ->
+    helpers(),
+    ok = py:register_function(py_cancel_tests_block,
+                              fun(_) -> receive never -> ok end end),
+    {ok, Ch} = py_channel:new(),
+    lists:foreach(
+      fun(Kind) ->
+              Pending = py:spawn_call('__main__', wait_then_clean_up, [Kind, Ch]),
+              timer:sleep(200),
+              ok = py:cancel(Pending),
+              ?assertEqual({error, cancelled}, py:await(Pending, 20000)),
+              ?assertMatch({ok, [{Kind, _}]}, py:eval(<<"cleaned[-1:]">>))
+      end, [<<"channel">>, <<"call">>]).
 
 cancel_after_done() ->
     Pending = py:spawn_call(math, sqrt, [4]),

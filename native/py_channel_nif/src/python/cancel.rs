@@ -7,6 +7,11 @@
 //! interrupts that wait, which then raises `Cancelled` itself. A C call that does not return
 //! (`time.sleep`, a numpy kernel) is stopped when it returns.
 //!
+//! Either way a job gets one `Cancelled`, never two: a second one would land in the code
+//! that handles the first (a `finally`, a `with` block's exit) and cut its cleanup short.
+//! Both the helper thread and a woken wait decide with the GIL held, which orders them: the
+//! first marks the job's exception as aimed, and a wait that finds it aimed raises that one.
+//!
 //! Cancelling never waits: the scheduler thread that asks (a NIF, a monitor's down callback)
 //! sets a flag, wakes the job's wait and queues the request for the helper thread.
 
@@ -44,6 +49,8 @@ struct Running {
     thread: Option<c_ulong>,
     /// How to wake the wait the job is blocked in, if it is blocked.
     interrupt: Option<Interrupt>,
+    /// `Cancelled` was aimed at the job's thread, or raised by a wait: none more is.
+    aimed: bool,
 }
 
 impl CancelToken {
@@ -139,6 +146,26 @@ pub fn cancelled() -> PyErr {
     Cancelled::new_err("cancelled by Erlang")
 }
 
+/// The exception a wait stopped by a cancel raises, the GIL held again: the one the helper
+/// thread has aimed at this thread already, if it has (raised here rather than later, in
+/// the code that handles this one), else a new one, and then the helper aims none.
+pub fn cancelled_in_wait(py: Python<'_>) -> PyErr {
+    let token = CURRENT.with(|current| current.borrow().clone());
+    if let Some(token) = token {
+        let mut running = token.lock();
+        if running.aimed {
+            drop(running);
+            // A statement of our own: the pending exception is raised on it.
+            if let Err(pending) = py.eval(c"None", None, None) {
+                return pending;
+            }
+        } else {
+            running.aimed = true;
+        }
+    }
+    cancelled()
+}
+
 /// The helper thread that aims `Cancelled` at a job's thread, with the GIL held.
 fn canceller() -> &'static Mutex<Sender<Arc<CancelToken>>> {
     static CANCELLER: OnceLock<Mutex<Sender<Arc<CancelToken>>>> = OnceLock::new();
@@ -153,8 +180,9 @@ fn canceller() -> &'static Mutex<Sender<Arc<CancelToken>>> {
                 for token in requests {
                     Python::attach(|py| {
                         thread_state::keep_for_this_thread(py);
-                        let running = token.lock();
-                        if let Some(thread) = running.thread {
+                        let mut running = token.lock();
+                        if let (Some(thread), false) = (running.thread, running.aimed) {
+                            running.aimed = true;
                             let exception = py.get_type::<Cancelled>();
                             // SAFETY: the GIL is held; the job's thread cannot finish its
                             // job (which needs the GIL) while we look.

@@ -211,7 +211,7 @@ impl NativeChannel {
             Some(Err(RecvTimeoutError::Timeout)) => {
                 Err(PyTimeoutError::new_err("no message within the timeout"))
             }
-            None => Err(cancel::cancelled()),
+            None => Err(cancel::cancelled_in_wait(py)),
         }
     }
 }
@@ -407,7 +407,7 @@ impl NativeChannel {
             Some(Err(SendTimeoutError::TooLarge(frame))) => {
                 Err(send_refused(TrySendError::TooLarge(frame)))
             }
-            None => Err(cancel::cancelled()),
+            None => Err(cancel::cancelled_in_wait(py)),
         }
     }
 

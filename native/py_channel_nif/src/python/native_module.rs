@@ -202,7 +202,7 @@ fn call(py: Python<'_>, name: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> P
     }
     let answer = py
         .detach(|| pending.wait())
-        .ok_or_else(cancel::cancelled)?
+        .ok_or_else(|| cancel::cancelled_in_wait(py))?
         .map_err(CallError::new_err)?;
     answer.env.run(|env| {
         let term = answer.term.load(env);
