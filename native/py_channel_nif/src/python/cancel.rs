@@ -141,8 +141,9 @@ pub fn interruptible<R>(interrupt: Interrupt, wait: impl FnOnce(&dyn Fn() -> boo
     result
 }
 
-/// The exception a cancelled wait raises.
-pub fn cancelled() -> PyErr {
+/// A new `Cancelled`: a job cancelled before it ran gets one, a wait one through
+/// [`cancelled_in_wait`].
+fn cancelled() -> PyErr {
     Cancelled::new_err("cancelled by Erlang")
 }
 
