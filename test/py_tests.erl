@@ -43,6 +43,10 @@ py_test_() ->
                      fun kept_for_a_killed_caller/0}},
       {timeout, 60, {"a kept answer's caller lets go of few inputs only: no long schedule",
                      fun many_inputs_let_go_by_the_worker/0}},
+      {"a call waited for at once leaves nothing on its caller's binary heap",
+       fun call_leaves_no_resource/0},
+      {"a call given up while it runs keeps its own handle: the next calls get theirs",
+       fun given_up_call_keeps_its_handle/0},
       {"spawn_call and await", fun spawn_call_await/0},
       {"await timeout discards the late answer", fun await_timeout/0},
       {"cast runs without an answer", fun cast_runs/0},
@@ -584,6 +588,56 @@ spawn_call_await() ->
     ?assertEqual([{ok, N * N} || N <- lists:seq(1, 50)], [py:await(P) || P <- Many]),
     ?assertMatch({error, {'ZeroDivisionError', _}},
                  py:await(py:spawn_call(operator, truediv, [1, 0]), 5000)).
+
+%% The handle of a call its caller waits for at once is held by the caller's namespace: a
+%% resource per call would add to the caller's virtual binary heap (93 words each), and die
+%% in its garbage collections, hundreds at a time. No collection runs here (a large heap),
+%% so every resource made would still be counted.
+call_leaves_no_resource() ->
+    Parent = self(),
+    Calls = 200,
+    {Pid, Monitor} =
+        spawn_opt(fun() ->
+                          {ok, 4.0} = py:call(math, sqrt, [16]), % the namespace, made once
+                          Before = binary_heap(),
+                          Answers = [py:call(math, sqrt, [16]) || _ <- lists:seq(1, Calls)],
+                          Evals = [py:eval(<<"6 * 7">>) || _ <- lists:seq(1, Calls)],
+                          Parent ! {self(), Answers ++ Evals, Before, binary_heap()}
+                  end,
+                  [monitor, {min_heap_size, 1000000}, {min_bin_vheap_size, 10000000}]),
+    receive
+        {Pid, Answers, {WordsBefore, Collections}, {WordsAfter, CollectionsAfter}} ->
+            ?assertEqual(lists:duplicate(Calls, {ok, 4.0}) ++ lists:duplicate(Calls, {ok, 42}),
+                         Answers),
+            %% Nothing was collected, so nothing made was uncounted.
+            ?assertEqual(Collections, CollectionsAfter),
+            ?assertEqual(WordsBefore, WordsAfter)
+    end,
+    receive {'DOWN', Monitor, process, Pid, normal} -> ok end.
+
+%% The words of binaries and resources the process refers to, and the collections it had.
+binary_heap() ->
+    {garbage_collection, Collections} = process_info(self(), garbage_collection),
+    {garbage_collection_info, Info} = process_info(self(), garbage_collection_info),
+    {proplists:get_value(bin_vheap_size, Info), proplists:get_value(minor_gcs, Collections)}.
+
+%% The namespace holds the handle of the call its owner waits for; one given up still runs
+%% with its own, and neither its late answer nor its cancel touches the calls after it.
+given_up_call_keeps_its_handle() ->
+    ok = py:exec(<<"import time\ngiven_up = []\n"
+                   "def slow_then_note():\n"
+                   "    try:\n        time.sleep(0.3)\n"
+                   "    finally:\n        given_up.append('cleaned')\n"
+                   "    return 'late'\n">>),
+    ?assertEqual({error, timeout}, py:call('__main__', slow_then_note, [], #{}, 20)),
+    ?assertEqual({ok, 4.0}, py:call(math, sqrt, [16])),
+    ?assertEqual({ok, 42}, py:eval(<<"6 * 7">>)),
+    timer:sleep(500),
+    ?assertEqual({ok, [<<"cleaned">>]}, py:eval(<<"given_up">>)),
+    ?assertEqual({ok, 3.0}, py:call(math, sqrt, [9])),
+    receive Stray -> ?assertEqual(no_stray_message, Stray)
+    after 0 -> ok
+    end.
 
 await_timeout() ->
     Pending = py:spawn_call(time, sleep, [0.3]),

@@ -51,6 +51,13 @@ pub struct Namespace {
     /// owner drops the finished ones, so a worker never takes this lock: the lock and the
     /// list stay in the owner's cache, where the next submit needs them.
     awaited: Mutex<Vec<Arc<CancelToken>>>,
+    /// The handle of the call the owner waits for at once (`py:call`, `eval`, `exec`): held
+    /// here, not in a resource of its own, and named by this namespace in the NIFs that look
+    /// for its answer (`WaitedJob`). A resource per call was 93 words on the caller's
+    /// virtual binary heap, and each one died in a garbage collection, a few hundred at a
+    /// time: 5-25 us collections inside the calls timed, 80-90 of every 20,000 `py:call`s
+    /// over 8 us.
+    looked_for: Mutex<Option<Arc<JobHandle>>>,
 }
 
 impl Default for Namespace {
@@ -58,6 +65,7 @@ impl Default for Namespace {
         Namespace {
             globals: PyOnceLock::new(),
             awaited: Mutex::new(Vec::new()),
+            looked_for: Mutex::new(None),
         }
     }
 }
@@ -91,6 +99,30 @@ impl Namespace {
         let mut awaited = lock(&self.awaited);
         awaited.retain(|token| !token.is_finished());
         awaited.push(Arc::clone(token));
+    }
+
+    /// The handle of a job the owner will wait for at once, in place of the one it waited for
+    /// before. That one is made new again when nothing else holds it (its worker is done with
+    /// it), as it nearly always is: a handle is aligned to cache lines, and a fresh one an
+    /// aligned allocation, the slow path of the allocator. A job given up while it still runs
+    /// keeps its own.
+    pub fn new_looked_for(&self) -> Arc<JobHandle> {
+        let mut looked_for = lock(&self.looked_for);
+        match looked_for.as_mut().and_then(Arc::get_mut) {
+            Some(done) => *done = JobHandle::looked_for_at_once(),
+            None => {
+                let running = looked_for.replace(Arc::new(JobHandle::looked_for_at_once()));
+                // Its worker lets it go.
+                drop(running);
+            }
+        }
+        let handle = looked_for.as_ref().expect("just put there");
+        Arc::clone(handle)
+    }
+
+    /// The handle of the job the owner last waited for at once.
+    pub fn looked_for(&self) -> Option<Arc<JobHandle>> {
+        lock(&self.looked_for).clone()
     }
 
     fn globals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -349,10 +381,13 @@ impl JobHandle {
     }
 
     /// The job is done: its caller's exit no longer matters. Called from the job's thread.
-    fn stop_watching(handle: &ResourceArc<JobHandle>) {
+    fn stop_watching(handle: &HeldHandle) {
         handle.token.finish();
-        if let Some(monitor) = lock(&handle.caller).take() {
-            handle.demonitor(None, &monitor);
+        // Only a handle held as a term watches its caller itself (`watch_caller`).
+        if let HeldHandle::Term(handle) = handle {
+            if let Some(monitor) = lock(&handle.caller).take() {
+                handle.demonitor(None, &monitor);
+            }
         }
     }
 }
@@ -397,7 +432,25 @@ pub struct Job {
     /// Where the code's output goes: the caller's group leader.
     pub output: Option<LocalPid>,
     pub answer: Answer,
-    pub handle: ResourceArc<JobHandle>,
+    pub handle: HeldHandle,
+}
+
+/// Who holds a job's handle besides the job: the caller, as a term (`py:spawn_call`,
+/// `py:start`, `py:cast`), or the caller's namespace, for a call it waits for at once.
+pub enum HeldHandle {
+    Term(ResourceArc<JobHandle>),
+    Namespace(Arc<JobHandle>),
+}
+
+impl std::ops::Deref for HeldHandle {
+    type Target = JobHandle;
+
+    fn deref(&self) -> &JobHandle {
+        match self {
+            HeldHandle::Term(handle) => handle,
+            HeldHandle::Namespace(handle) => handle,
+        }
+    }
 }
 
 /// The stages a timed job passed, and when: on the stack and in the handle, never on the

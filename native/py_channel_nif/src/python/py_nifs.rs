@@ -8,11 +8,44 @@ use crate::beam::flat_term;
 use crate::conversion;
 use crate::python::callbacks::{self, CallbackHandle};
 use crate::python::interpreter;
-use crate::python::jobs::{Answer, Job, JobHandle, Namespace, Polled, Timings, Work};
+use crate::python::jobs::{Answer, HeldHandle, Job, JobHandle, Namespace, Polled, Timings, Work};
 use crate::worker_pool;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+use std::sync::Arc;
 
-type Submitted = NifResult<ResourceArc<JobHandle>>;
+/// What names the job submitted, for the caller's later NIF calls about it (`WaitedJob`):
+/// its handle, or for a call the caller waits for at once, the caller's namespace.
+type Submitted<'a> = NifResult<Term<'a>>;
+
+/// The job a caller names: by its handle, or by its namespace, for the call it waits for at
+/// once (`Namespace::looked_for`).
+enum WaitedJob<'a> {
+    Handle(&'a JobHandle),
+    Call(Arc<JobHandle>),
+}
+
+impl<'a> rustler::Decoder<'a> for WaitedJob<'a> {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        if let Ok(namespace) = term.decode::<&'a Namespace>() {
+            return namespace
+                .looked_for()
+                .map(WaitedJob::Call)
+                .ok_or(rustler::Error::BadArg);
+        }
+        term.decode().map(WaitedJob::Handle)
+    }
+}
+
+impl std::ops::Deref for WaitedJob<'_> {
+    type Target = JobHandle;
+
+    fn deref(&self) -> &JobHandle {
+        match self {
+            WaitedJob::Handle(handle) => handle,
+            WaitedJob::Call(handle) => handle,
+        }
+    }
+}
 
 /// Who hears the outcome of a job.
 #[derive(Clone, Copy, PartialEq)]
@@ -54,15 +87,20 @@ impl<'a> rustler::Decoder<'a> for Reply {
 }
 
 /// Hands a job to the workers. `inputs` are copied into the job's own env first.
+/// `namespace` is the caller's namespace term, if the job runs in one.
 fn submit<'a, const N: usize>(
     env: Env<'a>,
     reference: Term<'a>,
-    namespace: Option<ResourceArc<Namespace>>,
+    namespace: Option<Term<'a>>,
     output: Option<LocalPid>,
     reply: Reply,
     inputs: [Term<'a>; N],
     work: impl FnOnce([rustler::env::SavedTerm; N]) -> Work,
-) -> Submitted {
+) -> Submitted<'a> {
+    let namespace = match namespace {
+        Some(term) => Some((term, term.decode::<ResourceArc<Namespace>>()?)),
+        None => None,
+    };
     let timings = (reply == Reply::CallerTimed).then(Timings::start_now);
     let job_env = PooledEnv::take();
     // Only an answer kept for a caller hands its inputs over.
@@ -76,16 +114,27 @@ fn submit<'a, const N: usize>(
     } else {
         Answer::Cast
     };
-    let handle = ResourceArc::new(if reply.looks_at_once() {
-        JobHandle::looked_for_at_once()
-    } else {
-        JobHandle::default()
-    });
-    match (&namespace, reply) {
-        (_, Reply::Nobody) => {}
-        (Some(namespace), _) => namespace.await_job(&handle.token),
-        (None, _) => JobHandle::watch_caller(&handle, env, &env.pid()),
-    }
+    let (held, named_by) = match (&namespace, reply) {
+        (Some((term, namespace)), _) if reply.looks_at_once() => {
+            let handle = namespace.new_looked_for();
+            namespace.await_job(&handle.token);
+            (HeldHandle::Namespace(handle), *term)
+        }
+        (namespace, reply) => {
+            let handle = ResourceArc::new(if reply.looks_at_once() {
+                JobHandle::looked_for_at_once()
+            } else {
+                JobHandle::default()
+            });
+            match (namespace, reply) {
+                (_, Reply::Nobody) => {}
+                (Some((_, namespace)), _) => namespace.await_job(&handle.token),
+                (None, _) => JobHandle::watch_caller(&handle, env, &env.pid()),
+            }
+            let term = handle.encode(env);
+            (HeldHandle::Term(handle), term)
+        }
+    };
     if let Some(timings) = &timings {
         timings.mark("submitted");
     }
@@ -94,18 +143,18 @@ fn submit<'a, const N: usize>(
         env: job_env,
         few_inputs,
         work: work(saved),
-        namespace,
+        namespace: namespace.map(|(_, namespace)| namespace),
         output,
         answer,
-        handle: handle.clone(),
+        handle: held,
     };
     worker_pool::submit(Box::new(move || job.run()))
         .map_err(|reason| rustler::Error::Term(Box::new(reason)))?;
-    Ok(handle)
+    Ok(named_by)
 }
 
 #[rustler::nif]
-fn py_start<'a>(env: Env<'a>, reference: Term<'a>) -> Submitted {
+fn py_start<'a>(env: Env<'a>, reference: Term<'a>) -> Submitted<'a> {
     submit(env, reference, None, None, Reply::Caller, [], |[]| {
         Work::Start
     })
@@ -115,10 +164,10 @@ fn py_start<'a>(env: Env<'a>, reference: Term<'a>) -> Submitted {
 fn py_exec<'a>(
     env: Env<'a>,
     reference: Term<'a>,
-    namespace: ResourceArc<Namespace>,
+    namespace: Term<'a>,
     output: LocalPid,
     code: Term<'a>,
-) -> Submitted {
+) -> Submitted<'a> {
     submit(
         env,
         reference,
@@ -137,12 +186,12 @@ fn py_exec<'a>(
 fn py_eval<'a>(
     env: Env<'a>,
     reference: Term<'a>,
-    namespace: ResourceArc<Namespace>,
+    namespace: Term<'a>,
     output: LocalPid,
     code: Term<'a>,
     locals: Term<'a>,
     reply: Reply,
-) -> Submitted {
+) -> Submitted<'a> {
     submit(
         env,
         reference,
@@ -161,14 +210,14 @@ fn py_eval<'a>(
 fn py_call<'a>(
     env: Env<'a>,
     reference: Term<'a>,
-    namespace: ResourceArc<Namespace>,
+    namespace: Term<'a>,
     output: LocalPid,
     module: Term<'a>,
     function: Term<'a>,
     arguments: Term<'a>, // not `args`: the nif macro uses that name
     kwargs: Term<'a>,
     reply: Reply,
-) -> Submitted {
+) -> Submitted<'a> {
     submit(
         env,
         reference,
@@ -194,14 +243,14 @@ fn py_call<'a>(
 fn py_stream<'a>(
     env: Env<'a>,
     reference: Term<'a>,
-    namespace: ResourceArc<Namespace>,
+    namespace: Term<'a>,
     output: LocalPid,
     module: Term<'a>,
     function: Term<'a>,
     arguments: Term<'a>,
     kwargs: Term<'a>,
     channel: Term<'a>,
-) -> Submitted {
+) -> Submitted<'a> {
     submit(
         env,
         reference,
@@ -221,7 +270,7 @@ fn py_stream<'a>(
 
 /// `abandoned`: the answer will never arrive. `delivered`: it is in the mailbox or on its way.
 #[rustler::nif]
-fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
+fn py_abandon(handle: WaitedJob<'_>) -> Atom {
     if handle.abandon() {
         atoms::abandoned()
     } else {
@@ -233,7 +282,7 @@ fn py_abandon(handle: ResourceArc<JobHandle>) -> Atom {
 /// from now on is kept in the handle for it, not sent), `sent` (it is in the mailbox or on
 /// its way), or the answer's message, `{py_response, Ref, Result}` as it would have come.
 #[rustler::nif]
-fn py_poll<'a>(env: Env<'a>, handle: &'a JobHandle) -> NifResult<Term<'a>> {
+fn py_poll<'a>(env: Env<'a>, handle: WaitedJob<'a>) -> NifResult<Term<'a>> {
     polled(env, handle.poll())
 }
 
@@ -244,7 +293,7 @@ fn py_poll<'a>(env: Env<'a>, handle: &'a JobHandle) -> NifResult<Term<'a>> {
 #[rustler::nif]
 fn py_look<'a>(
     env: Env<'a>,
-    handle: &'a JobHandle,
+    handle: WaitedJob<'a>,
     begun_micros: u64,
     spin_micros: u64,
 ) -> NifResult<Term<'a>> {
@@ -264,7 +313,7 @@ fn py_look<'a>(
 /// The caller stops looking and will wait in `receive`: the answer is sent from now on.
 /// `not_yet`, `sent`, or the message, if the answer was kept for it meanwhile.
 #[rustler::nif]
-fn py_stop_polling<'a>(env: Env<'a>, handle: &'a JobHandle) -> NifResult<Term<'a>> {
+fn py_stop_polling<'a>(env: Env<'a>, handle: WaitedJob<'a>) -> NifResult<Term<'a>> {
     polled(env, handle.stop_polling())
 }
 
@@ -291,14 +340,14 @@ fn polled<'a>(env: Env<'a>, polled: Polled<'_>) -> NifResult<Term<'a>> {
 /// Whether a worker thread has begun the job: a caller looking for a short call's answer
 /// stops looking if it has not (see `py:take_answer/3`).
 #[rustler::nif]
-fn py_started(handle: &JobHandle) -> bool {
+fn py_started(handle: WaitedJob<'_>) -> bool {
     handle.started()
 }
 
 /// Stops the job: its Python code gets `erlang.Cancelled`, and its answer is
 /// `{error, cancelled}` unless it was already done. Returns at once.
 #[rustler::nif]
-fn py_cancel(handle: ResourceArc<JobHandle>) -> Atom {
+fn py_cancel(handle: WaitedJob<'_>) -> Atom {
     handle.token.cancel();
     atoms::ok()
 }
