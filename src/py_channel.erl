@@ -84,6 +84,11 @@
 %% The ticket of a sender that has not parked yet (tickets start at 1).
 -define(FIRST_PARK, 0).
 
+%% The process dictionary key of the callers of the process's last `call/3's, and
+%% how many are kept.
+-define(LAST_CALLERS, {?MODULE, last_callers}).
+-define(CALLERS_KEPT, 4).
+
 %% A channel made on another node: the call is made there (py_channel_remote).
 -define(IS_REMOTE(Channel), is_reference(Channel) andalso node(Channel) =/= node()).
 
@@ -348,8 +353,10 @@ call(Channel, Request, Timeout) when ?IS_REMOTE(Channel) ->
 call(Channel, Request, Timeout) ->
     is_timeout(Timeout) orelse erlang:error(badarg, [Channel, Request, Timeout]),
     Tag = erlang:unique_integer([positive]),
-    case py_channel_nif:call_send(Channel, Tag, Request) of
+    Previous = previous_callers(),
+    case py_channel_nif:call_send(Channel, Tag, Request, Previous) of
         {ok, Caller} ->
+            keep_caller(Caller, Previous),
             await_reply(Caller, Tag, Timeout);
         {busy, _} when Timeout =:= 0 ->
             {error, timeout};
@@ -362,6 +369,22 @@ call(Channel, Request, Timeout) ->
             end;
         {error, _} = Error ->
             Error
+    end.
+
+%% The callers of this process's last calls, renewed for the next one when nothing
+%% else holds them (the NIF checks): a new one per call was a resource that died in
+%% the process's garbage collections, hundreds at a time. A Python reader holds the
+%% caller of the request it answered until the next request comes, so a few are kept.
+previous_callers() ->
+    case get(?LAST_CALLERS) of
+        undefined -> [];
+        Callers -> Callers
+    end.
+
+keep_caller(Caller, Previous) ->
+    case lists:member(Caller, Previous) of
+        true -> ok;
+        false -> put(?LAST_CALLERS, [Caller | lists:sublist(Previous, ?CALLERS_KEPT - 1)])
     end.
 
 %% The few microseconds of looking (py_answer) are not taken off `Timeout'.

@@ -33,6 +33,12 @@ call_test_() ->
        fun request_shapes/0},
       {"requests never read hold their callers only until the channel goes",
        fun unread_requests_freed/0},
+      {"a process's callers are renewed call after call: nothing grows on its binary heap",
+       fun callers_renewed/0},
+      {"a caller a Python reader still holds is never renewed: its late reply reaches no "
+       "later call", fun held_by_python_not_renewed/0},
+      {"a caller an Erlang reader has as a term is never renewed: its late reply reaches no "
+       "later call", fun held_by_erlang_not_renewed/0},
       {timeout, 60, {"replies racing the caller's last look: each call gets its own reply, once",
                      fun replies_race_the_last_look/0}}]}.
 
@@ -76,6 +82,18 @@ def serve_after(ref):
         while clock() - start < delay_ns:
             pass
         reply(caller, n if n % 2 else {'n': n})
+
+def serve_holding(ref, report):
+    held = []
+    for caller, request in Channel(ref):
+        if request == 'hold':
+            held.append(caller)
+        elif request == 'release':
+            erlang.send(report, ('late', [reply(late, 'late') for late in held]))
+            held.clear()
+            reply(caller, 'released')
+        else:
+            reply(caller, request)
 
 def serve_large(ref):
     for caller, size in Channel(ref):
@@ -265,6 +283,76 @@ unread_requests_freed() ->
                                        erlang:memory(binary) - Before < Held div 4
                                end),
     ?assert(Held > 20000 * 50),
+    ?assertEqual([], mailbox()).
+
+%% A caller per call was a resource on the caller's virtual binary heap (85 words), and
+%% they died in its garbage collections hundreds at a time. No collection runs here (a
+%% large heap), so every caller made would still be counted.
+callers_renewed() ->
+    Server = {Ch, _} = serve(serve, []),
+    Parent = self(),
+    Calls = 500,
+    {Pid, Monitor} =
+        spawn_opt(fun() ->
+                          [{ok, _} = py_channel:call(Ch, N) || N <- lists:seq(1, 10)],
+                          Before = binary_heap(),
+                          Replies = [py_channel:call(Ch, N) || N <- lists:seq(1, Calls)],
+                          Parent ! {self(), Replies, Before, binary_heap()}
+                  end,
+                  [monitor, {min_heap_size, 1000000}, {min_bin_vheap_size, 10000000}]),
+    receive
+        {Pid, Replies, {WordsBefore, Collections}, {WordsAfter, CollectionsAfter}} ->
+            ?assertEqual([{ok, {<<"echo">>, N, true}} || N <- lists:seq(1, Calls)], Replies),
+            ?assertEqual(Collections, CollectionsAfter),
+            ?assertEqual(WordsBefore, WordsAfter)
+    end,
+    receive {'DOWN', Monitor, process, Pid, normal} -> ok end,
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+%% The words of binaries and resources the process refers to, and the collections it had.
+binary_heap() ->
+    {garbage_collection, Collections} = process_info(self(), garbage_collection),
+    {garbage_collection_info, Info} = process_info(self(), garbage_collection_info),
+    {proplists:get_value(bin_vheap_size, Info), proplists:get_value(minor_gcs, Collections)}.
+
+held_by_python_not_renewed() ->
+    Server = {Ch, _} = serve(serve_holding, [self()]),
+    ?assertEqual({error, timeout}, py_channel:call(Ch, hold, 20)),
+    ?assertEqual({error, timeout}, py_channel:call(Ch, hold, 20)),
+    [?assertEqual({ok, N}, py_channel:call(Ch, N)) || N <- lists:seq(1, 50)],
+    ?assertEqual({ok, <<"released">>}, py_channel:call(Ch, release)),
+    receive Late -> ?assertEqual({<<"late">>, [false, false]}, Late) end,
+    [?assertEqual({ok, N}, py_channel:call(Ch, N)) || N <- lists:seq(51, 100)],
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+held_by_erlang_not_renewed() ->
+    {ok, Ch} = py_channel:new(),
+    Self = self(),
+    Serve = fun Serve(Held) ->
+                    case py_channel:recv(Ch, 5000) of
+                        {ok, {Caller, hold}} ->
+                            Serve([Caller | Held]);
+                        {ok, {Caller, release}} ->
+                            Self ! {late, [py_channel:reply(Late, late) || Late <- Held]},
+                            ok = py_channel:reply(Caller, released),
+                            Serve([]);
+                        {ok, {Caller, N}} ->
+                            ok = py_channel:reply(Caller, N),
+                            Serve(Held);
+                        {error, closed} ->
+                            ok
+                    end
+            end,
+    Reader = spawn_link(fun() -> Serve([]) end),
+    ?assertEqual({error, timeout}, py_channel:call(Ch, hold, 20)),
+    [?assertEqual({ok, N}, py_channel:call(Ch, N)) || N <- lists:seq(1, 50)],
+    ?assertEqual({ok, released}, py_channel:call(Ch, release)),
+    receive Late -> ?assertEqual({late, [ok]}, Late) end,
+    [?assertEqual({ok, N}, py_channel:call(Ch, N)) || N <- lists:seq(51, 100)],
+    ok = py_channel:close(Ch),
+    unlink(Reader),
     ?assertEqual([], mailbox()).
 
 replies_race_the_last_look() ->

@@ -25,7 +25,7 @@ use rustler::{Encoder, Env, LocalPid, NifResult, Resource, ResourceArc, Term};
 use std::ffi::c_void;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// No reply yet; the caller looks for it here (`caller_poll`): a reply of small plain data
 /// is kept here for it.
@@ -72,10 +72,16 @@ const _: () = assert!(size_of::<ReplyBlock>() == 128);
 
 pub struct Caller {
     pub pid: LocalPid,
-    tag: u64,
+    /// The tag of the reply of its process's current call.
+    tag: AtomicU64,
     reply: ReplyBlock,
     /// A reader has the request: Python made an `erlang.Caller` of it.
     taken: AtomicBool,
+    /// The `CallerRef`s of this caller: a queued request's, Python's `erlang.Caller`s.
+    holders: AtomicUsize,
+    /// This caller was made a term for someone other than its process (an Erlang reader, a
+    /// term Python built, a request waiting for room): references nobody counts.
+    shared_as_term: AtomicBool,
 }
 
 #[rustler::resource_impl]
@@ -277,7 +283,33 @@ impl Caller {
 
     /// The reply message, `{py_channel_reply, Tag, Reply}`.
     pub fn message<'a>(&self, env: Env<'a>, reply: Term<'a>) -> Term<'a> {
-        (atoms::py_channel_reply(), self.tag, reply).encode(env)
+        let tag = self.tag.load(Ordering::Relaxed);
+        (atoms::py_channel_reply(), tag, reply).encode(env)
+    }
+
+    /// The caller is made a term for others (see `shared_as_term`): it is never renewed.
+    pub fn mark_shared_as_term(&self) {
+        self.shared_as_term.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes this caller, whose call is over, the caller of its process's next call, tagged
+    /// `tag`, if nothing but its process holds it: no reader has its last request or an
+    /// `erlang.Caller` of it, and it never was a term of anyone else's. False otherwise.
+    fn renew(&self, tag: u64) -> bool {
+        // Acquire: what the last holder did before it let go (a reply written) is done.
+        if self.holders.load(Ordering::Acquire) != 0 || self.shared_as_term.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        let state = self.reply.state.swap(LOOKING, Ordering::Relaxed);
+        if let Some(Kept::Boxed(kept)) = Self::kept(state) {
+            // SAFETY: the box of a reply never taken, which nobody else can reach.
+            drop(unsafe { Box::from_raw(kept) });
+        }
+        self.reply.writing.store(false, Ordering::Relaxed);
+        self.taken.store(false, Ordering::Relaxed);
+        self.tag.store(tag, Ordering::Relaxed);
+        true
     }
 
     /// What the caller's NIFs answer for `polled`: `not_yet`, `sent`, or the reply's
@@ -310,6 +342,7 @@ unsafe impl Sync for CallerRef {}
 impl CallerRef {
     /// Takes over `caller`'s reference.
     pub fn from_arc(caller: ResourceArc<Caller>) -> CallerRef {
+        caller.holders.fetch_add(1, Ordering::Relaxed);
         let this = CallerRef(NonNull::new(caller.as_c_arg() as *mut c_void).expect("a resource"));
         // Every `CallerRef` comes from here: `Deref` finds the value where rustler put it.
         assert!(
@@ -327,7 +360,9 @@ impl CallerRef {
     pub unsafe fn kept(raw: *const c_void) -> CallerRef {
         // SAFETY: as the caller's.
         unsafe { enif_keep_resource(raw) };
-        CallerRef(NonNull::new(raw as *mut c_void).expect("a resource"))
+        let this = CallerRef(NonNull::new(raw as *mut c_void).expect("a resource"));
+        this.holders.fetch_add(1, Ordering::Relaxed);
+        this
     }
 
     /// Takes over the reference that [`CallerRef::into_raw`] gave up.
@@ -349,8 +384,9 @@ impl CallerRef {
         self.0.as_ptr()
     }
 
-    /// The caller as a term of `env`.
+    /// The caller as a term of `env`, for someone other than its process.
     pub fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        self.mark_shared_as_term();
         // SAFETY: a live resource; the term holds a reference of its own.
         unsafe { Term::new(env, enif_make_resource(env.as_c_arg(), self.as_raw())) }
     }
@@ -380,23 +416,46 @@ impl Clone for CallerRef {
 
 impl Drop for CallerRef {
     fn drop(&mut self) {
+        self.holders.fetch_sub(1, Ordering::Release);
         // SAFETY: the reference this holds.
         unsafe { enif_release_resource(self.as_raw()) };
     }
 }
 
-/// A caller for the calling process, whose reply will be tagged with `tag`.
-pub fn new_caller(env: Env<'_>, tag: u64) -> ResourceArc<Caller> {
-    ResourceArc::new(Caller {
-        pid: env.pid(),
-        tag,
-        reply: ReplyBlock {
-            state: AtomicUsize::new(LOOKING),
-            writing: AtomicBool::new(false),
-            bytes: KeptBytes::default(),
-        },
-        taken: AtomicBool::new(false),
-    })
+/// The caller of the calling process's call tagged `tag`: the first of `previous` (callers
+/// of its calls before, as terms) that can be renewed (`Caller::renew`), with its term, or
+/// a new one. A new resource per call was 85 words on the process's virtual binary heap
+/// each time, and they died in its garbage collections and time slices' ends, hundreds at
+/// a time (each destructor aux work of its scheduler). Python's `for caller, request in ch`
+/// holds the caller of the last request until the next one comes, so the process keeps a
+/// few.
+pub fn caller_for<'a>(
+    env: Env<'a>,
+    tag: u64,
+    previous: &[Term<'a>],
+) -> (ResourceArc<Caller>, Option<Term<'a>>) {
+    let renewed = previous.iter().find_map(|&term| {
+        let caller: ResourceArc<Caller> = term.decode().ok()?;
+        (caller.pid == env.pid() && caller.renew(tag)).then_some((caller, term))
+    });
+    match renewed {
+        Some((caller, term)) => (caller, Some(term)),
+        None => (
+            ResourceArc::new(Caller {
+                pid: env.pid(),
+                tag: AtomicU64::new(tag),
+                reply: ReplyBlock {
+                    state: AtomicUsize::new(LOOKING),
+                    writing: AtomicBool::new(false),
+                    bytes: KeptBytes::default(),
+                },
+                taken: AtomicBool::new(false),
+                holders: AtomicUsize::new(0),
+                shared_as_term: AtomicBool::new(false),
+            }),
+            None,
+        ),
+    }
 }
 
 /// The caller looks for its reply: `not_yet`, `sent` (in the mailbox or on its way), or the

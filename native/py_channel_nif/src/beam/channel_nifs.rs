@@ -66,29 +66,38 @@ fn send<'a>(env: Env<'a>, [channel, term]: [Term<'a>; 2]) -> NifResult<Term<'a>>
 }
 raw_nif!("send", 2, send);
 
-/// The send of `py_channel:call/3`: `{Caller, Request}`, for a new caller of the calling
-/// process whose reply is tagged `tag`. `{ok, Caller}`, `{busy, Caller}` (the caller then
-/// waits for room with `send/3`), or `{error, closed | too_large}`.
+/// The send of `py_channel:call/3`: `{Caller, Request}`, for a caller of the calling
+/// process whose reply is tagged `tag`: one of `previous` (the callers of its calls before)
+/// renewed, else a new one (`caller::caller_for`). `{ok, Caller}`, `{busy, Caller}` (the
+/// caller then waits for room with `send/3`), or `{error, closed | too_large}`.
 #[rustler::nif]
 fn call_send<'a>(
     env: Env<'a>,
     channel: Term<'a>,
     tag: u64,
     request: Term<'a>,
+    previous: Vec<Term<'a>>,
 ) -> NifResult<Term<'a>> {
     let channel: &ChannelResource = channel.decode()?;
-    let caller = caller::new_caller(env, tag);
+    let (caller, renewed) = caller::caller_for(env, tag, &previous);
+    // A renewed caller's term is the one the process has: no new reference on its heap.
+    let caller_term = renewed.unwrap_or_else(|| caller.encode(env));
     channel.channel.prepare_send();
     let frame = Frame::call(&caller, request, channel).unwrap_or_else(|| {
-        let term = (&caller, request).encode(env);
+        caller.mark_shared_as_term();
+        let term = (caller_term, request).encode(env);
         encode_frame(env, term, channel)
     });
     Ok(match channel.channel.send(frame) {
         Ok(wakes) => {
             channel.wake(wakes, Some(env));
-            (atoms::ok(), caller).encode(env)
+            (atoms::ok(), caller_term).encode(env)
         }
-        Err(TrySendError::Busy(_)) => (atoms::busy(), caller).encode(env),
+        Err(TrySendError::Busy(_)) => {
+            // It waits for room inside a term sent as any other (`send/3`).
+            caller.mark_shared_as_term();
+            (atoms::busy(), caller_term).encode(env)
+        }
         Err(TrySendError::Closed(_)) => (atoms::error(), atoms::closed()).encode(env),
         Err(TrySendError::TooLarge(_)) => (atoms::error(), atoms::too_large()).encode(env),
     })

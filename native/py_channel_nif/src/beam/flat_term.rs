@@ -23,8 +23,8 @@
 //! The size counted against `max_size` is worked out as `term_scan.rs` counts the term, so a
 //! term weighs the same however it is stored, and whichever language sent it.
 
+use crate::beam::caller::CallerRef;
 use crate::beam::term_scan;
-use rustler::sys::enif_make_resource;
 use rustler::sys::{
     enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_get_uint64,
     enif_inspect_binary, enif_is_empty_list, enif_make_double, enif_make_int64,
@@ -419,7 +419,7 @@ pub fn decode<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
             Item::UInt(value) => unsafe { enif_make_uint64(raw_env, value) },
             Item::Float(value) => unsafe { enif_make_double(raw_env, value) },
             // SAFETY: a live caller resource, held by the frame being read.
-            Item::Caller(caller) => unsafe { enif_make_resource(raw_env, caller) },
+            Item::Caller(caller) => unsafe { CallerRef::kept(caller) }.encode(env).as_c_arg(),
             Item::Binary(data) => {
                 let mut binary = NewBinary::new(env, data.len());
                 binary.as_mut_slice().copy_from_slice(data);
