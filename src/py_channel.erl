@@ -344,7 +344,9 @@ call(Channel, Request) ->
 %% for a few microseconds (the app env `await_spin') before it sleeps, so a
 %% fast reader's reply does not wait for the caller's scheduler to wake up:
 %% see docs/threading.md. `Timeout' is `infinity' or 0 to 4294967295;
-%% anything else is a `badarg' error, raised before anything is sent.
+%% anything else is a `badarg' error, raised before anything is sent. The
+%% process keeps the `Caller's of its last few calls in its process dictionary,
+%% and a later call reuses one that no reader holds any more.
 -spec call(channel(), term(), timeout()) ->
           {ok, term()} | {error, timeout | closed | too_large}.
 call(Channel, Request, Timeout) when ?IS_REMOTE(Channel) ->
