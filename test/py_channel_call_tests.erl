@@ -40,7 +40,9 @@ call_test_() ->
       {"a caller an Erlang reader has as a term is never renewed: its late reply reaches no "
        "later call", fun held_by_erlang_not_renewed/0},
       {timeout, 60, {"replies racing the caller's last look: each call gets its own reply, once",
-                     fun replies_race_the_last_look/0}}]}.
+                     fun replies_race_the_last_look/0}},
+      {timeout, 60, {"replies racing timeouts, callers renewed between: a reply is its own "
+                     "call's or none", fun replies_race_timeouts/0}}]}.
 
 -define(SERVERS, <<"
 import time
@@ -361,6 +363,34 @@ replies_race_the_last_look() ->
     Replies = [py_channel:call(Ch, Call, 5000) || Call <- Calls],
     Expected = [case N rem 2 of 1 -> {ok, N}; 0 -> {ok, #{<<"n">> => N}} end || {N, _} <- Calls],
     ?assertEqual(Expected, Replies),
+    stop(Server),
+    ?assertEqual([], mailbox()).
+
+%% Every other call gives up at once (a timeout of 0) while Python answers each after up to
+%% 40 us: a caller whose reply comes late is held by Python until it has replied, and is
+%% renewed for a later call only then, so a reply reaches its own call or nobody.
+replies_race_timeouts() ->
+    Server = {Ch, _} = serve(serve_after, []),
+    Self = self(),
+    Callers =
+        [spawn_link(
+           fun() ->
+                   Outcomes = [{N, py_channel:call(Ch, {N, (N * 7919) rem 40000}, N rem 2)}
+                               || N <- lists:seq(I * 100000, I * 100000 + 2000)],
+                   {messages, Stray} = process_info(self(), messages),
+                   Self ! {self(), Outcomes, Stray}
+           end) || I <- [1, 2]],
+    [receive
+         {Caller, Outcomes, Stray} ->
+             ?assertEqual([], Stray),
+             ?assertEqual([], [Wrong || {N, Outcome} = Wrong <- Outcomes,
+                                        Outcome =/= {error, timeout},
+                                        Outcome =/= {ok, N},
+                                        Outcome =/= {ok, #{<<"n">> => N}}]),
+             %% Some of each.
+             ?assert(lists:keymember({error, timeout}, 2, Outcomes)),
+             ?assert(lists:any(fun({_, Outcome}) -> Outcome =/= {error, timeout} end, Outcomes))
+     end || Caller <- Callers],
     stop(Server),
     ?assertEqual([], mailbox()).
 
