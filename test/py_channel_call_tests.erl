@@ -297,9 +297,9 @@ callers_renewed() ->
     {Pid, Monitor} =
         spawn_opt(fun() ->
                           [{ok, _} = py_channel:call(Ch, N) || N <- lists:seq(1, 10)],
-                          Before = binary_heap(),
+                          Before = py_test_support:binary_heap(),
                           Replies = [py_channel:call(Ch, N) || N <- lists:seq(1, Calls)],
-                          Parent ! {self(), Replies, Before, binary_heap()}
+                          Parent ! {self(), Replies, Before, py_test_support:binary_heap()}
                   end,
                   [monitor, {min_heap_size, 1000000}, {min_bin_vheap_size, 10000000}]),
     receive
@@ -311,12 +311,6 @@ callers_renewed() ->
     receive {'DOWN', Monitor, process, Pid, normal} -> ok end,
     stop(Server),
     ?assertEqual([], mailbox()).
-
-%% The words of binaries and resources the process refers to, and the collections it had.
-binary_heap() ->
-    {garbage_collection, Collections} = process_info(self(), garbage_collection),
-    {garbage_collection_info, Info} = process_info(self(), garbage_collection_info),
-    {proplists:get_value(bin_vheap_size, Info), proplists:get_value(minor_gcs, Collections)}.
 
 held_by_python_not_renewed() ->
     Server = {Ch, _} = serve(serve_holding, [self()]),

@@ -4,7 +4,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([send_retrying/2, recv_all/1, wait_until/1, wait_until/2, uvloop_available/0,
-         importable/1, rss_mb/0]).
+         importable/1, rss_mb/0, binary_heap/0]).
 
 %% Sends, retrying while the channel answers busy.
 -spec send_retrying(py_channel:channel(), term()) -> ok.
@@ -68,3 +68,12 @@ rss_mb() ->
     {ok, Status} = file:read_file("/proc/self/status"),
     {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, binary}]),
     binary_to_integer(Kb) div 1024.
+
+%% The words of binaries and resources the calling process refers to (its virtual binary
+%% heap), and the garbage collections it has had: a resource made per call shows in the
+%% first as long as the second stays the same.
+-spec binary_heap() -> {non_neg_integer(), non_neg_integer()}.
+binary_heap() ->
+    {garbage_collection, Collections} = process_info(self(), garbage_collection),
+    {garbage_collection_info, Info} = process_info(self(), garbage_collection_info),
+    {proplists:get_value(bin_vheap_size, Info), proplists:get_value(minor_gcs, Collections)}.

@@ -599,10 +599,10 @@ call_leaves_no_resource() ->
     {Pid, Monitor} =
         spawn_opt(fun() ->
                           {ok, 4.0} = py:call(math, sqrt, [16]), % the namespace, made once
-                          Before = binary_heap(),
+                          Before = py_test_support:binary_heap(),
                           Answers = [py:call(math, sqrt, [16]) || _ <- lists:seq(1, Calls)],
                           Evals = [py:eval(<<"6 * 7">>) || _ <- lists:seq(1, Calls)],
-                          Parent ! {self(), Answers ++ Evals, Before, binary_heap()}
+                          Parent ! {self(), Answers ++ Evals, Before, py_test_support:binary_heap()}
                   end,
                   [monitor, {min_heap_size, 1000000}, {min_bin_vheap_size, 10000000}]),
     receive
@@ -614,12 +614,6 @@ call_leaves_no_resource() ->
             ?assertEqual(WordsBefore, WordsAfter)
     end,
     receive {'DOWN', Monitor, process, Pid, normal} -> ok end.
-
-%% The words of binaries and resources the process refers to, and the collections it had.
-binary_heap() ->
-    {garbage_collection, Collections} = process_info(self(), garbage_collection),
-    {garbage_collection_info, Info} = process_info(self(), garbage_collection_info),
-    {proplists:get_value(bin_vheap_size, Info), proplists:get_value(minor_gcs, Collections)}.
 
 %% The namespace holds the handle of the call its owner waits for; one given up still runs
 %% with its own, and neither its late answer nor its cancel touches the calls after it.
