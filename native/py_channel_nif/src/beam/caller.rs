@@ -434,11 +434,12 @@ pub fn caller_for<'a>(
     tag: u64,
     previous: &[Term<'a>],
 ) -> (ResourceArc<Caller>, Option<Term<'a>>) {
-    let renewed = previous.iter().find_map(|&term| {
-        let caller: ResourceArc<Caller> = term.decode().ok()?;
-        (caller.pid == env.pid() && caller.renew(tag)).then_some((caller, term))
+    // Only the caller renewed is kept (a reference counted), not each one looked at.
+    let renewed = previous.iter().find(|term| {
+        term.decode::<&Caller>()
+            .is_ok_and(|caller| caller.pid == env.pid() && caller.renew(tag))
     });
-    match renewed {
+    match renewed.and_then(|&term| Some((term.decode().ok()?, term))) {
         Some((caller, term)) => (caller, Some(term)),
         None => (
             ResourceArc::new(Caller {

@@ -26,7 +26,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use rustler::env::SavedTerm;
 use rustler::sys::{enif_make_copy, enif_send, ErlNifTerm};
-use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, Term};
+use rustler::{Encoder, Env, LocalPid, Monitor, NifResult, OwnedEnv, Resource, ResourceArc, Term};
 use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ pub struct Namespace {
     awaited: Mutex<Vec<Arc<CancelToken>>>,
     /// The handle of the call the owner waits for at once (`py:call`, `eval`, `exec`): held
     /// here, not in a resource of its own, and named by this namespace in the NIFs that look
-    /// for its answer (`WaitedJob`). A resource per call was 93 words on the caller's
+    /// for its answer (`HeldHandle`). A resource per call was 93 words on the caller's
     /// virtual binary heap, and each one died in a garbage collection, a few hundred at a
     /// time: 5-25 us collections inside the calls timed, 80-90 of every 20,000 `py:call`s
     /// over 8 us.
@@ -221,7 +221,7 @@ impl JobHandle {
     /// sent from the worker's thread, a message allocated outside the schedulers and freed
     /// on one: work for the VM's aux thread, which then took a core for microseconds
     /// (1,800 sends a second in a loop of `py:call`s, at 300,000 calls a second).
-    pub fn looked_for_at_once() -> Self {
+    fn looked_for_at_once() -> Self {
         let handle = JobHandle::default();
         handle.answer.state.store(POLLING, Ordering::Relaxed);
         handle
@@ -436,10 +436,23 @@ pub struct Job {
 }
 
 /// Who holds a job's handle besides the job: the caller, as a term (`py:spawn_call`,
-/// `py:start`, `py:cast`), or the caller's namespace, for a call it waits for at once.
+/// `py:start`, `py:cast`), or the caller's namespace, for a call it waits for at once. The
+/// caller names the job to the NIFs that look for its answer by the same term.
 pub enum HeldHandle {
     Term(ResourceArc<JobHandle>),
     Namespace(Arc<JobHandle>),
+}
+
+impl<'a> rustler::Decoder<'a> for HeldHandle {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        if let Ok(namespace) = term.decode::<&Namespace>() {
+            return namespace
+                .looked_for()
+                .map(HeldHandle::Namespace)
+                .ok_or(rustler::Error::BadArg);
+        }
+        term.decode().map(HeldHandle::Term)
+    }
 }
 
 impl std::ops::Deref for HeldHandle {

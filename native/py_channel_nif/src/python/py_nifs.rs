@@ -11,41 +11,10 @@ use crate::python::interpreter;
 use crate::python::jobs::{Answer, HeldHandle, Job, JobHandle, Namespace, Polled, Timings, Work};
 use crate::worker_pool;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
-use std::sync::Arc;
 
-/// What names the job submitted, for the caller's later NIF calls about it (`WaitedJob`):
-/// its handle, or for a call the caller waits for at once, the caller's namespace.
+/// What names the job submitted, for the caller's later NIF calls about it (`HeldHandle`
+/// decodes it): its handle, or for a call the caller waits for at once, its namespace.
 type Submitted<'a> = NifResult<Term<'a>>;
-
-/// The job a caller names: by its handle, or by its namespace, for the call it waits for at
-/// once (`Namespace::looked_for`).
-enum WaitedJob<'a> {
-    Handle(&'a JobHandle),
-    Call(Arc<JobHandle>),
-}
-
-impl<'a> rustler::Decoder<'a> for WaitedJob<'a> {
-    fn decode(term: Term<'a>) -> NifResult<Self> {
-        if let Ok(namespace) = term.decode::<&'a Namespace>() {
-            return namespace
-                .looked_for()
-                .map(WaitedJob::Call)
-                .ok_or(rustler::Error::BadArg);
-        }
-        term.decode().map(WaitedJob::Handle)
-    }
-}
-
-impl std::ops::Deref for WaitedJob<'_> {
-    type Target = JobHandle;
-
-    fn deref(&self) -> &JobHandle {
-        match self {
-            WaitedJob::Handle(handle) => handle,
-            WaitedJob::Call(handle) => handle,
-        }
-    }
-}
 
 /// Who hears the outcome of a job.
 #[derive(Clone, Copy, PartialEq)]
@@ -114,19 +83,16 @@ fn submit<'a, const N: usize>(
     } else {
         Answer::Cast
     };
-    let (held, named_by) = match (&namespace, reply) {
-        (Some((term, namespace)), _) if reply.looks_at_once() => {
+    // Every job its caller waits for at once (`py:call`, `eval`, `exec`) runs in a namespace.
+    let (held, named_by) = match &namespace {
+        Some((term, namespace)) if reply.looks_at_once() => {
             let handle = namespace.new_looked_for();
             namespace.await_job(&handle.token);
             (HeldHandle::Namespace(handle), *term)
         }
-        (namespace, reply) => {
-            let handle = ResourceArc::new(if reply.looks_at_once() {
-                JobHandle::looked_for_at_once()
-            } else {
-                JobHandle::default()
-            });
-            match (namespace, reply) {
+        _ => {
+            let handle = ResourceArc::new(JobHandle::default());
+            match (&namespace, reply) {
                 (_, Reply::Nobody) => {}
                 (Some((_, namespace)), _) => namespace.await_job(&handle.token),
                 (None, _) => JobHandle::watch_caller(&handle, env, &env.pid()),
@@ -270,7 +236,7 @@ fn py_stream<'a>(
 
 /// `abandoned`: the answer will never arrive. `delivered`: it is in the mailbox or on its way.
 #[rustler::nif]
-fn py_abandon(handle: WaitedJob<'_>) -> Atom {
+fn py_abandon(handle: HeldHandle) -> Atom {
     if handle.abandon() {
         atoms::abandoned()
     } else {
@@ -282,7 +248,7 @@ fn py_abandon(handle: WaitedJob<'_>) -> Atom {
 /// from now on is kept in the handle for it, not sent), `sent` (it is in the mailbox or on
 /// its way), or the answer's message, `{py_response, Ref, Result}` as it would have come.
 #[rustler::nif]
-fn py_poll<'a>(env: Env<'a>, handle: WaitedJob<'a>) -> NifResult<Term<'a>> {
+fn py_poll<'a>(env: Env<'a>, handle: HeldHandle) -> NifResult<Term<'a>> {
     polled(env, handle.poll())
 }
 
@@ -293,7 +259,7 @@ fn py_poll<'a>(env: Env<'a>, handle: WaitedJob<'a>) -> NifResult<Term<'a>> {
 #[rustler::nif]
 fn py_look<'a>(
     env: Env<'a>,
-    handle: WaitedJob<'a>,
+    handle: HeldHandle,
     begun_micros: u64,
     spin_micros: u64,
 ) -> NifResult<Term<'a>> {
@@ -313,7 +279,7 @@ fn py_look<'a>(
 /// The caller stops looking and will wait in `receive`: the answer is sent from now on.
 /// `not_yet`, `sent`, or the message, if the answer was kept for it meanwhile.
 #[rustler::nif]
-fn py_stop_polling<'a>(env: Env<'a>, handle: WaitedJob<'a>) -> NifResult<Term<'a>> {
+fn py_stop_polling<'a>(env: Env<'a>, handle: HeldHandle) -> NifResult<Term<'a>> {
     polled(env, handle.stop_polling())
 }
 
@@ -340,14 +306,14 @@ fn polled<'a>(env: Env<'a>, polled: Polled<'_>) -> NifResult<Term<'a>> {
 /// Whether a worker thread has begun the job: a caller looking for a short call's answer
 /// stops looking if it has not (see `py:take_answer/3`).
 #[rustler::nif]
-fn py_started(handle: WaitedJob<'_>) -> bool {
+fn py_started(handle: HeldHandle) -> bool {
     handle.started()
 }
 
 /// Stops the job: its Python code gets `erlang.Cancelled`, and its answer is
 /// `{error, cancelled}` unless it was already done. Returns at once.
 #[rustler::nif]
-fn py_cancel(handle: WaitedJob<'_>) -> Atom {
+fn py_cancel(handle: HeldHandle) -> Atom {
     handle.token.cancel();
     atoms::ok()
 }
