@@ -16,7 +16,10 @@
 %% 20 microseconds of looking is less than a process's time slice anyway. A
 %% scheduler that looks keeps its core, though: work that no Python thread
 %% has begun after ?BEGUN_WITHIN microseconds may be waiting for that very
-%% core, so the process then stops looking at once. Whatever the path, it
+%% core, so the process then stops looking at once, unless the channel's
+%% Python reader is known to spin on another core (held up a moment at
+%% most); a reader found spinning on the caller's own core is asked to move
+%% off it (`caller_look_on/2'). Whatever the path, it
 %% stops looking before it sleeps in `receive', so that nothing is kept for a
 %% process that no longer looks. A job submitted for a caller that looks at
 %% once (`py:call', `eval', `exec') is looked for from its submit on, so an
@@ -27,9 +30,10 @@
 
 -export_type([slot/0]).
 
--type slot() :: {job, reference()} | {call, py_channel:caller(), integer()}.
-%% A `py' job's handle, or a `py_channel:call/3' caller and the tag of its
-%% reply, `{py_channel_reply, Tag, Reply}'.
+-type slot() :: {job, reference()}
+              | {call, py_channel:caller(), integer(), py_channel:channel()}.
+%% A `py' job's handle, or a `py_channel:call/3' caller, the tag of its
+%% reply, `{py_channel_reply, Tag, Reply}', and the channel of its request.
 
 -define(AWAIT_SPIN, {?MODULE, await_spin}).
 -define(DEFAULT_AWAIT_SPIN, 20).
@@ -93,7 +97,8 @@ look_for({job, Handle} = Slot, BegunBy, Until) ->
 look_for(Slot, BegunBy, Until) ->
     look(Slot, BegunBy, Until).
 
-%% `BegunBy' is when the work must have begun, until it is seen begun.
+%% `BegunBy' is when the work must have begun (or be about to), until it is
+%% seen so.
 look(Slot, BegunBy, Until) ->
     case poll(Slot) of
         not_yet ->
@@ -126,7 +131,7 @@ stop_looking(Slot) ->
 
 poll({job, Handle}) ->
     py_channel_nif:py_poll(Handle);
-poll({call, Caller, Tag}) ->
+poll({call, Caller, Tag, _Channel}) ->
     case py_channel_nif:caller_poll(Caller) of
         %% Sent as a message (not small plain data, or from an Erlang reader):
         %% it is in the mailbox, or about to be.
@@ -135,7 +140,7 @@ poll({call, Caller, Tag}) ->
     end.
 
 stop_polling({job, Handle}) -> py_channel_nif:py_stop_polling(Handle);
-stop_polling({call, Caller, _Tag}) -> py_channel_nif:caller_stop_polling(Caller).
+stop_polling({call, Caller, _Tag, _Channel}) -> py_channel_nif:caller_stop_polling(Caller).
 
 begun({job, Handle}) -> py_channel_nif:py_started(Handle);
-begun({call, Caller, _Tag}) -> py_channel_nif:caller_taken(Caller).
+begun({call, Caller, _Tag, Channel}) -> py_channel_nif:caller_look_on(Caller, Channel).

@@ -359,14 +359,14 @@ call(Channel, Request, Timeout) ->
     case py_channel_nif:call_send(Channel, Tag, Request, Previous) of
         {ok, Caller} ->
             keep_caller(Caller, Previous),
-            await_reply(Caller, Tag, Timeout);
+            await_reply(Channel, Caller, Tag, Timeout);
         {busy, _} when Timeout =:= 0 ->
             {error, timeout};
         {busy, Caller} ->
             %% The time spent waiting for room counts against the timeout.
             Deadline = deadline(Timeout),
             case send_when_room(Channel, {Caller, Request}, Deadline, ?FIRST_PARK) of
-                ok -> await_reply(Caller, Tag, remaining(Deadline));
+                ok -> await_reply(Channel, Caller, Tag, remaining(Deadline));
                 {error, _} = Error -> Error
             end;
         {error, _} = Error ->
@@ -390,8 +390,8 @@ keep_caller(Caller, Previous) ->
     end.
 
 %% The few microseconds of looking (py_answer) are not taken off `Timeout'.
-await_reply(Caller, Tag, Timeout) ->
-    case py_answer:look({call, Caller, Tag}, Timeout) of
+await_reply(Channel, Caller, Tag, Timeout) ->
+    case py_answer:look({call, Caller, Tag, Channel}, Timeout) of
         {message, {py_channel_reply, Tag, Reply}} ->
             {ok, Reply};
         'receive' ->

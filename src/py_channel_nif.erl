@@ -12,7 +12,7 @@
 -export([new_channel/2, send/2, try_receive/1, close/1, info/1,
          wait/2, take_woken/1, settle_wait/1, cancel_wait/1, send_or_wait/4,
          cancel_send_wait/1, send_many/2,
-         call_send/4, caller_poll/1, caller_stop_polling/1, caller_abandon/1, caller_taken/1, caller_reply/2,
+         call_send/4, caller_poll/1, caller_stop_polling/1, caller_abandon/1, caller_look_on/2, caller_reply/2,
          term_size/1, live_channels/0,
          py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
          py_started/1, py_poll/1, py_look/3, py_stop_polling/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
@@ -21,7 +21,7 @@
 -nifs([loaded/0, new_channel/2, send/2, try_receive/1, close/1, info/1,
        wait/2, take_woken/1, settle_wait/1, cancel_wait/1, send_or_wait/4,
        cancel_send_wait/1, send_many/2,
-       call_send/4, caller_poll/1, caller_stop_polling/1, caller_abandon/1, caller_taken/1, caller_reply/2,
+       call_send/4, caller_poll/1, caller_stop_polling/1, caller_abandon/1, caller_look_on/2, caller_reply/2,
        term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
        py_started/1, py_poll/1, py_look/3, py_stop_polling/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
@@ -62,7 +62,7 @@ call_send(Channel, Tag, Request, Previous) ->
 caller_poll(Caller) -> ?LOADED(caller_poll, [Caller]).
 caller_stop_polling(Caller) -> ?LOADED(caller_stop_polling, [Caller]).
 caller_abandon(Caller) -> ?LOADED(caller_abandon, [Caller]).
-caller_taken(Caller) -> ?LOADED(caller_taken, [Caller]).
+caller_look_on(Caller, Channel) -> ?LOADED(caller_look_on, [Caller, Channel]).
 caller_reply(Caller, Reply) -> ?LOADED(caller_reply, [Caller, Reply]).
 py_start(Ref) -> ?LOADED(py_start, [Ref]).
 py_exec(Ref, Namespace, Output, Code) -> ?LOADED(py_exec, [Ref, Namespace, Output, Code]).

@@ -18,8 +18,11 @@
 //! comes first wins, so a late reply is never sent, and one kept or on its way is taken.
 
 use crate::beam::atoms;
+use crate::beam::channel_resource::ChannelResource;
 use crate::beam::flat_term;
 use crate::beam::kept_bytes::KeptBytes;
+use crate::channel::ReaderSpins;
+use crate::worker_pool::affinity;
 use rustler::sys::{enif_keep_resource, enif_make_resource, enif_release_resource};
 use rustler::{Encoder, Env, LocalPid, NifResult, Resource, ResourceArc, Term};
 use std::ffi::c_void;
@@ -483,11 +486,27 @@ fn caller_abandon<'a>(env: Env<'a>, caller: &'a Caller) -> NifResult<Term<'a>> {
     }
 }
 
-/// Whether a Python reader has taken the request: a caller looking for its reply stops
-/// looking if none has (the reader may be waiting for its very core).
+/// Whether a caller that found no reply yet should go on looking: a Python reader has taken
+/// the request, or one spins on another core, held up a moment at most. Not when the reader
+/// may be waiting for the caller's own core: the caller then sleeps and gives it up, and a
+/// reader spinning on it is asked to move to another (two threads that take turns on one
+/// core stay together, the OS waking each on the other's core).
 #[rustler::nif]
-fn caller_taken(caller: &Caller) -> bool {
-    caller.taken.load(Ordering::Acquire)
+fn caller_look_on(caller: &Caller, channel: &ChannelResource) -> bool {
+    if caller.taken.load(Ordering::Acquire) {
+        return true;
+    }
+    let Some(core) = affinity::current_core() else {
+        return false;
+    };
+    match channel.channel.where_reader_spins(core) {
+        ReaderSpins::Elsewhere => true,
+        ReaderSpins::Here => {
+            channel.channel.ask_reader_to_leave(core);
+            false
+        }
+        ReaderSpins::NotKnown => false,
+    }
 }
 
 /// An Erlang reader's reply: `ok` (sent, or the caller no longer waits, as `!` to a process

@@ -54,11 +54,12 @@ pub use queue::{prefetch_for_write, BlockAllocator};
 pub use senders::{OwnWake, SendOrPark};
 pub use signal::{Signal, ThreadSignal};
 
+use crate::worker_pool::affinity::{self, current_core};
 use queue::Queue;
 
 use std::alloc::System;
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -176,6 +177,24 @@ pub struct Channel<T, W> {
     /// Senders waiting for room, first come first woken (`senders.rs`).
     parked_senders: Mutex<VecDeque<Sleeper<W>>>,
     next_waiter_id: AtomicU64,
+    /// The core a thread reader spins on, waiting for a frame (`NO_CORE`: none spins, or not
+    /// known). With several, the last to start spinning.
+    spinning_on: AtomicU32,
+    /// A core a reader was asked to leave ([`Channel::ask_reader_to_leave`]), or `NO_CORE`.
+    crowded_core: AtomicU32,
+}
+
+const NO_CORE: u32 = u32::MAX;
+
+/// Where a thread reader waits for a frame, seen from a thread on some core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderSpins {
+    /// On another core: it takes a frame at once, unless the OS holds it up a moment.
+    Elsewhere,
+    /// On the same core: it can take a frame only once the asking thread gives its core up.
+    Here,
+    /// None spins (none waits, or it is parked), or where is not known.
+    NotKnown,
 }
 
 #[derive(Default)]
@@ -219,6 +238,8 @@ impl<T: Weighed, W> Channel<T, W> {
             sleepers: Mutex::new(VecDeque::new()),
             parked_senders: Mutex::new(VecDeque::new()),
             next_waiter_id: AtomicU64::new(1),
+            spinning_on: AtomicU32::new(NO_CORE),
+            crowded_core: AtomicU32::new(NO_CORE),
         }
     }
 
@@ -511,9 +532,13 @@ impl<T: Weighed, W> Channel<T, W> {
             if remaining == Some(Duration::ZERO) {
                 return Some(Err(RecvTimeoutError::Timeout));
             }
-            if self.spin_until_ready(remaining) {
+            self.note_spinning_on(current_core().unwrap_or(NO_CORE));
+            let ready = self.spin_until_ready(remaining);
+            self.leave_if_crowded();
+            if ready {
                 continue;
             }
+            self.note_spinning_on(NO_CORE);
             let (signal, woken) = ThreadSignal::for_current_thread();
             let id = self.register(Sleeper::Thread {
                 id: self.next_id(),
@@ -691,6 +716,38 @@ impl<T: Weighed, W> Channel<T, W> {
         spin_until(remaining, || {
             self.queue.front_is_written() || self.is_drained_after_close()
         })
+    }
+
+    /// Where a thread reader waits for a frame, seen from `core`.
+    pub fn where_reader_spins(&self, core: u32) -> ReaderSpins {
+        match self.spinning_on.load(Ordering::Relaxed) {
+            NO_CORE => ReaderSpins::NotKnown,
+            spinning_on if spinning_on == core => ReaderSpins::Here,
+            _ => ReaderSpins::Elsewhere,
+        }
+    }
+
+    /// Asks the reader spinning on `core` to move off it once it runs again: a thread there
+    /// waits for the reader's answer. The two took turns on one core, each waiting for the
+    /// other to give it up, while another core idled, until the OS parted them (milliseconds
+    /// to seconds): the kernel wakes a thread on its waker's core.
+    pub fn ask_reader_to_leave(&self, core: u32) {
+        self.crowded_core.store(core, Ordering::Relaxed);
+    }
+
+    /// The reader's side of `ask_reader_to_leave`, after each spin.
+    fn leave_if_crowded(&self) {
+        if self.crowded_core.load(Ordering::Relaxed) != NO_CORE {
+            let core = self.crowded_core.swap(NO_CORE, Ordering::Relaxed);
+            affinity::step_off(core);
+        }
+    }
+
+    /// Stored only when it changes: callers read the line while the reader spins.
+    fn note_spinning_on(&self, core: u32) {
+        if self.spinning_on.load(Ordering::Relaxed) != core {
+            self.spinning_on.store(core, Ordering::Relaxed);
+        }
     }
 
     /// A frame to take, or the close that ends all reading.

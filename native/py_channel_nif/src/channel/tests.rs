@@ -1,4 +1,6 @@
 use super::*;
+#[cfg(target_os = "linux")]
+use crate::worker_pool::tests::{bind_to, cores_of, eventually};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
@@ -1302,4 +1304,95 @@ fn a_close_racing_with_batches_loses_no_accepted_frame() {
         }
         accepted
     });
+}
+
+/// Reads until a frame of value `STOP`, each wait shorter than a spin: the reader spins
+/// nearly all the time.
+#[cfg(target_os = "linux")]
+fn read_spinning(channel: &TestChannel) {
+    const STOP: u64 = u64::MAX;
+    loop {
+        match channel.recv_timeout(Some(Duration::from_micros(40)), no_pass_on) {
+            Ok(frame) if frame.value == STOP => return,
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Closed) => panic!("closed"),
+        }
+    }
+}
+
+/// A thread reader tells on which core it spins for a frame, and nothing once it parks.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_spinning_reader_tells_its_core() {
+    let cores = cores_of(0);
+    if cores.len() < 2 {
+        eprintln!("skipped: one core ({cores:?}) has no elsewhere");
+        return;
+    }
+    let (here, there) = (cores[0] as u32, cores[1] as u32);
+    let channel = Arc::new(TestChannel::new(0));
+    assert_eq!(channel.where_reader_spins(here), ReaderSpins::NotKnown);
+    let reader = thread::spawn({
+        let channel = channel.clone();
+        move || {
+            bind_to(&cores[..1]);
+            read_spinning(&channel);
+            // A wait long past its spin: the reader parks.
+            channel.recv_timeout(Some(Duration::from_secs(5)), no_pass_on)
+        }
+    });
+    assert!(eventually(
+        || channel.where_reader_spins(here) == ReaderSpins::Here
+    ));
+    assert!(eventually(
+        || channel.where_reader_spins(there) == ReaderSpins::Elsewhere
+    ));
+    channel.send(item(u64::MAX, 8)).unwrap();
+    assert!(eventually(
+        || channel.where_reader_spins(here) == ReaderSpins::NotKnown
+    ));
+    channel.send(item(1, 8)).unwrap();
+    assert_eq!(reader.join().unwrap().unwrap().value, 1);
+}
+
+/// A reader asked to leave the core it spins on moves off it, and may then run wherever it
+/// could before.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_reader_asked_to_leave_its_core_moves_off_it() {
+    let cores = cores_of(0);
+    if cores.len() < 2 {
+        eprintln!("skipped: one core ({cores:?}) leaves nowhere to move to");
+        return;
+    }
+    let channel = Arc::new(TestChannel::new(0));
+    let reader = thread::spawn({
+        let channel = channel.clone();
+        let cores = cores.clone();
+        move || {
+            // On the first core, free to run on any.
+            bind_to(&cores[..1]);
+            bind_to(&cores);
+            read_spinning(&channel);
+            cores_of(0)
+        }
+    });
+    let spinning_on = || {
+        cores
+            .iter()
+            .map(|&core| core as u32)
+            .find(|&core| channel.where_reader_spins(core) == ReaderSpins::Here)
+    };
+    let found = std::cell::Cell::new(None);
+    assert!(eventually(|| {
+        found.set(spinning_on());
+        found.get().is_some()
+    }));
+    let crowded = found.get().unwrap();
+    channel.ask_reader_to_leave(crowded);
+    assert!(eventually(
+        || channel.where_reader_spins(crowded) == ReaderSpins::Elsewhere
+    ));
+    channel.send(item(u64::MAX, 8)).unwrap();
+    assert_eq!(reader.join().unwrap(), cores, "its binding is as before");
 }

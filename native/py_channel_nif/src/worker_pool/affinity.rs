@@ -7,6 +7,12 @@
 //! (`taskset`, a cgroup's cpuset). ERTS does the same for the threads it creates itself
 //! (`enif_thread_create` among them: `erts_sched_bind_atthrcreate_child`); `std::thread`
 //! does not go through it.
+//!
+//! Also the core a thread runs on, and a thread's move off a core it shares with the thread
+//! that waits for it (see `Channel::ask_reader_to_leave`).
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 /// Lets the calling thread run on every core the VM's main thread may. Nothing happens where
 /// the binding cannot be read or set (not Linux, refused, or a machine with more than the
@@ -22,4 +28,77 @@ pub fn take_the_vm_cores() {
             libc::sched_setaffinity(0, size, &cores);
         }
     }
+}
+
+/// The core the calling thread runs on, where the OS tells (Linux).
+pub fn current_core() -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: no arguments. glibc reads the core from the thread's rseq area (or asks
+        // the vDSO): no system call.
+        let core = unsafe { libc::sched_getcpu() };
+        if core >= 0 {
+            return Some(core as u32);
+        }
+    }
+    None
+}
+
+/// The least time between two moves of one thread: a kernel that keeps putting it back
+/// would otherwise have it pay a move (two system calls and a migration) for every frame.
+const MOVES_APART: Duration = Duration::from_millis(1);
+
+thread_local! {
+    static LAST_MOVE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Moves the calling thread off `core`, if it runs there and may run elsewhere, then lets it
+/// run on every core it could before: the OS leaves it where it moved until it next
+/// balances. True if it moved. At most once a millisecond per thread; nothing happens where
+/// the binding cannot be read or set (not Linux, refused, a core past `CPU_SETSIZE`).
+pub fn step_off(core: u32) -> bool {
+    if current_core() != Some(core) {
+        return false;
+    }
+    let now = Instant::now();
+    if LAST_MOVE
+        .get()
+        .is_some_and(|last| now.duration_since(last) < MOVES_APART)
+    {
+        return false;
+    }
+    let moved = move_off(core as usize);
+    if moved {
+        LAST_MOVE.set(Some(now));
+    }
+    moved
+}
+
+#[cfg(target_os = "linux")]
+fn move_off(core: usize) -> bool {
+    if core >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: `cpu_set_t` is plain data, every call gets its exact size, and `CPU_CLR` and
+    // `CPU_COUNT` look at bits below `CPU_SETSIZE` only.
+    unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut cores: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut cores) != 0 {
+            return false;
+        }
+        let mut others = cores;
+        libc::CPU_CLR(core, &mut others);
+        // Setting a binding without the thread's core moves it before the call returns.
+        if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(0, size, &others) != 0 {
+            return false;
+        }
+        libc::sched_setaffinity(0, size, &cores);
+    }
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+fn move_off(_core: usize) -> bool {
+    false
 }

@@ -237,4 +237,4 @@ pub fn job_counts() -> (usize, usize) {
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -123,7 +123,7 @@ fn every_job_of_a_burst_from_three_submitters_starts_at_once() {
 }
 
 /// Waits up to 5 s for `condition`.
-fn eventually(condition: impl Fn() -> bool) -> bool {
+pub(crate) fn eventually(condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !condition() {
         if Instant::now() > deadline {
@@ -230,7 +230,7 @@ fn a_job_submitted_in_reply_to_an_ending_job_goes_to_its_worker() {
 
 /// The cores the calling thread may run on (`pid` 0), or those of the process's main thread.
 #[cfg(target_os = "linux")]
-fn cores_of(pid: libc::pid_t) -> Vec<usize> {
+pub(crate) fn cores_of(pid: libc::pid_t) -> Vec<usize> {
     // SAFETY: `cpu_set_t` is plain data; it is read with its exact size, and `CPU_ISSET`
     // looks at bits below `CPU_SETSIZE` only.
     unsafe {
@@ -274,4 +274,53 @@ fn workers_do_not_inherit_the_submitters_binding() {
     assert_eq!(submitter_cores.len(), 1);
     // SAFETY: no arguments.
     assert_eq!(worker_cores, cores_of(unsafe { libc::getpid() }));
+}
+
+/// Binds the calling thread to `cores`.
+#[cfg(target_os = "linux")]
+pub(crate) fn bind_to(cores: &[usize]) {
+    // SAFETY: plain data, set with its exact size; the cores are ones the process may use.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &core in cores {
+            libc::CPU_SET(core, &mut set);
+        }
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
+    }
+}
+
+/// A thread steps off its core at once, and may then run wherever it could before; not off a
+/// core it is bound to alone, nor one it is not on, nor twice within a millisecond.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_thread_steps_off_its_core_and_keeps_its_binding() {
+    use super::affinity::{current_core, step_off};
+    let cores = cores_of(0);
+    if cores.len() < 2 {
+        eprintln!("skipped: one core ({cores:?}) leaves nowhere to step to");
+        return;
+    }
+    std::thread::spawn(move || {
+        bind_to(&cores[..1]);
+        let only = cores[0] as u32;
+        assert_eq!(current_core(), Some(only));
+        assert!(!step_off(only), "bound to its core alone, it stays");
+        assert_eq!(current_core(), Some(only));
+        bind_to(&cores);
+        let here = current_core().unwrap();
+        let elsewhere = cores
+            .iter()
+            .map(|&core| core as u32)
+            .find(|&core| core != here);
+        assert!(!step_off(elsewhere.unwrap()), "not on that core");
+        assert!(step_off(here));
+        let moved_to = current_core().unwrap();
+        assert_ne!(moved_to, here);
+        assert_eq!(cores_of(0), cores, "its binding is as before");
+        assert!(!step_off(moved_to), "once a millisecond at most");
+        assert_eq!(current_core(), Some(moved_to));
+    })
+    .join()
+    .unwrap();
 }
