@@ -16,10 +16,14 @@
 %% 20 microseconds of looking is less than a process's time slice anyway. A
 %% scheduler that looks keeps its core, though: work that no Python thread
 %% has begun after ?BEGUN_WITHIN microseconds may be waiting for that very
-%% core, so the process then stops looking at once, unless the channel's
-%% Python reader is known to spin on another core (held up a moment at
-%% most); a reader found spinning on the caller's own core is asked to move
-%% off it (`caller_look_on/2'). Whatever the path, it
+%% core, so the process then stops looking at once. Not a `call/3' caller
+%% whose channel's Python reader spins on another core: the OS holds such a
+%% reader up now and then (20-70 microseconds at a timer tick on this
+%% project's virtual machine), and the caller looks on for ?HELD_UP_SPINS
+%% times `await_spin', for a reply sent to a sleeping caller costs the VM's
+%% aux thread several wake-ups, each taking a core from the caller or the
+%% reader (see docs/threading.md). A reader found spinning on the caller's
+%% own core is asked to move off it (`caller_look_on/2'). Whatever the path, it
 %% stops looking before it sleeps in `receive', so that nothing is kept for a
 %% process that no longer looks. A job submitted for a caller that looks at
 %% once (`py:call', `eval', `exec') is looked for from its submit on, so an
@@ -38,6 +42,7 @@
 -define(AWAIT_SPIN, {?MODULE, await_spin}).
 -define(DEFAULT_AWAIT_SPIN, 20).
 -define(BEGUN_WITHIN, 5).
+-define(HELD_UP_SPINS, 5).
 
 %% @doc Called by the application's start: how long a waiting process looks
 %% for its answer before it sleeps. The app env `await_spin' is in
@@ -110,6 +115,9 @@ look(Slot, BegunBy, Until) ->
                     case begun(Slot) of
                         true ->
                             look(Slot, begun, Until);
+                        held_up ->
+                            Spin = persistent_term:get(?AWAIT_SPIN, 0),
+                            look(Slot, begun, max(Until, Now + ?HELD_UP_SPINS * Spin));
                         false ->
                             stop_looking(Slot)
                     end;
@@ -143,4 +151,9 @@ stop_polling({job, Handle}) -> py_channel_nif:py_stop_polling(Handle);
 stop_polling({call, Caller, _Tag, _Channel}) -> py_channel_nif:caller_stop_polling(Caller).
 
 begun({job, Handle}) -> py_channel_nif:py_started(Handle);
-begun({call, Caller, _Tag, Channel}) -> py_channel_nif:caller_look_on(Caller, Channel).
+begun({call, Caller, _Tag, Channel}) ->
+    case py_channel_nif:caller_look_on(Caller, Channel) of
+        taken -> true;
+        held_up -> held_up;
+        not_taken -> false
+    end.

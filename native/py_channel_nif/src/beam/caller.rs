@@ -24,7 +24,7 @@ use crate::beam::kept_bytes::KeptBytes;
 use crate::channel::ReaderSpins;
 use crate::worker_pool::affinity;
 use rustler::sys::{enif_keep_resource, enif_make_resource, enif_release_resource};
-use rustler::{Encoder, Env, LocalPid, NifResult, Resource, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, Resource, ResourceArc, Term};
 use std::ffi::c_void;
 use std::ops::Deref;
 use std::ptr::NonNull;
@@ -486,26 +486,27 @@ fn caller_abandon<'a>(env: Env<'a>, caller: &'a Caller) -> NifResult<Term<'a>> {
     }
 }
 
-/// Whether a caller that found no reply yet should go on looking: a Python reader has taken
-/// the request, or one spins on another core, held up a moment at most. Not when the reader
-/// may be waiting for the caller's own core: the caller then sleeps and gives it up, and a
-/// reader spinning on it is asked to move to another (two threads that take turns on one
-/// core stay together, the OS waking each on the other's core).
+/// Whether a caller that found no reply yet should go on looking: `taken` (a Python reader
+/// has the request), `held_up` (not yet, but a reader spins on another core: the OS holds
+/// it up a moment), or `not_taken`, when the reader may be waiting for the caller's own
+/// core: the caller then sleeps and gives it up, and a reader spinning on it is asked to
+/// move to another (two threads that take turns on one core stay together, the OS waking
+/// each on the other's core).
 #[rustler::nif]
-fn caller_look_on(caller: &Caller, channel: &ChannelResource) -> bool {
+fn caller_look_on(caller: &Caller, channel: &ChannelResource) -> Atom {
     if caller.taken.load(Ordering::Acquire) {
-        return true;
+        return atoms::taken();
     }
     let Some(core) = affinity::current_core() else {
-        return false;
+        return atoms::not_taken();
     };
     match channel.channel.where_reader_spins(core) {
-        ReaderSpins::Elsewhere => true,
+        ReaderSpins::Elsewhere => atoms::held_up(),
         ReaderSpins::Here => {
             channel.channel.ask_reader_to_leave(core);
-            false
+            atoms::not_taken()
         }
-        ReaderSpins::NotKnown => false,
+        ReaderSpins::NotKnown => atoms::not_taken(),
     }
 }
 
