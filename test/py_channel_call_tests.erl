@@ -5,6 +5,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-export([leave_core/1]).
+
 setup() ->
     {ok, _} = application:ensure_all_started(py_channel),
     ok.
@@ -42,7 +44,9 @@ call_test_() ->
       {timeout, 60, {"replies racing the caller's last look: each call gets its own reply, once",
                      fun replies_race_the_last_look/0}},
       {timeout, 60, {"replies racing timeouts, callers renewed between: a reply is its own "
-                     "call's or none", fun replies_race_timeouts/0}}]}.
+                     "call's or none", fun replies_race_timeouts/0}},
+      {timeout, 60, {"a Python reader spinning on its caller's core is asked to move off it, "
+                     "and does", fun reader_leaves_callers_core/0}}]}.
 
 -define(SERVERS, <<"
 import time
@@ -398,3 +402,80 @@ thread_replies() ->
      || N <- lists:seq(1, length(Callers))],
     stop(Server),
     ?assertEqual([], mailbox()).
+
+%% On a node whose schedulers are bound to cores (`+sbt db'), a caller's core
+%% is its scheduler's. A caller whose request no reader has taken asks where
+%% the channel's Python reader spins (`caller_look_on/2', as `call/3' does 5
+%% microseconds in): on its own core the reader is asked to move off it, and
+%% then spins on another (`held_up': the caller would look on), with its
+%% binding as before. The caller looks every 10 ms, leaving the core to
+%% the reader, so the OS has no reason of its own to move it. Linux only.
+reader_leaves_callers_core() ->
+    case os:type() of
+        {unix, linux} -> reader_leaves_callers_core_on_linux();
+        Other -> ?debugFmt("skipped on ~p: no thread affinity", [Other])
+    end.
+
+reader_leaves_callers_core_on_linux() ->
+    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [py_channel, ?MODULE]]),
+    Args = ["+sbt", "db" | lists:append([["-pa", P] || P <- Paths])],
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io, args => Args}),
+    Call = fun(M, F, A) -> peer:call(Peer, M, F, A, 30000) end,
+    try
+        case tuple_to_list(Call(erlang, system_info, [scheduler_bindings])) of
+            [First, Second | _] when is_integer(First), is_integer(Second) ->
+                {ok, _} = Call(application, ensure_all_started, [py_channel]),
+                ?assertEqual({held_up, true}, Call(?MODULE, leave_core, [First]));
+            Bound ->
+                ?debugFmt("skipped: the schedulers could not be bound to two cores (~p)",
+                          [Bound])
+        end
+    after
+        peer:stop(Peer)
+    end.
+
+-define(SPIN_READER, <<"
+import os
+
+def spin_reading(ref, core):
+    vm_cores = os.sched_getaffinity(os.getpid())
+    os.sched_setaffinity(0, {core})
+    os.sched_setaffinity(0, vm_cores)
+    channel = Channel(ref)
+    while True:
+        try:
+            if channel.receive(timeout=0.00004) == 'stop':
+                return os.sched_getaffinity(0) == vm_cores
+        except TimeoutError:
+            pass
+">>).
+
+%% Run on the peer: a Python reader starts on `Core', scheduler 1's, free to
+%% run on every core; a process on scheduler 1 looks on for the request it
+%% sent to another channel. Answers what the look came to and whether the
+%% reader's binding was the VM's at the end.
+-spec leave_core(non_neg_integer()) -> {held_up | not_taken, boolean()}.
+leave_core(Core) ->
+    ok = py:exec(?SPIN_READER),
+    {ok, Ch} = py_channel:new(),
+    {ok, Unread} = py_channel:new(),
+    Reader = py:spawn_call('__main__', spin_reading, [Ch, Core]),
+    Self = self(),
+    {Looker, Monitor} =
+        spawn_opt(fun() ->
+                          {ok, Caller} = py_channel_nif:call_send(Unread, 1, request, []),
+                          Self ! {self(), look_on_until_held_up(Caller, Ch, 50)}
+                  end, [monitor, {scheduler, 1}]),
+    Outcome = receive {Looker, Looked} -> Looked end,
+    receive {'DOWN', Monitor, process, Looker, normal} -> ok end,
+    ok = py_channel:send(Ch, <<"stop">>),
+    {ok, KeptItsBinding} = py:await(Reader, 5000),
+    {Outcome, KeptItsBinding}.
+
+look_on_until_held_up(_Caller, _Ch, 0) ->
+    not_taken;
+look_on_until_held_up(Caller, Ch, Looks) ->
+    case py_channel_nif:caller_look_on(Caller, Ch) of
+        held_up -> held_up;
+        not_taken -> timer:sleep(10), look_on_until_held_up(Caller, Ch, Looks - 1)
+    end.
