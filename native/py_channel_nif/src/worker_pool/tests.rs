@@ -291,7 +291,7 @@ pub(crate) fn bind_to(cores: &[usize]) {
 }
 
 /// A thread steps off its core at once, and may then run wherever it could before; not off a
-/// core it is bound to alone, nor one it is not on, nor twice within a millisecond.
+/// core it is bound to alone, nor one it is not on.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_thread_steps_off_its_core_and_keeps_its_binding() {
@@ -318,8 +318,6 @@ fn a_thread_steps_off_its_core_and_keeps_its_binding() {
         let moved_to = current_core().unwrap();
         assert_ne!(moved_to, here);
         assert_eq!(cores_of(0), cores, "its binding is as before");
-        assert!(!step_off(moved_to), "once a millisecond at most");
-        assert_eq!(current_core(), Some(moved_to));
     })
     .join()
     .unwrap();
