@@ -211,38 +211,16 @@ collect_let_go(Wanted, Deadline, LetGo) ->
 %% With `+sbt db' each scheduler thread is bound to one core, and a thread
 %% inherits its creator's binding: Python's threads, started by NIF calls on
 %% schedulers, must still run on every core the VM may (its main thread's).
-%% Four jobs at once, so that each starts a thread of its own.
-%% (Linux only: thread affinity is what `os.sched_getaffinity' reads.)
+%% Four jobs at once, so that each starts a thread of its own. Linux only.
 unbound_by_scheduler_binding() ->
-    case os:type() of
-        {unix, linux} -> unbound_by_scheduler_binding_on_linux();
-        Other -> ?debugFmt("skipped on ~p: no thread affinity to read", [Other])
-    end.
-
-unbound_by_scheduler_binding_on_linux() ->
-    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [py_channel, ?MODULE]]),
-    Args = ["+sbt", "db" | lists:append([["-pa", P] || P <- Paths])],
-    {ok, Peer, _} = peer:start_link(#{connection => standard_io, args => Args}),
-    Call = fun(M, F, A) -> peer:call(Peer, M, F, A, 30000) end,
-    try
-        Bindings = tuple_to_list(Call(erlang, system_info, [scheduler_bindings])),
-        case [Core || Core <- Bindings, is_integer(Core)] of
-            [_, _ | _] ->
-                {ok, _} = Call(application, ensure_all_started, [py_channel]),
-                Cores = Call(?MODULE, cores_of_jobs_at_once, [4]),
-                MainThreadCores = <<"(lambda os: sorted(os.sched_getaffinity(os.getpid())))",
-                                    "(__import__('os'))">>,
-                {ok, VmCores} = Call(py, eval, [MainThreadCores]),
-                ?assertMatch([_, _ | _], VmCores),
-                ?assertEqual([[VmCores, VmCores] || _ <- Cores], Cores);
-            %% Binding needs the CPU topology and two cores to show anything.
-            Bound ->
-                ?debugFmt("skipped: the schedulers could not be bound to two cores (~p)",
-                          [Bound])
-        end
-    after
-        peer:stop(Peer)
-    end.
+    py_test_support:on_bound_peer(?MODULE, fun(Call, _Cores) ->
+        Cores = Call(?MODULE, cores_of_jobs_at_once, [4]),
+        MainThreadCores = <<"(lambda os: sorted(os.sched_getaffinity(os.getpid())))",
+                            "(__import__('os'))">>,
+        {ok, VmCores} = Call(py, eval, [MainThreadCores]),
+        ?assertMatch([_, _ | _], VmCores),
+        ?assertEqual([[VmCores, VmCores] || _ <- Cores], Cores)
+    end).
 
 %% Run on the peer: `Jobs' jobs running at once (each until the channel
 %% closes), each answering its thread's cores and its `threading.Thread''s.

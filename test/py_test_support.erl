@@ -4,7 +4,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -export([send_retrying/2, recv_all/1, wait_until/1, wait_until/2, uvloop_available/0,
-         importable/1, rss_mb/0, binary_heap/0]).
+         importable/1, rss_mb/0, binary_heap/0, on_bound_peer/2]).
 
 %% Sends, retrying while the channel answers busy.
 -spec send_retrying(py_channel:channel(), term()) -> ok.
@@ -77,3 +77,36 @@ binary_heap() ->
     {garbage_collection, Collections} = process_info(self(), garbage_collection),
     {garbage_collection_info, Info} = process_info(self(), garbage_collection_info),
     {proplists:get_value(bin_vheap_size, Info), proplists:get_value(minor_gcs, Collections)}.
+
+%% Runs `Test(Call, Cores)' against a peer node whose schedulers are bound to
+%% cores (`+sbt db'), py_channel started there: `Call(M, F, A)' calls a
+%% function on the peer, `Cores' are the schedulers' cores, scheduler 1's
+%% first. The peer has the code paths of py_channel, this module and `Module'.
+%% Skipped, saying why, off Linux (no thread affinity to read or set) and
+%% where binding gives fewer than two cores (it needs the CPU topology).
+-spec on_bound_peer(module(), fun((fun((module(), atom(), list()) -> term()),
+                                   [non_neg_integer()]) -> term())) -> ok.
+on_bound_peer(Module, Test) ->
+    case os:type() of
+        {unix, linux} -> on_bound_peer_on_linux(Module, Test);
+        Other -> ?debugFmt("skipped on ~p: no thread affinity", [Other])
+    end.
+
+on_bound_peer_on_linux(Module, Test) ->
+    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [py_channel, ?MODULE, Module]]),
+    Args = ["+sbt", "db" | lists:append([["-pa", P] || P <- Paths])],
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io, args => Args}),
+    Call = fun(M, F, A) -> peer:call(Peer, M, F, A, 30000) end,
+    try
+        case tuple_to_list(Call(erlang, system_info, [scheduler_bindings])) of
+            [First, Second | _] = Cores when is_integer(First), is_integer(Second) ->
+                {ok, _} = Call(application, ensure_all_started, [py_channel]),
+                Test(Call, Cores),
+                ok;
+            Bound ->
+                ?debugFmt("skipped: the schedulers could not be bound to two cores (~p)",
+                          [Bound])
+        end
+    after
+        peer:stop(Peer)
+    end.

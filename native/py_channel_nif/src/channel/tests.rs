@@ -1,6 +1,6 @@
 use super::*;
 #[cfg(target_os = "linux")]
-use crate::worker_pool::tests::{bind_to, cores_of, eventually};
+use crate::worker_pool::tests::{bind_to, cores_of, eventually, two_cores_or_skip};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
@@ -1324,11 +1324,9 @@ fn read_spinning(channel: &TestChannel) {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_spinning_reader_tells_its_core() {
-    let cores = cores_of(0);
-    if cores.len() < 2 {
-        eprintln!("skipped: one core ({cores:?}) has no elsewhere");
+    let Some(cores) = two_cores_or_skip("other core to tell") else {
         return;
-    }
+    };
     let (here, there) = (cores[0] as u32, cores[1] as u32);
     let channel = Arc::new(TestChannel::new(0));
     assert_eq!(channel.where_reader_spins(here), ReaderSpins::NotKnown);
@@ -1360,11 +1358,9 @@ fn a_spinning_reader_tells_its_core() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_reader_asked_to_leave_its_core_moves_off_it() {
-    let cores = cores_of(0);
-    if cores.len() < 2 {
-        eprintln!("skipped: one core ({cores:?}) leaves nowhere to move to");
+    let Some(cores) = two_cores_or_skip("core to move to") else {
         return;
-    }
+    };
     let channel = Arc::new(TestChannel::new(0));
     let reader = thread::spawn({
         let channel = channel.clone();

@@ -276,6 +276,18 @@ fn workers_do_not_inherit_the_submitters_binding() {
     assert_eq!(worker_cores, cores_of(unsafe { libc::getpid() }));
 }
 
+/// The cores the calling thread may run on, if there are two or more; else `None`, and the
+/// calling test says it is skipped: one core has no `elsewhere`.
+#[cfg(target_os = "linux")]
+pub(crate) fn two_cores_or_skip(elsewhere: &str) -> Option<Vec<usize>> {
+    let cores = cores_of(0);
+    if cores.len() < 2 {
+        eprintln!("skipped: one core ({cores:?}) has no {elsewhere}");
+        return None;
+    }
+    Some(cores)
+}
+
 /// Binds the calling thread to `cores`.
 #[cfg(target_os = "linux")]
 pub(crate) fn bind_to(cores: &[usize]) {
@@ -296,11 +308,9 @@ pub(crate) fn bind_to(cores: &[usize]) {
 #[test]
 fn a_thread_steps_off_its_core_and_keeps_its_binding() {
     use super::affinity::{current_core, step_off};
-    let cores = cores_of(0);
-    if cores.len() < 2 {
-        eprintln!("skipped: one core ({cores:?}) leaves nowhere to step to");
+    let Some(cores) = two_cores_or_skip("core to step to") else {
         return;
-    }
+    };
     std::thread::spawn(move || {
         bind_to(&cores[..1]);
         let only = cores[0] as u32;
