@@ -20,11 +20,12 @@
 %% whose channel's Python reader spins on another core: the OS holds such a
 %% reader up now and then (20-70 microseconds at a timer tick on this
 %% project's virtual machine), and the caller looks on for ?HELD_UP_SPINS
-%% times `await_spin', for a reply sent to a sleeping caller costs the VM's
-%% aux thread several wake-ups, each taking a core from the caller or the
-%% reader (see docs/threading.md). A reader found spinning on the caller's
-%% own core is asked to move off it (`caller_look_on/2'). Whatever the path, it
-%% stops looking before it sleeps in `receive', so that nothing is kept for a
+%% times `await_spin' (never past its timeout), for a reply sent to a sleeping
+%% caller costs the VM's aux thread several wake-ups, each taking a core from
+%% the caller or the reader (see docs/threading.md). A reader found spinning
+%% on the caller's own core is asked to move off it (`caller_look_on/2').
+%% Whatever the path, it stops looking before it sleeps in `receive', so
+%% that nothing is kept for a
 %% process that no longer looks. A job submitted for a caller that looks at
 %% once (`py:call', `eval', `exec') is looked for from its submit on, so an
 %% answer that comes before the first look is kept too.
@@ -68,14 +69,19 @@ init_await_spin() ->
 -spec look(slot(), timeout()) -> {message, term()} | 'receive'.
 look(Slot, 0) ->
     stop_looking(Slot);
-look(Slot, _Timeout) ->
+look(Slot, Timeout) ->
     case persistent_term:get(?AWAIT_SPIN, 0) of
         0 ->
             stop_looking(Slot);
         Spin ->
             Now = erlang:monotonic_time(microsecond),
-            look_for(Slot, Now + ?BEGUN_WITHIN, Now + Spin)
+            look_for(Slot, Now + ?BEGUN_WITHIN, Now + Spin, Now + held_up_spin(Spin, Timeout))
     end.
+
+%% How long a caller whose reader is held up looks in all: never past its
+%% timeout.
+held_up_spin(Spin, infinity) -> ?HELD_UP_SPINS * Spin;
+held_up_spin(Spin, Timeout) -> min(?HELD_UP_SPINS * Spin, max(Spin, 1000 * Timeout)).
 
 %% A job's answer is looked for inside one NIF call, charged by the time it
 %% took: a loop of polls here cost a reduction or two per turn, so a process
@@ -83,7 +89,7 @@ look(Slot, _Timeout) ->
 %% of a slice is when its scheduler hands out deferred work (waking the VM's
 %% aux thread, which then took a core for microseconds): p99 6.2-8.4 against
 %% 5.6-6.0 microseconds (`make bench' table 3, A/B x4).
-look_for({job, Handle} = Slot, BegunBy, Until) ->
+look_for({job, Handle} = Slot, BegunBy, Until, _HeldUpUntil) ->
     %% One NIF call looks for a millisecond at most: an `await_spin' set high
     %% takes several.
     Now = erlang:monotonic_time(microsecond),
@@ -93,18 +99,18 @@ look_for({job, Handle} = Slot, BegunBy, Until) ->
             %% the job), or at its millisecond.
             case erlang:monotonic_time(microsecond) < Until
                 andalso py_channel_nif:py_started(Handle) of
-                true -> look_for(Slot, BegunBy, Until);
+                true -> look_for(Slot, BegunBy, Until, Until);
                 false -> stop_looking(Slot)
             end;
         sent -> 'receive';
         Message -> {message, Message}
     end;
-look_for(Slot, BegunBy, Until) ->
-    look(Slot, BegunBy, Until).
+look_for(Slot, BegunBy, Until, HeldUpUntil) ->
+    look(Slot, BegunBy, Until, HeldUpUntil).
 
 %% `BegunBy' is when the work must have begun (or be about to), until it is
-%% seen so.
-look(Slot, BegunBy, Until) ->
+%% seen so; `HeldUpUntil' how long to look when its reader is held up.
+look(Slot, BegunBy, Until, HeldUpUntil) ->
     case poll(Slot) of
         not_yet ->
             Now = erlang:monotonic_time(microsecond),
@@ -114,15 +120,14 @@ look(Slot, BegunBy, Until) ->
                 BegunBy =/= begun, Now >= BegunBy ->
                     case begun(Slot) of
                         true ->
-                            look(Slot, begun, Until);
+                            look(Slot, begun, Until, HeldUpUntil);
                         held_up ->
-                            Spin = persistent_term:get(?AWAIT_SPIN, 0),
-                            look(Slot, begun, max(Until, Now + ?HELD_UP_SPINS * Spin));
+                            look(Slot, begun, max(Until, HeldUpUntil), HeldUpUntil);
                         false ->
                             stop_looking(Slot)
                     end;
                 true ->
-                    look(Slot, BegunBy, Until)
+                    look(Slot, BegunBy, Until, HeldUpUntil)
             end;
         sent ->
             'receive';

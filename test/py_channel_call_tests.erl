@@ -447,7 +447,7 @@ leave_core(Core) ->
         spawn_opt(fun() ->
                           {ok, Caller} = py_channel_nif:call_send(Unread, 1, request, []),
                           Self ! {self(), look_on_until_held_up(Caller, Ch, 50)}
-                  end, [monitor, {scheduler, 1}]),
+                  end, [monitor, {scheduler, 1}]), % (undocumented: runs it on scheduler 1 only)
     Outcome = receive {Looker, Looked} -> Looked end,
     receive {'DOWN', Monitor, process, Looker, normal} -> ok end,
     ok = py_channel:send(Ch, <<"stop">>),

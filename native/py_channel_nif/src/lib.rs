@@ -24,7 +24,8 @@
 //!    (`beam/caller.rs`): `reply(caller, term)` claims it before the send, so a caller that
 //!    gave up gets nothing. A caller looks for its reply before it sleeps (`py_answer`): a
 //!    reply of small plain data is then kept in the caller, encoded (`beam/kept_bytes.rs`
-//!    when small enough), and built by the caller, not sent.
+//!    when small enough), and built by the caller, not sent. How long it looks depends on
+//!    where the channel's reader spins (`caller_look_on`, `Channel::where_reader_spins`).
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
 //!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once, which keeps its Python
 //!    thread state from job to job: `python/thread_state.rs`) -> `python/jobs.rs` ->
@@ -40,8 +41,9 @@
 //!    that leaves it half empty wakes it. `py_channel:send/3` waits the same way in a
 //!    `receive`.
 //!
-//! Groups, and what each may use: `channel/` and `worker_pool/` are plain Rust (std only,
-//! tested without the BEAM: `cargo test --no-default-features`); `beam/` touches `enif_*` and
+//! Groups, and what each may use: `channel/` and `worker_pool/` are plain Rust (std and
+//! libc, tested without the BEAM: `cargo test --no-default-features`; a channel's reader
+//! asks `worker_pool/affinity.rs` which core it is on, and moves); `beam/` touches `enif_*` and
 //! never Python; `conversion/` turns terms into objects and back (uses `beam/`); `python/`
 //! holds the GIL (uses all the others). Only the plain-Rust groups build without the `nif`
 //! feature: a test binary cannot link `enif_*` symbols.

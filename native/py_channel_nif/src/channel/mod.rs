@@ -178,7 +178,7 @@ pub struct Channel<T, W> {
     parked_senders: Mutex<VecDeque<Sleeper<W>>>,
     next_waiter_id: AtomicU64,
     /// The core a thread reader spins on, waiting for a frame (`NO_CORE`: none spins, or not
-    /// known). With several, the last to start spinning.
+    /// known). With several, the last to start or end a spin.
     spinning_on: AtomicU32,
     /// A core a reader was asked to leave ([`Channel::ask_reader_to_leave`]), or `NO_CORE`.
     crowded_core: AtomicU32,
@@ -193,7 +193,8 @@ pub enum ReaderSpins {
     Elsewhere,
     /// On the same core: it can take a frame only once the asking thread gives its core up.
     Here,
-    /// None spins (none waits, or it is parked), or where is not known.
+    /// None spins (none waits, it is busy with a frame, or it is parked), or where is not
+    /// known.
     NotKnown,
 }
 
@@ -534,11 +535,13 @@ impl<T: Weighed, W> Channel<T, W> {
             }
             self.note_spinning_on(current_core().unwrap_or(NO_CORE));
             let ready = self.spin_until_ready(remaining);
+            // Only while it spins: a reader busy with its frame, gone or parked is no
+            // reason for a caller to look on.
+            self.note_spinning_on(NO_CORE);
             self.leave_if_crowded();
             if ready {
                 continue;
             }
-            self.note_spinning_on(NO_CORE);
             let (signal, woken) = ThreadSignal::for_current_thread();
             let id = self.register(Sleeper::Thread {
                 id: self.next_id(),
@@ -735,11 +738,18 @@ impl<T: Weighed, W> Channel<T, W> {
         self.crowded_core.store(core, Ordering::Relaxed);
     }
 
-    /// The reader's side of `ask_reader_to_leave`, after each spin.
+    /// The reader's side of `ask_reader_to_leave`, after each spin: only the reader on that
+    /// core takes the request (of several readers, one on another core would spend it).
     fn leave_if_crowded(&self) {
-        if self.crowded_core.load(Ordering::Relaxed) != NO_CORE {
-            let core = self.crowded_core.swap(NO_CORE, Ordering::Relaxed);
-            affinity::step_off(core);
+        let crowded = self.crowded_core.load(Ordering::Relaxed);
+        if crowded != NO_CORE
+            && current_core() == Some(crowded)
+            && self
+                .crowded_core
+                .compare_exchange(crowded, NO_CORE, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            affinity::step_off(crowded);
         }
     }
 

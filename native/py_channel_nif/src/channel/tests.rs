@@ -1320,7 +1320,8 @@ fn read_spinning(channel: &TestChannel) {
     }
 }
 
-/// A thread reader tells on which core it spins for a frame, and nothing once it parks.
+/// A thread reader tells on which core it spins for a frame; nothing once it has taken one,
+/// nor while it is parked.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_spinning_reader_tells_its_core() {
@@ -1330,13 +1331,16 @@ fn a_spinning_reader_tells_its_core() {
     let (here, there) = (cores[0] as u32, cores[1] as u32);
     let channel = Arc::new(TestChannel::new(0));
     assert_eq!(channel.where_reader_spins(here), ReaderSpins::NotKnown);
+    let (took_stop, go_on) = (mpsc::channel(), mpsc::channel());
     let reader = thread::spawn({
         let channel = channel.clone();
         move || {
             bind_to(&cores[..1]);
             read_spinning(&channel);
+            took_stop.0.send(()).unwrap();
+            go_on.1.recv().unwrap();
             // A wait long past its spin: the reader parks.
-            channel.recv_timeout(Some(Duration::from_secs(5)), no_pass_on)
+            channel.recv_timeout(Some(Duration::from_secs(10)), no_pass_on)
         }
     });
     assert!(eventually(
@@ -1346,9 +1350,11 @@ fn a_spinning_reader_tells_its_core() {
         || channel.where_reader_spins(there) == ReaderSpins::Elsewhere
     ));
     channel.send(item(u64::MAX, 8)).unwrap();
-    assert!(eventually(
-        || channel.where_reader_spins(here) == ReaderSpins::NotKnown
-    ));
+    took_stop.1.recv().unwrap();
+    assert_eq!(channel.where_reader_spins(here), ReaderSpins::NotKnown);
+    go_on.0.send(()).unwrap();
+    assert!(eventually(|| channel.waiting_readers() == 1));
+    assert_eq!(channel.where_reader_spins(here), ReaderSpins::NotKnown);
     channel.send(item(1, 8)).unwrap();
     assert_eq!(reader.join().unwrap().unwrap().value, 1);
 }

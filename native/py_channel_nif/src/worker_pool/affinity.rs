@@ -44,34 +44,31 @@ pub fn current_core() -> Option<u32> {
     None
 }
 
-/// The least time between two moves of one thread: a kernel that keeps putting it back
-/// would otherwise have it pay a move (two system calls and a migration) for every frame.
-const MOVES_APART: Duration = Duration::from_millis(1);
+/// The least time between two tries of one thread: a kernel that keeps putting it back (or
+/// a thread that may not leave) would otherwise pay a move, or system calls, for every frame.
+const TRIES_APART: Duration = Duration::from_millis(1);
 
 thread_local! {
-    static LAST_MOVE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static LAST_TRY: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// Moves the calling thread off `core`, if it runs there and may run elsewhere, then lets it
 /// run on every core it could before: the OS leaves it where it moved until it next
-/// balances. True if it moved. At most once a millisecond per thread; nothing happens where
-/// the binding cannot be read or set (not Linux, refused, a core past `CPU_SETSIZE`).
+/// balances. True if it moved. Tried at most once a millisecond per thread; nothing happens
+/// where the binding cannot be read or set (not Linux, refused, a core past `CPU_SETSIZE`).
 pub fn step_off(core: u32) -> bool {
     if current_core() != Some(core) {
         return false;
     }
     let now = Instant::now();
-    if LAST_MOVE
+    if LAST_TRY
         .get()
-        .is_some_and(|last| now.duration_since(last) < MOVES_APART)
+        .is_some_and(|last| now.duration_since(last) < TRIES_APART)
     {
         return false;
     }
-    let moved = move_off(core as usize);
-    if moved {
-        LAST_MOVE.set(Some(now));
-    }
-    moved
+    LAST_TRY.set(Some(now));
+    move_off(core as usize)
 }
 
 #[cfg(target_os = "linux")]
@@ -93,7 +90,11 @@ fn move_off(core: usize) -> bool {
         if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(0, size, &others) != 0 {
             return false;
         }
-        libc::sched_setaffinity(0, size, &cores);
+        // Never left narrowed: should its binding have become unsettable meanwhile (a
+        // cpuset changed), the thread takes the VM's cores.
+        if libc::sched_setaffinity(0, size, &cores) != 0 {
+            take_the_vm_cores();
+        }
     }
     true
 }
