@@ -177,24 +177,37 @@ pub struct Channel<T, W> {
     /// Senders waiting for room, first come first woken (`senders.rs`).
     parked_senders: Mutex<VecDeque<Sleeper<W>>>,
     next_waiter_id: AtomicU64,
-    /// The core a thread reader spins on, waiting for a frame (`NO_CORE`: none spins, or not
-    /// known). With several, the last to start or end a spin.
-    spinning_on: AtomicU32,
+    /// The core a thread reader last started a spin for a frame on (high half; `NO_CORE`:
+    /// none, or it parked since), and when (low half, `reader_clock` microseconds). With
+    /// several readers, the last to start a spin or park.
+    reader_seen: AtomicU64,
     /// A core a reader was asked to leave ([`Channel::ask_reader_to_leave`]), or `NO_CORE`.
     crowded_core: AtomicU32,
 }
 
 const NO_CORE: u32 = u32::MAX;
 
-/// Where a thread reader waits for a frame, seen from a thread on some core.
+/// How long a reader's core counts once noted: longer than a spin (a reader spinning, or
+/// held up by the OS in it or between its frames), shorter than slow Python code, so a
+/// reader busy with its last frame, or gone, sends callers to sleep as before.
+const READER_SEEN_FOR_MICROS: u32 = 100;
+
+/// Microseconds on a clock of the process's own (wrapping every 71 minutes).
+fn reader_clock() -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u32
+}
+
+/// Where a thread reader waits for frames, seen from a thread on some core: on the core it
+/// last started a spin on, within `READER_SEEN_FOR_MICROS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReaderSpins {
     /// On another core: it takes a frame at once, unless the OS holds it up a moment.
     Elsewhere,
     /// On the same core: it can take a frame only once the asking thread gives its core up.
     Here,
-    /// None spins (none waits, it is busy with a frame, or it is parked), or where is not
-    /// known.
+    /// No reader started a spin lately (none waits, one is busy with its frame, or it
+    /// parked), or where is not known.
     NotKnown,
 }
 
@@ -239,7 +252,7 @@ impl<T: Weighed, W> Channel<T, W> {
             sleepers: Mutex::new(VecDeque::new()),
             parked_senders: Mutex::new(VecDeque::new()),
             next_waiter_id: AtomicU64::new(1),
-            spinning_on: AtomicU32::new(NO_CORE),
+            reader_seen: AtomicU64::new((NO_CORE as u64) << 32),
             crowded_core: AtomicU32::new(NO_CORE),
         }
     }
@@ -533,15 +546,13 @@ impl<T: Weighed, W> Channel<T, W> {
             if remaining == Some(Duration::ZERO) {
                 return Some(Err(RecvTimeoutError::Timeout));
             }
-            self.note_spinning_on(current_core().unwrap_or(NO_CORE));
+            self.note_reader(current_core().unwrap_or(NO_CORE));
             let ready = self.spin_until_ready(remaining);
-            // Only while it spins: a reader busy with its frame, gone or parked is no
-            // reason for a caller to look on.
-            self.note_spinning_on(NO_CORE);
             self.leave_if_crowded();
             if ready {
                 continue;
             }
+            self.note_reader(NO_CORE);
             let (signal, woken) = ThreadSignal::for_current_thread();
             let id = self.register(Sleeper::Thread {
                 id: self.next_id(),
@@ -723,9 +734,14 @@ impl<T: Weighed, W> Channel<T, W> {
 
     /// Where a thread reader waits for a frame, seen from `core`.
     pub fn where_reader_spins(&self, core: u32) -> ReaderSpins {
-        match self.spinning_on.load(Ordering::Relaxed) {
+        let seen = self.reader_seen.load(Ordering::Relaxed);
+        let (seen_on, seen_at) = ((seen >> 32) as u32, seen as u32);
+        match seen_on {
             NO_CORE => ReaderSpins::NotKnown,
-            spinning_on if spinning_on == core => ReaderSpins::Here,
+            _ if reader_clock().wrapping_sub(seen_at) > READER_SEEN_FOR_MICROS => {
+                ReaderSpins::NotKnown
+            }
+            seen_on if seen_on == core => ReaderSpins::Here,
             _ => ReaderSpins::Elsewhere,
         }
     }
@@ -753,11 +769,10 @@ impl<T: Weighed, W> Channel<T, W> {
         }
     }
 
-    /// Stored only when it changes: callers read the line while the reader spins.
-    fn note_spinning_on(&self, core: u32) {
-        if self.spinning_on.load(Ordering::Relaxed) != core {
-            self.spinning_on.store(core, Ordering::Relaxed);
-        }
+    fn note_reader(&self, core: u32) {
+        let time = if core == NO_CORE { 0 } else { reader_clock() };
+        self.reader_seen
+            .store((core as u64) << 32 | time as u64, Ordering::Relaxed);
     }
 
     /// A frame to take, or the close that ends all reading.
