@@ -45,6 +45,9 @@ call_test_() ->
                      fun replies_race_the_last_look/0}},
       {timeout, 60, {"replies racing timeouts, callers renewed between: a reply is its own "
                      "call's or none", fun replies_race_timeouts/0}},
+      {timeout, 60, {"a reader on a threading.Thread serves calls, some of whose callers are "
+                     "killed as they look: the others get their own replies, no stray message",
+                     fun thread_reader_killed_callers/0}},
       {timeout, 60, {"a Python reader spinning on its caller's core is asked to move off it, "
                      "and does", fun reader_leaves_callers_core/0}}]}.
 
@@ -104,6 +107,21 @@ def serve_holding(ref, report):
 def serve_large(ref):
     for caller, size in Channel(ref):
         reply(caller, b'x' * size)
+
+def serve_from_a_thread(ref):
+    # The reader is a thread the project did not start; its binding must be
+    # as it was once it is done (it may be asked to move off a caller's core).
+    import os, threading
+    before = os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') else None
+    after = []
+    def read():
+        for caller, n in Channel(ref):
+            reply(caller, n)
+        after.append(os.sched_getaffinity(0) if before is not None else None)
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    return after == [before]
 ">>).
 
 servers() ->
@@ -208,6 +226,26 @@ erlang_reader() ->
     unlink(Reader),
     ?assertError(badarg, py_channel:reply(self(), x)),
     ?assertError(badarg, py_channel:reply(make_ref(), x)),
+    ?assertEqual([], mailbox()).
+
+thread_reader_killed_callers() ->
+    {ok, Ch} = py_channel:new(),
+    servers(),
+    Pending = py:spawn_call('__main__', serve_from_a_thread, [Ch]),
+    Self = self(),
+    Callers = [spawn(fun() ->
+                             Self ! {self(), [{N, py_channel:call(Ch, N, 5000)}
+                                              || N <- lists:seq(I * 10000, I * 10000 + 2000)]}
+                     end) || I <- [1, 2]],
+    %% Callers killed at once, as they look or sleep for their replies.
+    Killed = [spawn(fun() -> py_channel:call(Ch, killed, 5000) end) || _ <- lists:seq(1, 200)],
+    [exit(Pid, kill) || Pid <- Killed],
+    [receive
+         {Caller, Outcomes} ->
+             ?assertEqual([], [Wrong || {N, Outcome} = Wrong <- Outcomes, Outcome =/= {ok, N}])
+     end || Caller <- Callers],
+    ok = py_channel:close(Ch),
+    ?assertEqual({ok, true}, py:await(Pending, 10000)),
     ?assertEqual([], mailbox()).
 
 caller_exits() ->
