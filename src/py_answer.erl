@@ -25,10 +25,10 @@
 %% the caller or the reader (see docs/threading.md). A reader found spinning
 %% on the caller's own core is asked to move off it (`caller_look_on/2').
 %% Whatever the path, it stops looking before it sleeps in `receive', so
-%% that nothing is kept for a
-%% process that no longer looks. A job submitted for a caller that looks at
-%% once (`py:call', `eval', `exec') is looked for from its submit on, so an
-%% answer that comes before the first look is kept too.
+%% that nothing is kept for a process that no longer looks. A job submitted
+%% for a caller that looks at once (`py:call', `eval', `exec') is looked for
+%% from its submit on, so an answer that comes before the first look is kept
+%% too.
 -module(py_answer).
 
 -export([init_await_spin/0, look/2]).
@@ -89,7 +89,7 @@ held_up_spin(Spin, Timeout) -> min(?HELD_UP_SPINS * Spin, max(Spin, 1000 * Timeo
 %% of a slice is when its scheduler hands out deferred work (waking the VM's
 %% aux thread, which then took a core for microseconds): p99 6.2-8.4 against
 %% 5.6-6.0 microseconds (`make bench' table 3, A/B x4).
-look_for({job, Handle} = Slot, BegunBy, Until, _HeldUpUntil) ->
+look_for({job, Handle} = Slot, BegunBy, Until, HeldUpUntil) ->
     %% One NIF call looks for a millisecond at most: an `await_spin' set high
     %% takes several.
     Now = erlang:monotonic_time(microsecond),
@@ -99,7 +99,7 @@ look_for({job, Handle} = Slot, BegunBy, Until, _HeldUpUntil) ->
             %% the job), or at its millisecond.
             case erlang:monotonic_time(microsecond) < Until
                 andalso py_channel_nif:py_started(Handle) of
-                true -> look_for(Slot, BegunBy, Until, Until);
+                true -> look_for(Slot, BegunBy, Until, HeldUpUntil);
                 false -> stop_looking(Slot)
             end;
         sent -> 'receive';
