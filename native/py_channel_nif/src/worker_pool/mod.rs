@@ -33,6 +33,13 @@ pub const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
 /// How long a worker that ran out of jobs keeps looking before it sleeps. Waking a sleeping
 /// thread costs several microseconds; back-to-back requests find the worker still awake.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+/// For how long of that it looks without yielding its core between looks. A caller that
+/// waits for each answer submits its next job 1-2 us after the last one ended; a job that
+/// came while the worker was in a yield (a system call, 0.17 us here) waited for its
+/// return: `py:call`'s median 0.1 us higher (A/B in docs/threading.md). Beyond it, the
+/// worker yields after every look, so another thread needing this core is held up 5 us
+/// at most.
+const HOT_SPIN: Duration = Duration::from_micros(5);
 
 /// A parked worker: its thread, to unpark it. Equal when it is the same thread.
 #[derive(Clone)]
@@ -136,10 +143,18 @@ impl Shared {
             next = match next {
                 Next::Run(job) => self.run(job),
                 Next::Spin => {
-                    let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
-                    while self.queued.load(Ordering::Acquire) == 0 && Instant::now() < spin_until {
+                    let spin_start = Instant::now();
+                    let (hot_until, spin_until) =
+                        (spin_start + HOT_SPIN, spin_start + SPIN_BEFORE_SLEEP);
+                    while self.queued.load(Ordering::Acquire) == 0 {
+                        let now = Instant::now();
+                        if now >= spin_until {
+                            break;
+                        }
                         std::hint::spin_loop();
-                        std::thread::yield_now();
+                        if now >= hot_until {
+                            std::thread::yield_now();
+                        }
                     }
                     self.with_books(|books| books.spin_ended(me.clone()))
                 }
