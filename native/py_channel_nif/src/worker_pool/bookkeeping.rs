@@ -11,6 +11,10 @@
 //! timeout. A submit that would break it wakes one sleeper (taken off the list, so it is woken
 //! once and counted once), or, when nobody sleeps, hands the job to a new thread directly:
 //! that job is never queued, so a thread that fails to start strands nothing.
+//!
+//! One idle worker at a time watches the handoff instead of spinning (`watching`): a job
+//! handed there (outside these books, see `mod.rs`) is its own, so it is not counted among
+//! the workers that take queued jobs.
 
 use std::collections::VecDeque;
 
@@ -32,6 +36,9 @@ pub enum Next<J> {
     Run(J),
     /// Counted as spinning: watch for a job for a short while, then [`Bookkeeping::spin_ended`].
     Spin,
+    /// The watcher: open the handoff (with the lock still held) and watch it for a short
+    /// while, then [`Bookkeeping::handed_taken`] or [`Bookkeeping::watch_ended`].
+    Watch,
     /// On the sleeper list: park until unparked or timed out, then [`Bookkeeping::woke`].
     Sleep,
     /// No longer counted: the thread ends.
@@ -46,6 +53,8 @@ pub struct Bookkeeping<J, S> {
     threads: usize,
     /// Workers between [`Next::Spin`] and [`Bookkeeping::spin_ended`].
     spinning: usize,
+    /// A worker is between [`Next::Watch`] and the end of its watch.
+    watching: bool,
     /// Sleepers taken off `sleepers` by a submit that have not yet looked at the queue.
     woken: usize,
     /// Parked workers nobody has woken yet; the last to sleep is the first woken, so the
@@ -62,6 +71,7 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
             jobs: VecDeque::new(),
             threads: 0,
             spinning: 0,
+            watching: false,
             woken: 0,
             sleepers: Vec::new(),
             resident,
@@ -94,13 +104,38 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     }
 
     /// A worker's job is about to end: it has answered its caller, and what is left of it
-    /// waits for nothing. The worker counts as spinning from now on, so a job the caller
-    /// submits as soon as it has the answer is queued for this worker rather than handed to
-    /// a sleeper woken (or a thread started) for it: two workers taking turns at one caller's jobs both keep spinning, and on two
-    /// cores the caller's scheduler and two spinning threads then share them. When its job
-    /// returns, the worker spins, without [`Bookkeeping::job_done`].
-    pub fn job_ending(&mut self) {
-        self.spinning += 1;
+    /// waits for nothing. The worker counts as the watcher (true; it opens the handoff with
+    /// the lock held) or, if another worker watches, as spinning from now on, so a job the
+    /// caller submits as soon as it has the answer goes to this worker rather than to a
+    /// sleeper woken (or a thread started) for it: two workers taking turns at one caller's
+    /// jobs both keep spinning, and on two cores the caller's scheduler and two spinning
+    /// threads then share them. When its job returns, the worker watches or spins, without
+    /// [`Bookkeeping::job_done`].
+    pub fn job_ending(&mut self) -> bool {
+        if self.watching {
+            self.spinning += 1;
+            false
+        } else {
+            self.watching = true;
+            true
+        }
+    }
+
+    /// The watcher took a job handed to it, and runs it.
+    pub fn handed_taken(&mut self) {
+        self.watching = false;
+    }
+
+    /// The watcher closed the handoff with no job in it: it takes a queued job, or sleeps.
+    pub fn watch_ended(&mut self, me: S) -> Next<J> {
+        self.watching = false;
+        match self.jobs.pop_front() {
+            Some(job) => Next::Run(job),
+            None => {
+                self.sleepers.push(me);
+                Next::Sleep
+            }
+        }
     }
 
     /// A spinning worker stops spinning: it saw a job, or its spin is over.
@@ -136,11 +171,11 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
         self.threads
     }
 
-    /// Jobs being run: every thread is running one, spinning, woken on its way to the queue,
-    /// or asleep (a thread being started runs the job it was started for). A job that said
-    /// it is ending (`job_ending`) no longer counts.
+    /// Jobs being run: every thread is running one, spinning, watching, woken on its way to
+    /// the queue, or asleep (a thread being started runs the job it was started for). A job
+    /// that said it is ending (`job_ending`) no longer counts.
     pub fn running_jobs(&self) -> usize {
-        self.threads - self.spinning - self.woken - self.sleepers.len()
+        self.threads - self.spinning - usize::from(self.watching) - self.woken - self.sleepers.len()
     }
 
     pub fn queued_jobs(&self) -> usize {
@@ -153,6 +188,10 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
 
     pub fn spinning(&self) -> usize {
         self.spinning
+    }
+
+    pub fn watching(&self) -> bool {
+        self.watching
     }
 
     pub fn woken(&self) -> usize {
@@ -171,6 +210,10 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     fn next_or_spin(&mut self) -> Next<J> {
         match self.jobs.pop_front() {
             Some(job) => Next::Run(job),
+            None if !self.watching => {
+                self.watching = true;
+                Next::Watch
+            }
             None => {
                 self.spinning += 1;
                 Next::Spin

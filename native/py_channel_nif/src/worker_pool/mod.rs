@@ -11,13 +11,19 @@
 //! spins briefly (back-to-back requests then find it awake), then parks on its own: it is
 //! woken by an unpark addressed to it, never by a broadcast, and knows it was woken because a
 //! submit took it off the sleeper list, so a spurious or stale wake-up is never taken for one.
+//!
+//! One of the idle workers, the watcher, waits at the handoff rather than at the queue: a
+//! submit that finds it open puts its job there without the lock, and the watcher takes it.
+//! Through the queue, a job's way to a spinning worker crossed cores five times (the lock
+//! and the queue to the submitter, the count, the lock and the queue back to the worker);
+//! through the handoff, twice.
 
 pub mod affinity;
 pub mod bookkeeping;
 
 use bookkeeping::{Bookkeeping, Next, Submitted};
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::{RefCell, UnsafeCell};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -62,7 +68,83 @@ struct Shared {
     /// The number of queued jobs, readable by spinning workers without the lock. Only a hint
     /// to stop spinning early: a spinner takes the lock and looks at the queue either way.
     queued: AtomicUsize,
+    handoff: Handoff,
     idle_exit_after: Duration,
+}
+
+/// Where a submit hands a job to the watcher (see [`Bookkeeping::job_ending`]) without the
+/// lock: open only while the books say a worker watches, and opened by that worker with the
+/// lock held. The watcher closes it when its watch ends, taking a job handed meanwhile.
+#[repr(align(128))]
+struct Handoff {
+    state: AtomicU8,
+    /// Written only by the submitter that moved the state from `OPEN` to `FILLING`, read only
+    /// by the watcher once the state says `FULL`.
+    job: UnsafeCell<Option<Job>>,
+}
+
+/// Nobody watches, or the watcher took a job: submits go through the books.
+const CLOSED: u8 = 0;
+/// The watcher waits for a job.
+const OPEN: u8 = 1;
+/// A submitter is putting its job in.
+const FILLING: u8 = 2;
+/// The job is there for the watcher.
+const FULL: u8 = 3;
+
+// SAFETY: the job cell is handed between threads by the state (see `Handoff::job`); a job is
+// `Send`.
+unsafe impl Sync for Handoff {}
+
+impl Handoff {
+    /// By the worker the books just made the watcher, with the lock held.
+    fn open(&self) {
+        self.state.store(OPEN, Ordering::Release);
+    }
+
+    /// The submitter's side: `job` back if nobody watches (or a job is handed already).
+    fn offer(&self, job: Job) -> Result<(), Job> {
+        if self
+            .state
+            .compare_exchange(OPEN, FILLING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(job);
+        }
+        // SAFETY: FILLING gives this thread the cell until it says FULL.
+        unsafe { *self.job.get() = Some(job) };
+        self.state.store(FULL, Ordering::Release);
+        Ok(())
+    }
+
+    /// The watcher's side: the job handed to it, if any; the handoff is then closed.
+    fn take(&self) -> Option<Job> {
+        if self.state.load(Ordering::Acquire) != FULL {
+            return None;
+        }
+        // SAFETY: FULL gives the watcher the cell; nobody writes it until it is opened again.
+        let job = unsafe { (*self.job.get()).take() };
+        self.state.store(CLOSED, Ordering::Release);
+        job
+    }
+
+    /// The watcher ends its watch: closes the handoff, and returns a job handed meanwhile (it
+    /// waits for one being put in, a few instructions of its submitter).
+    fn close(&self) -> Option<Job> {
+        loop {
+            match self
+                .state
+                .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return None,
+                Err(FULL) => return self.take(),
+                Err(_) => {
+                    std::hint::spin_loop();
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
 }
 
 impl WorkerPool {
@@ -73,6 +155,10 @@ impl WorkerPool {
             shared: Arc::new(Shared {
                 books: Mutex::new(Bookkeeping::new(resident)),
                 queued: AtomicUsize::new(0),
+                handoff: Handoff {
+                    state: AtomicU8::new(CLOSED),
+                    job: UnsafeCell::new(None),
+                },
                 idle_exit_after,
             }),
         }
@@ -81,6 +167,10 @@ impl WorkerPool {
     /// Runs `job` on a worker thread as soon as possible. Fails only if no thread can be
     /// started, and then the job was dropped without running.
     pub fn submit(&self, job: Job) -> Result<(), String> {
+        let job = match self.shared.handoff.offer(job) {
+            Ok(()) => return Ok(()),
+            Err(job) => job,
+        };
         let submitted = self.shared.with_books(|books| books.submit(job));
         match submitted {
             Submitted::Queued => Ok(()),
@@ -112,10 +202,18 @@ impl WorkerPool {
         self.shared.lock_books().threads()
     }
 
-    /// Jobs running and jobs waiting for a worker (only ever for a worker on its way).
+    /// Jobs running and jobs waiting for a worker (only ever for a worker on its way, or in
+    /// the handoff for its watcher).
     pub fn job_counts(&self) -> (usize, usize) {
         let books = self.shared.lock_books();
-        (books.running_jobs(), books.queued_jobs())
+        let handed = matches!(
+            self.shared.handoff.state.load(Ordering::Acquire),
+            FILLING | FULL
+        );
+        (
+            books.running_jobs(),
+            books.queued_jobs() + usize::from(handed),
+        )
     }
 }
 
@@ -134,30 +232,67 @@ impl Shared {
         outcome
     }
 
+    /// A locked section that says what this worker does next; a new watcher opens the
+    /// handoff before the lock is let go.
+    fn next_by_books(
+        &self,
+        change: impl FnOnce(&mut Bookkeeping<Job, Sleeper>) -> Next<Job>,
+    ) -> Next<Job> {
+        self.with_books(|books| {
+            let next = change(books);
+            if matches!(next, Next::Watch) {
+                self.handoff.open();
+            }
+            next
+        })
+    }
+
+    /// Watches the handoff for a while (see `spin`), then closes it.
+    fn watch(&self, me: &Sleeper) -> Next<Job> {
+        let handed = self
+            .spin(|| self.handoff.take())
+            .or_else(|| self.handoff.close());
+        match handed {
+            Some(job) => {
+                self.with_books(|books| books.handed_taken());
+                Next::Run(job)
+            }
+            None => self.with_books(|books| books.watch_ended(me.clone())),
+        }
+    }
+
+    /// Looks with `look` until it finds something or `SPIN_BEFORE_SLEEP` has passed.
+    fn spin<T>(&self, mut look: impl FnMut() -> Option<T>) -> Option<T> {
+        let spin_start = Instant::now();
+        let (hot_until, spin_until) = (spin_start + HOT_SPIN, spin_start + SPIN_BEFORE_SLEEP);
+        loop {
+            if let Some(found) = look() {
+                return Some(found);
+            }
+            let now = Instant::now();
+            if now >= spin_until {
+                return None;
+            }
+            std::hint::spin_loop();
+            if now >= hot_until {
+                std::thread::yield_now();
+            }
+        }
+    }
+
     fn run_worker(self: &Arc<Self>, first: Job) {
         affinity::take_the_vm_cores();
         let me = Sleeper(std::thread::current());
-        WORKER.with(|worker| *worker.borrow_mut() = Some((Arc::clone(self), false)));
+        WORKER.with(|worker| *worker.borrow_mut() = Some((Arc::clone(self), None)));
         let mut next = self.run(first);
         loop {
             next = match next {
                 Next::Run(job) => self.run(job),
                 Next::Spin => {
-                    let spin_start = Instant::now();
-                    let (hot_until, spin_until) =
-                        (spin_start + HOT_SPIN, spin_start + SPIN_BEFORE_SLEEP);
-                    while self.queued.load(Ordering::Acquire) == 0 {
-                        let now = Instant::now();
-                        if now >= spin_until {
-                            break;
-                        }
-                        std::hint::spin_loop();
-                        if now >= hot_until {
-                            std::thread::yield_now();
-                        }
-                    }
+                    self.spin(|| (self.queued.load(Ordering::Acquire) != 0).then_some(()));
                     self.with_books(|books| books.spin_ended(me.clone()))
                 }
+                Next::Watch => self.watch(&me),
                 Next::Sleep => self.sleep(&me),
                 Next::Exit => {
                     if let Some(thread_end) = THREAD_END.get() {
@@ -174,14 +309,14 @@ impl Shared {
         // A panic in one job must not take the worker's bookkeeping down with it.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         let ended = WORKER.with(|worker| match worker.borrow_mut().as_mut() {
-            Some((_, ending)) => std::mem::take(ending),
-            None => false,
+            Some((_, ending)) => ending.take(),
+            None => None,
         });
-        if ended {
-            // Counted as spinning since the job said so (`job_ending`).
-            Next::Spin
-        } else {
-            self.with_books(|books| books.job_done())
+        match ended {
+            // Counted as the watcher or spinning since the job said so (`job_ending`).
+            Some(Ending::Watch) => Next::Watch,
+            Some(Ending::Spin) => Next::Spin,
+            None => self.next_by_books(|books| books.job_done()),
         }
     }
 
@@ -191,7 +326,7 @@ impl Shared {
         loop {
             std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
             let timed_out = Instant::now() >= deadline;
-            match self.with_books(|books| books.woke(me, timed_out)) {
+            match self.next_by_books(|books| books.woke(me, timed_out)) {
                 // A resident worker stays: a new spell of sleep.
                 Next::Sleep if timed_out => deadline = Instant::now() + self.idle_exit_after,
                 // A spurious return or a stale unpark: still asleep, same deadline.
@@ -202,9 +337,16 @@ impl Shared {
     }
 }
 
+/// What a worker whose job said it is ending does once the job returns.
+#[derive(Clone, Copy)]
+enum Ending {
+    Watch,
+    Spin,
+}
+
 thread_local! {
-    /// On a worker thread: its pool, and whether its job said it is ending.
-    static WORKER: RefCell<Option<(Arc<Shared>, bool)>> = const { RefCell::new(None) };
+    /// On a worker thread: its pool, and what it does next if its job said it is ending.
+    static WORKER: RefCell<Option<(Arc<Shared>, Option<Ending>)>> = const { RefCell::new(None) };
 }
 
 /// Called by a job once it has answered its caller: from now on the worker counts as looking
@@ -213,9 +355,15 @@ thread_local! {
 /// worker thread, or when called again in the same job.
 pub fn job_ending() {
     WORKER.with(|worker| {
-        if let Some((shared, ending @ false)) = worker.borrow_mut().as_mut() {
-            shared.with_books(|books| books.job_ending());
-            *ending = true;
+        if let Some((shared, ending @ None)) = worker.borrow_mut().as_mut() {
+            let watch = shared.with_books(|books| {
+                let watch = books.job_ending();
+                if watch {
+                    shared.handoff.open();
+                }
+                watch
+            });
+            *ending = Some(if watch { Ending::Watch } else { Ending::Spin });
         }
     });
 }

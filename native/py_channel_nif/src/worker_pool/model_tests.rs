@@ -4,8 +4,10 @@
 //! every interleaving of those steps is explored, including the ones nothing promises (a
 //! spurious wake-up, an idle timeout, a thread that fails to start), and in every reachable
 //! state:
-//! - the books agree with the workers (threads, spinning, woken, sleepers), no job is lost or
-//!   duplicated, and queued jobs <= spinning + woken workers;
+//! - the books agree with the workers (threads, spinning, watching, woken, sleepers), no job
+//!   is lost or duplicated, and queued jobs <= spinning + woken workers;
+//! - the handoff is open, or holds a job, only while a worker watches it, and one at most
+//!   does;
 //! - if nothing can happen except what nothing promises (a timeout, a spurious wake-up), no
 //!   job is queued: a queued job never waits for a timeout;
 //! - the steps that are certain to happen form no cycle, so they always reach such a state.
@@ -195,11 +197,20 @@ struct Configuration {
 enum WorkerAt {
     /// Running a job that ends.
     FinishingJob,
-    /// Running a job that said it is ending (`job_ending`), about to return.
-    Ending,
+    /// Running a job that said it is ending (`job_ending`), about to return; it then watches
+    /// the handoff (`watch`) or spins.
+    Ending {
+        watch: bool,
+    },
     /// Running a job for good (a submitted one, or one from before).
     Running(Option<JobId>),
     Spinning,
+    /// Watching the handoff (`Shared::watch`).
+    Watching,
+    /// Took this job from the handoff, about to tell the books.
+    TookHanded(JobId),
+    /// Closed the handoff with nothing in it, about to take the lock.
+    ClosedWatch,
     /// In `park_timeout`.
     Parked,
     /// Back from `park_timeout`, about to take the lock; `timed_out` as its clock says.
@@ -219,6 +230,8 @@ struct Worker {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum SubmitterAt {
     Submitting,
+    /// Moved the handoff from open to filling, about to put this job in.
+    Filling(JobId),
     Unparking(WorkerId),
     Spawning(JobId),
 }
@@ -230,9 +243,20 @@ struct Submitter {
     at: SubmitterAt,
 }
 
+/// The handoff's state (`mod.rs`, `Handoff`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum HandoffAt {
+    Closed,
+    Open,
+    /// A submitter is putting its job in.
+    Filling,
+    Full(JobId),
+}
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 struct Pool {
     books: Bookkeeping<JobId, WorkerId>,
+    handoff: HandoffAt,
     workers: Vec<Worker>,
     submitters: Vec<Submitter>,
     /// Jobs whose submit failed because their thread did not start, in order.
@@ -283,6 +307,7 @@ impl Pool {
             .collect();
         Pool {
             books,
+            handoff: HandoffAt::Closed,
             workers,
             submitters,
             refused: Vec::new(),
@@ -291,15 +316,29 @@ impl Pool {
         }
     }
 
-    /// The pool once `worker` does what the books told it, as `run_worker` does.
+    /// The pool once `worker` does what the books told it, as `run_worker` does. A new
+    /// watcher opens the handoff in the same locked section (`Shared::next_by_books`).
     fn with_worker_doing(mut self, worker: usize, next: Next<JobId>) -> Pool {
         self.workers[worker].at = match next {
             Next::Run(job) => WorkerAt::Running(Some(job)),
             Next::Spin => WorkerAt::Spinning,
+            Next::Watch => {
+                self.open_handoff();
+                WorkerAt::Watching
+            }
             Next::Sleep => WorkerAt::Parked,
             Next::Exit => WorkerAt::Exited,
         };
         self
+    }
+
+    /// Opened by a worker the books just made the watcher. Opening one not closed would
+    /// clobber a job in it: marked so that `check` fails.
+    fn open_handoff(&mut self) {
+        self.handoff = match self.handoff {
+            HandoffAt::Closed => HandoffAt::Open,
+            _ => HandoffAt::Full(JobId::MAX),
+        };
     }
 
     fn worker_steps(&self, worker: usize, steps: &mut Vec<Step<Pool>>) {
@@ -330,13 +369,56 @@ impl Pool {
                     pool.with_worker_doing(worker, next),
                 );
                 let mut pool = self.clone();
-                pool.books.job_ending();
-                pool.workers[worker].at = WorkerAt::Ending;
+                let watch = pool.books.job_ending();
+                if watch {
+                    pool.open_handoff();
+                }
+                pool.workers[worker].at = WorkerAt::Ending { watch };
                 step("says its job is ending", Certainty::Soon, pool);
             }
-            WorkerAt::Ending => {
-                let pool = self.clone().with_worker_doing(worker, Next::Spin);
-                step("its job returns: it spins", Certainty::Soon, pool);
+            WorkerAt::Ending { watch } => {
+                let mut pool = self.clone();
+                pool.workers[worker].at = if watch {
+                    WorkerAt::Watching
+                } else {
+                    WorkerAt::Spinning
+                };
+                step(
+                    "its job returns: it watches or spins",
+                    Certainty::Soon,
+                    pool,
+                );
+            }
+            WorkerAt::Watching => match self.handoff {
+                HandoffAt::Full(job) => {
+                    let mut pool = self.clone();
+                    pool.handoff = HandoffAt::Closed;
+                    pool.workers[worker].at = WorkerAt::TookHanded(job);
+                    step("takes the job handed to it", Certainty::Soon, pool);
+                }
+                HandoffAt::Open => {
+                    let mut pool = self.clone();
+                    pool.handoff = HandoffAt::Closed;
+                    pool.workers[worker].at = WorkerAt::ClosedWatch;
+                    step("ends its watch: closes the handoff", Certainty::Soon, pool);
+                }
+                // Waits for the job being put in (`Handoff::close`).
+                HandoffAt::Filling | HandoffAt::Closed => {}
+            },
+            WorkerAt::TookHanded(job) => {
+                let mut pool = self.clone();
+                pool.books.handed_taken();
+                pool.workers[worker].at = WorkerAt::Running(Some(job));
+                step("tells the books it runs it", Certainty::Soon, pool);
+            }
+            WorkerAt::ClosedWatch => {
+                let mut pool = self.clone();
+                let next = pool.books.watch_ended(id);
+                step(
+                    "takes the lock after its watch",
+                    Certainty::Soon,
+                    pool.with_worker_doing(worker, next),
+                );
             }
             WorkerAt::Spinning => {
                 let mut pool = self.clone();
@@ -396,6 +478,19 @@ impl Pool {
         };
         let mut pool = self.clone();
         match self.submitters[submitter].at {
+            SubmitterAt::Submitting if self.handoff == HandoffAt::Open => {
+                let Some(job) = pool.submitters[submitter].to_submit.pop() else {
+                    return;
+                };
+                pool.handoff = HandoffAt::Filling;
+                pool.submitters[submitter].at = SubmitterAt::Filling(job);
+                step("finds the handoff open", pool);
+            }
+            SubmitterAt::Filling(job) => {
+                pool.handoff = HandoffAt::Full(job);
+                pool.submitters[submitter].at = SubmitterAt::Submitting;
+                step("hands its job over", pool);
+            }
             SubmitterAt::Submitting => {
                 let Some(job) = pool.submitters[submitter].to_submit.pop() else {
                     return;
@@ -451,11 +546,49 @@ impl Model for Pool {
     }
 
     fn queued_jobs(&self) -> usize {
-        self.books.queued_jobs()
+        let handed = match self.handoff {
+            HandoffAt::Filling | HandoffAt::Full(_) => 1,
+            HandoffAt::Closed | HandoffAt::Open => 0,
+        };
+        self.books.queued_jobs() + handed
     }
 
     fn check(&self) -> Result<(), String> {
         let books = &self.books;
+        let watchers = self
+            .workers
+            .iter()
+            .filter(|worker| {
+                matches!(
+                    worker.at,
+                    WorkerAt::Watching
+                        | WorkerAt::Ending { watch: true }
+                        | WorkerAt::TookHanded(_)
+                        | WorkerAt::ClosedWatch
+                )
+            })
+            .count();
+        if watchers > 1 || books.watching() != (watchers == 1) {
+            return Err(format!(
+                "{watchers} workers watch, the books say {}",
+                books.watching()
+            ));
+        }
+        let looking = self.workers.iter().any(|worker| {
+            matches!(
+                worker.at,
+                WorkerAt::Watching | WorkerAt::Ending { watch: true }
+            )
+        });
+        if self.handoff == HandoffAt::Full(JobId::MAX) {
+            return Err("a handoff holding a job was opened again".into());
+        }
+        if self.handoff != HandoffAt::Closed && !looking {
+            return Err(format!(
+                "the handoff is {:?} with nobody watching it",
+                self.handoff
+            ));
+        }
         if books.queued_jobs() > books.workers_coming() {
             return Err(format!(
                 "{} jobs queued, {} spinning + {} woken workers",
@@ -483,7 +616,12 @@ impl Model for Pool {
         let spinning = self
             .workers
             .iter()
-            .filter(|worker| matches!(worker.at, WorkerAt::Spinning | WorkerAt::Ending))
+            .filter(|worker| {
+                matches!(
+                    worker.at,
+                    WorkerAt::Spinning | WorkerAt::Ending { watch: false }
+                )
+            })
             .count();
         if books.spinning() != spinning {
             return Err(format!(
@@ -523,14 +661,25 @@ impl Model for Pool {
         });
         let running = self.workers.iter().filter_map(|w| match w.at {
             WorkerAt::Running(job) => job,
+            WorkerAt::TookHanded(job) => Some(job),
             _ => None,
         });
+        let filling = self.submitters.iter().filter_map(|s| match s.at {
+            SubmitterAt::Filling(job) => Some(job),
+            _ => None,
+        });
+        let handed = match self.handoff {
+            HandoffAt::Full(job) => Some(job),
+            _ => None,
+        };
         for job in to_submit
             .chain(books.jobs())
             .chain(&self.refused)
             .copied()
             .chain(starting)
             .chain(running)
+            .chain(filling)
+            .chain(handed)
         {
             seen[job as usize] += 1;
         }

@@ -228,6 +228,42 @@ fn a_job_submitted_in_reply_to_an_ending_job_goes_to_its_worker() {
     *chain.lock().unwrap() = None;
 }
 
+#[test]
+fn a_job_for_the_watching_worker_is_handed_over_without_the_books() {
+    let pool = Arc::new(WorkerPool::new(2, Duration::from_secs(30)));
+    let (ran_on, ran) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let first_ran_on = ran_on.clone();
+    pool.submit(Box::new(move || {
+        job_ending();
+        // The caller has its answer and submits its next job while this one returns.
+        first_ran_on.send(std::thread::current().id()).unwrap();
+        released.recv_timeout(START_BOUND).unwrap();
+    }))
+    .unwrap();
+    let first = ran.recv_timeout(START_BOUND).expect("the first job runs");
+    assert_eq!(pool.shared.handoff.state.load(Ordering::Acquire), OPEN);
+    assert!(pool.shared.lock_books().watching());
+    pool.submit(Box::new(move || {
+        ran_on.send(std::thread::current().id()).unwrap();
+    }))
+    .unwrap();
+    // The job waits in the handoff for its watcher, not in the queue.
+    assert_eq!(pool.shared.handoff.state.load(Ordering::Acquire), FULL);
+    assert_eq!(pool.job_counts(), (0, 1));
+    release.send(()).unwrap();
+    let second = ran.recv_timeout(START_BOUND).expect("the handed job runs");
+    assert_eq!(second, first);
+    assert_eq!(pool.thread_count(), 1);
+    // With no job handed within its watch, the watcher closes the handoff and sleeps.
+    assert!(eventually(|| {
+        pool.shared.handoff.state.load(Ordering::Acquire) == CLOSED
+            && pool.shared.lock_books().sleepers().len() == 1
+    }));
+    assert!(!pool.shared.lock_books().watching());
+    assert_eq!(pool.job_counts(), (0, 0));
+}
+
 /// The cores the calling thread may run on (`pid` 0), or those of the process's main thread.
 #[cfg(target_os = "linux")]
 pub(crate) fn cores_of(pid: libc::pid_t) -> Vec<usize> {
