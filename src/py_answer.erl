@@ -17,13 +17,16 @@
 %% scheduler that looks keeps its core, though: work that no Python thread
 %% has begun after ?BEGUN_WITHIN microseconds may be waiting for that very
 %% core, so the process then stops looking at once. Not a `call/3' caller
-%% whose channel's Python reader spins on another core: the OS holds such a
-%% reader up now and then (20-70 microseconds at a timer tick on this
-%% project's virtual machine), and the caller looks on for ?HELD_UP_SPINS
-%% times `await_spin' (never past its timeout), for a reply sent to a sleeping
+%% whose channel's Python reader spins on another core, nor a `py' caller
+%% whose job waits in the worker pool's handoff for a watcher on another core:
+%% the OS holds such a thread up now and then (20-70 microseconds at a timer
+%% tick on this project's virtual machine, a few when the VM's aux thread
+%% wakes on its core), and the caller looks on for ?HELD_UP_SPINS times
+%% `await_spin' (never past its timeout), for an answer sent to a sleeping
 %% caller costs the VM's aux thread several wake-ups, each taking a core from
-%% the caller or the reader (see docs/threading.md). A reader found spinning
-%% on the caller's own core is asked to move off it (`caller_look_on/2').
+%% the caller or the Python thread (see docs/threading.md). A reader found
+%% spinning on the caller's own core is asked to move off it
+%% (`caller_look_on/2'; `py_look_on/1' for a job).
 %% Whatever the path, it stops looking before it sleeps in `receive', so
 %% that nothing is kept for a process that no longer looks. A job submitted
 %% for a caller that looks at once (`py:call', `eval', `exec') is looked for
@@ -97,10 +100,14 @@ look_for({job, Handle} = Slot, BegunBy, Until, HeldUpUntil) ->
         not_yet ->
             %% Time is left only if the look stopped for want of a worker (then none has
             %% the job), or at its millisecond.
-            case erlang:monotonic_time(microsecond) < Until
-                andalso py_channel_nif:py_started(Handle) of
-                true -> look_for(Slot, BegunBy, Until, HeldUpUntil);
-                false -> stop_looking(Slot)
+            case erlang:monotonic_time(microsecond) < Until andalso begun(Slot) of
+                true ->
+                    look_for(Slot, BegunBy, Until, HeldUpUntil);
+                held_up ->
+                    %% Looked for until the watcher takes it, then until the answer.
+                    look_for(Slot, HeldUpUntil, max(Until, HeldUpUntil), HeldUpUntil);
+                false ->
+                    stop_looking(Slot)
             end;
         sent -> 'receive';
         Message -> {message, Message}
@@ -155,10 +162,9 @@ poll({call, Caller, Tag, _Channel}) ->
 stop_polling({job, Handle}) -> py_channel_nif:py_stop_polling(Handle);
 stop_polling({call, Caller, _Tag, _Channel}) -> py_channel_nif:caller_stop_polling(Caller).
 
-begun({job, Handle}) -> py_channel_nif:py_started(Handle);
-begun({call, Caller, _Tag, Channel}) ->
-    case py_channel_nif:caller_look_on(Caller, Channel) of
-        taken -> true;
-        held_up -> held_up;
-        not_taken -> false
-    end.
+begun({job, Handle}) -> looked_on(py_channel_nif:py_look_on(Handle));
+begun({call, Caller, _Tag, Channel}) -> looked_on(py_channel_nif:caller_look_on(Caller, Channel)).
+
+looked_on(taken) -> true;
+looked_on(held_up) -> held_up;
+looked_on(not_taken) -> false.

@@ -15,7 +15,7 @@
          call_send/4, caller_poll/1, caller_stop_polling/1, caller_abandon/1, caller_look_on/2, caller_reply/2,
          term_size/1, live_channels/0,
          py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
-         py_started/1, py_poll/1, py_look/3, py_stop_polling/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
+         py_started/1, py_look_on/1, py_poll/1, py_look/3, py_stop_polling/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
          py_set_none_atom/1, py_pool_counts/0]).
 
 -nifs([loaded/0, new_channel/2, send/2, try_receive/1, close/1, info/1,
@@ -24,7 +24,7 @@
        call_send/4, caller_poll/1, caller_stop_polling/1, caller_abandon/1, caller_look_on/2, caller_reply/2,
        term_size/1, live_channels/0,
        py_start/1, py_exec/4, py_eval/6, py_call/8, py_stream/8, py_abandon/1, py_cancel/1,
-       py_started/1, py_poll/1, py_look/3, py_stop_polling/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
+       py_started/1, py_look_on/1, py_poll/1, py_look/3, py_stop_polling/1, py_namespace_new/0, py_callback_reply/2, py_set_runtime/1,
        py_set_none_atom/1, py_pool_counts/0]).
 
 %% @doc Loads the library at `Path' (no extension) into this module; only
@@ -77,6 +77,7 @@ py_cancel(Handle) -> ?LOADED(py_cancel, [Handle]).
 py_poll(Handle) -> ?LOADED(py_poll, [Handle]).
 py_stop_polling(Handle) -> ?LOADED(py_stop_polling, [Handle]).
 py_started(Handle) -> ?LOADED(py_started, [Handle]).
+py_look_on(Handle) -> ?LOADED(py_look_on, [Handle]).
 py_look(Handle, BegunMicros, SpinMicros) -> ?LOADED(py_look, [Handle, BegunMicros, SpinMicros]).
 py_namespace_new() -> ?LOADED(py_namespace_new, []).
 py_callback_reply(Handle, Result) -> ?LOADED(py_callback_reply, [Handle, Result]).

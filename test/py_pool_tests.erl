@@ -4,7 +4,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([cores_of_jobs_at_once/1]).
+-export([cores_of_jobs_at_once/1, looks_on_handed_jobs/3]).
 
 %% A channel consumer: it says when it started, then keeps its worker busy
 %% until the channel is closed.
@@ -85,7 +85,10 @@ pool_test_() ->
       {timeout, 90, {"a worker thread that exits lets go of its Python thread state",
                      fun exited_thread_lets_go/0}},
       {timeout, 60, {"Python threads may use every core the VM may, schedulers bound or not",
-                     fun unbound_by_scheduler_binding/0}}]}.
+                     fun unbound_by_scheduler_binding/0}},
+      {timeout, 120, {"a caller whose job waits for a watcher held up on another core looks "
+                      "on; one on its own core, it gives it up",
+                      fun look_on_held_up_watcher/0}}]}.
 
 %% Bursts of 12 to 30 consumers submitted back to back; between bursts the
 %% previous burst's workers are running, spinning or asleep, in every mix
@@ -238,3 +241,81 @@ cores_of_jobs_at_once(Jobs) ->
     [receive {Caller, {ok, Cores}} -> Cores; {Caller, Other} -> error({Caller, Other})
      after 10000 -> error(no_answer)
      end || Caller <- Callers].
+
+%% A worker bound to one core, and a thread that keeps that core busy without
+%% the GIL (hashlib lets it go for large data), so the worker, watching the
+%% pool's handoff once its job is over, is held up by the OS now and then.
+-define(HELD_UP_WATCHER, <<"
+import hashlib
+import os
+import threading
+
+_busy = []
+
+def bind(core):
+    os.sched_setaffinity(0, {core})
+
+def keep_busy(core):
+    def spin():
+        os.sched_setaffinity(0, {core})
+        data = bytes(1 << 20)
+        while _busy:
+            hashlib.sha256(data).digest()
+    _busy.append(True)
+    threading.Thread(target=spin, daemon=True).start()
+
+def stop_busy():
+    _busy.clear()
+">>).
+
+look_on_held_up_watcher() ->
+    py_test_support:on_bound_peer(?MODULE, fun(Call, [SchedulerOnesCore, Other | _]) ->
+        %% The watcher on another core, held up there: its callers look on.
+        Elsewhere = Call(?MODULE, looks_on_handed_jobs, [Other, true, 200]),
+        ?assert(lists:member(held_up, Elsewhere)),
+        %% The watcher on the caller's own core: it waits for the caller to give
+        %% the core up, and is never taken for held up.
+        Here = Call(?MODULE, looks_on_handed_jobs, [SchedulerOnesCore, false, 200]),
+        ?assertNot(lists:member(held_up, Here)),
+        ?assert(lists:member(not_taken, Here))
+    end).
+
+%% Run on the peer: a process on scheduler 1 calls Python `Tries' times; the
+%% worker, bound to `Core' (kept busy by another thread if `Busy'), watches the
+%% handoff between calls. Each call is submitted 20 us after the last answer,
+%% and its caller at once asks `py_look_on/1' what to do: the answers, in
+%% order. Every call must get its own answer.
+-spec looks_on_handed_jobs(non_neg_integer(), boolean(), pos_integer()) ->
+          [taken | held_up | not_taken].
+looks_on_handed_jobs(Core, Busy, Tries) ->
+    Self = self(),
+    {Looker, Monitor} =
+        spawn_opt(fun() ->
+                          ok = py:exec(?HELD_UP_WATCHER),
+                          {ok, none} = py:call('__main__', bind, [Core]),
+                          [{ok, none} = py:call('__main__', keep_busy, [Core]) || Busy],
+                          Namespace = py_channel_nif:py_namespace_new(),
+                          Looks = [look_on_once(Namespace, N) || N <- lists:seq(1, Tries)],
+                          {ok, none} = py:call('__main__', stop_busy, []),
+                          Self ! {self(), Looks}
+                  end, [monitor, {scheduler, 1}]), % (undocumented: runs it on scheduler 1 only)
+    receive
+        {Looker, Looks} -> erlang:demonitor(Monitor, [flush]), Looks;
+        {'DOWN', Monitor, process, Looker, Reason} -> error({looker_failed, Reason})
+    end.
+
+look_on_once(Namespace, N) ->
+    busy_wait(erlang:monotonic_time(microsecond) + 20),
+    Ref = make_ref(),
+    Handle = py_channel_nif:py_call(Ref, Namespace, group_leader(), operator, mul, [N, N],
+                                    #{}, look),
+    Looked = py_channel_nif:py_look_on(Handle),
+    Answer = case py_answer:look({job, Handle}, 5000) of
+                 {message, {py_response, Result}} -> Result;
+                 'receive' -> receive {py_response, Ref, Result} -> Result after 5000 -> timeout end
+             end,
+    ?assertEqual({ok, N * N}, Answer),
+    Looked.
+
+busy_wait(Until) ->
+    erlang:monotonic_time(microsecond) < Until andalso busy_wait(Until).

@@ -9,7 +9,7 @@ use crate::conversion;
 use crate::python::callbacks::{self, CallbackHandle};
 use crate::python::interpreter;
 use crate::python::jobs::{Answer, HeldHandle, Job, JobHandle, Namespace, Polled, Timings, Work};
-use crate::worker_pool;
+use crate::worker_pool::{self, affinity};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 /// What names the job submitted, for the caller's later NIF calls about it (`HeldHandle`
@@ -308,6 +308,30 @@ fn polled<'a>(env: Env<'a>, polled: Polled<'_>) -> NifResult<Term<'a>> {
 #[rustler::nif]
 fn py_started(handle: HeldHandle) -> bool {
     handle.started()
+}
+
+/// For a caller whose job no worker has begun a few microseconds after its submit (see
+/// `py_answer`): `taken` (begun after all), `held_up` (it waits in the pool's handoff for a
+/// watcher on another core, which the OS holds up a moment: the caller looks on), or
+/// `not_taken` (the worker may be waiting for the caller's own core: the caller sleeps and
+/// gives it up).
+#[rustler::nif]
+fn py_look_on(handle: HeldHandle) -> Atom {
+    if handle.started() {
+        return atoms::taken();
+    }
+    let held_up = matches!(
+        (affinity::current_core(), worker_pool::handed_job_waits_on()),
+        (Some(core), Some(watcher)) if watcher != core
+    );
+    // Taken meanwhile: the watcher's note goes as it takes the job.
+    if handle.started() {
+        atoms::taken()
+    } else if held_up {
+        atoms::held_up()
+    } else {
+        atoms::not_taken()
+    }
 }
 
 /// Stops the job: its Python code gets `erlang.Cancelled`, and its answer is

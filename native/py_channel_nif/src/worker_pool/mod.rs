@@ -23,7 +23,7 @@ pub mod bookkeeping;
 
 use bookkeeping::{Bookkeeping, Next, Submitted};
 use std::cell::{RefCell, UnsafeCell};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -69,8 +69,12 @@ struct Shared {
     /// to stop spinning early: a spinner takes the lock and looks at the queue either way.
     queued: AtomicUsize,
     handoff: Handoff,
+    /// The core the watcher last saw itself on while it watched, or `NO_CORE`.
+    watcher_core: AtomicU32,
     idle_exit_after: Duration,
 }
+
+const NO_CORE: u32 = u32::MAX;
 
 /// Where a submit hands a job to the watcher (see [`Bookkeeping::job_ending`]) without the
 /// lock: open only while the books say a worker watches, and opened by that worker with the
@@ -159,6 +163,7 @@ impl WorkerPool {
                     state: AtomicU8::new(CLOSED),
                     job: UnsafeCell::new(None),
                 },
+                watcher_core: AtomicU32::new(NO_CORE),
                 idle_exit_after,
             }),
         }
@@ -194,6 +199,23 @@ impl WorkerPool {
                     }
                 }
             }
+        }
+    }
+
+    /// Where a job handed over waits for its watcher: the core the watcher is on, while a job
+    /// is in the handoff and the watcher's core is known. A caller that finds its job not
+    /// begun knows from it whether the watcher is only held up (on another core, by another
+    /// thread the OS ran there) or waits for the caller's own core.
+    pub fn handed_job_waits_on(&self) -> Option<u32> {
+        if !matches!(
+            self.shared.handoff.state.load(Ordering::Acquire),
+            FILLING | FULL
+        ) {
+            return None;
+        }
+        match self.shared.watcher_core.load(Ordering::Relaxed) {
+            NO_CORE => None,
+            core => Some(core),
         }
     }
 
@@ -247,11 +269,22 @@ impl Shared {
         })
     }
 
-    /// Watches the handoff for a while (see `spin`), then closes it.
+    /// Watches the handoff for a while (see `spin`), then closes it. Notes its core as it
+    /// watches (`handed_job_waits_on`): the OS may move it meanwhile.
     fn watch(&self, me: &Sleeper) -> Next<Job> {
+        let note_core = || {
+            let core = affinity::current_core().unwrap_or(NO_CORE);
+            if self.watcher_core.load(Ordering::Relaxed) != core {
+                self.watcher_core.store(core, Ordering::Relaxed);
+            }
+        };
         let handed = self
-            .spin(|| self.handoff.take())
+            .spin(|| {
+                note_core();
+                self.handoff.take()
+            })
             .or_else(|| self.handoff.close());
+        self.watcher_core.store(NO_CORE, Ordering::Relaxed);
         match handed {
             Some(job) => {
                 self.with_books(|books| books.handed_taken());
@@ -390,6 +423,11 @@ pub fn submit(job: Job) -> Result<(), String> {
 /// Number of threads of the VM's worker pool.
 pub fn thread_count() -> usize {
     pool().thread_count()
+}
+
+/// See [`WorkerPool::handed_job_waits_on`], for the VM's worker pool.
+pub fn handed_job_waits_on() -> Option<u32> {
+    pool().handed_job_waits_on()
 }
 
 /// Jobs running and queued in the VM's worker pool (see [`WorkerPool::job_counts`]).
