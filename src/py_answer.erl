@@ -24,9 +24,10 @@
 %% wakes on its core), and the caller looks on for ?HELD_UP_SPINS times
 %% `await_spin' (never past its timeout), for an answer sent to a sleeping
 %% caller costs the VM's aux thread several wake-ups, each taking a core from
-%% the caller or the Python thread (see docs/threading.md). A reader found
-%% spinning on the caller's own core is asked to move off it
-%% (`caller_look_on/2'; `py_look_on/1' for a job).
+%% the caller or the Python thread (see docs/threading.md; `caller_look_on/2'
+%% and `py_look_on/1' tell). A reader found spinning on the caller's own core
+%% is asked to move off it; a watcher there is not (the OS's wake-ups put it
+%% back: see docs/threading.md).
 %% Whatever the path, it stops looking before it sleeps in `receive', so
 %% that nothing is kept for a process that no longer looks. A job submitted
 %% for a caller that looks at once (`py:call', `eval', `exec') is looked for

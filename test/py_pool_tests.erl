@@ -283,8 +283,8 @@ look_on_held_up_watcher() ->
 %% Run on the peer: a process on scheduler 1 calls Python `Tries' times; the
 %% worker, bound to `Core' (kept busy by another thread if `Busy'), watches the
 %% handoff between calls. Each call is submitted 20 us after the last answer,
-%% and its caller at once asks `py_look_on/1' what to do: the answers, in
-%% order. Every call must get its own answer.
+%% and its caller asks `py_look_on/1' what to do 5 us later, as `py_answer'
+%% does: the answers, in order. Every call must get its own answer.
 -spec looks_on_handed_jobs(non_neg_integer(), boolean(), pos_integer()) ->
           [taken | held_up | not_taken].
 looks_on_handed_jobs(Core, Busy, Tries) ->
@@ -309,9 +309,12 @@ look_on_once(Namespace, N) ->
     Ref = make_ref(),
     Handle = py_channel_nif:py_call(Ref, Namespace, group_leader(), operator, mul, [N, N],
                                     #{}, look),
+    %% Asked when py_answer asks: a job no worker has begun 5 us after its submit.
+    busy_wait(erlang:monotonic_time(microsecond) + 5),
     Looked = py_channel_nif:py_look_on(Handle),
     Answer = case py_answer:look({job, Handle}, 5000) of
                  {message, {py_response, Result}} -> Result;
+                 {message, {py_response, Ref, Result}} -> Result;
                  'receive' -> receive {py_response, Ref, Result} -> Result after 5000 -> timeout end
              end,
     ?assertEqual({ok, N * N}, Answer),

@@ -240,6 +240,12 @@ impl JobHandle {
         self.started.load(Ordering::Acquire)
     }
 
+    /// Names the job in the worker pool (`worker_pool::handed_job_waits_on`): the handle's
+    /// address, which no other live handle has.
+    pub fn ticket(&self) -> usize {
+        self as *const JobHandle as usize
+    }
+
     /// The worker's side, for a polling caller: keeps `value`, if it is small plain data,
     /// encoded for it (the answer `{ok, Value}`). False if it is not kept: not small plain
     /// data, or the caller no longer polls; the answer is then made as usual.

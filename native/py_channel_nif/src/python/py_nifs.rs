@@ -104,6 +104,7 @@ fn submit<'a, const N: usize>(
     if let Some(timings) = &timings {
         timings.mark("submitted");
     }
+    let ticket = held.ticket();
     let job = Job {
         timings,
         env: job_env,
@@ -114,7 +115,7 @@ fn submit<'a, const N: usize>(
         answer,
         handle: held,
     };
-    worker_pool::submit(Box::new(move || job.run()))
+    worker_pool::submit(Box::new(move || job.run()), ticket)
         .map_err(|reason| rustler::Error::Term(Box::new(reason)))?;
     Ok(named_by)
 }
@@ -311,8 +312,8 @@ fn py_started(handle: HeldHandle) -> bool {
 }
 
 /// For a caller whose job no worker has begun a few microseconds after its submit (see
-/// `py_answer`): `taken` (begun after all), `held_up` (it waits in the pool's handoff for a
-/// watcher on another core, which the OS holds up a moment: the caller looks on), or
+/// `py_answer`): `taken` (begun after all), `held_up` (the job waits in the pool's handoff for
+/// a watcher on another core, which the OS holds up a moment: the caller looks on), or
 /// `not_taken` (the worker may be waiting for the caller's own core: the caller sleeps and
 /// gives it up).
 #[rustler::nif]
@@ -321,10 +322,13 @@ fn py_look_on(handle: HeldHandle) -> Atom {
         return atoms::taken();
     }
     let held_up = matches!(
-        (affinity::current_core(), worker_pool::handed_job_waits_on()),
+        (
+            affinity::current_core(),
+            worker_pool::handed_job_waits_on(handle.ticket())
+        ),
         (Some(core), Some(watcher)) if watcher != core
     );
-    // Taken meanwhile: the watcher's note goes as it takes the job.
+    // Taken meanwhile: the handoff no longer holds it.
     if handle.started() {
         atoms::taken()
     } else if held_up {

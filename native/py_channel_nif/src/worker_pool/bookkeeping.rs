@@ -37,7 +37,7 @@ pub enum Next<J> {
     /// Counted as spinning: watch for a job for a short while, then [`Bookkeeping::spin_ended`].
     Spin,
     /// The watcher: open the handoff (with the lock still held) and watch it for a short
-    /// while, then [`Bookkeeping::handed_taken`] or [`Bookkeeping::watch_ended`].
+    /// while, then [`Bookkeeping::took_handed`] or [`Bookkeeping::watch_ended`].
     Watch,
     /// On the sleeper list: park until unparked or timed out, then [`Bookkeeping::woke`].
     Sleep,
@@ -122,7 +122,7 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     }
 
     /// The watcher took a job handed to it, and runs it.
-    pub fn handed_taken(&mut self) {
+    pub fn took_handed(&mut self) {
         self.watching = false;
     }
 

@@ -2,9 +2,10 @@
 //! otherwise on a new thread, so a long-running job (a loop over a channel, a `time.sleep`)
 //! never delays a short one. Workers beyond the resident few exit after a spell of idleness.
 //!
-//! Submitting is what a NIF does on a scheduler thread: it changes the books under a lock held
-//! for a queue operation, then, with the lock released, unparks one sleeper or starts one
-//! thread, and returns; it never waits for Python.
+//! Submitting is what a NIF does on a scheduler thread: it hands the job to the watcher (below)
+//! with one atomic exchange, or changes the books under a lock held for a queue operation,
+//! then, with the lock released, unparks one sleeper or starts one thread, and returns; it
+//! never waits for Python.
 //!
 //! Who takes a queued job, and why it never waits for a timeout, is the state machine in
 //! [`bookkeeping`]; this file only carries out what it says. A worker that runs out of jobs
@@ -69,7 +70,8 @@ struct Shared {
     /// to stop spinning early: a spinner takes the lock and looks at the queue either way.
     queued: AtomicUsize,
     handoff: Handoff,
-    /// The core the watcher last saw itself on while it watched, or `NO_CORE`.
+    /// The core the watcher last saw itself on, from the moment it opened the handoff until
+    /// its watch is over, else `NO_CORE`.
     watcher_core: AtomicU32,
     idle_exit_after: Duration,
 }
@@ -85,6 +87,8 @@ struct Handoff {
     /// Written only by the submitter that moved the state from `OPEN` to `FILLING`, read only
     /// by the watcher once the state says `FULL`.
     job: UnsafeCell<Option<Job>>,
+    /// The submitter's name for the job handed (`submit_ticketed`), written before `FULL`.
+    ticket: AtomicUsize,
 }
 
 /// Nobody watches, or the watcher took a job: submits go through the books.
@@ -101,13 +105,22 @@ const FULL: u8 = 3;
 unsafe impl Sync for Handoff {}
 
 impl Handoff {
-    /// By the worker the books just made the watcher, with the lock held.
+    /// By the worker the books just made the watcher, with the lock held: the handoff is
+    /// closed (only a watcher, which the books count, leaves it otherwise).
     fn open(&self) {
-        self.state.store(OPEN, Ordering::Release);
+        let opened =
+            self.state
+                .compare_exchange(CLOSED, OPEN, Ordering::Release, Ordering::Relaxed);
+        debug_assert!(opened.is_ok(), "the handoff was opened twice");
+    }
+
+    /// A job is in it, or being put in.
+    fn holds_job(&self) -> bool {
+        matches!(self.state.load(Ordering::Acquire), FILLING | FULL)
     }
 
     /// The submitter's side: `job` back if nobody watches (or a job is handed already).
-    fn offer(&self, job: Job) -> Result<(), Job> {
+    fn offer(&self, job: Job, ticket: usize) -> Result<(), Job> {
         if self
             .state
             .compare_exchange(OPEN, FILLING, Ordering::Acquire, Ordering::Relaxed)
@@ -117,6 +130,7 @@ impl Handoff {
         }
         // SAFETY: FILLING gives this thread the cell until it says FULL.
         unsafe { *self.job.get() = Some(job) };
+        self.ticket.store(ticket, Ordering::Relaxed);
         self.state.store(FULL, Ordering::Release);
         Ok(())
     }
@@ -142,6 +156,10 @@ impl Handoff {
             {
                 Ok(_) => return None,
                 Err(FULL) => return self.take(),
+                Err(CLOSED) => {
+                    debug_assert!(false, "a watcher found its handoff closed");
+                    return None;
+                }
                 Err(_) => {
                     std::hint::spin_loop();
                     std::thread::yield_now();
@@ -162,6 +180,7 @@ impl WorkerPool {
                 handoff: Handoff {
                     state: AtomicU8::new(CLOSED),
                     job: UnsafeCell::new(None),
+                    ticket: AtomicUsize::new(0),
                 },
                 watcher_core: AtomicU32::new(NO_CORE),
                 idle_exit_after,
@@ -172,7 +191,12 @@ impl WorkerPool {
     /// Runs `job` on a worker thread as soon as possible. Fails only if no thread can be
     /// started, and then the job was dropped without running.
     pub fn submit(&self, job: Job) -> Result<(), String> {
-        let job = match self.shared.handoff.offer(job) {
+        self.submit_ticketed(job, 0)
+    }
+
+    /// `submit`, naming the job by `ticket` (nonzero) for `handed_job_waits_on`.
+    pub fn submit_ticketed(&self, job: Job, ticket: usize) -> Result<(), String> {
+        let job = match self.shared.handoff.offer(job, ticket) {
             Ok(()) => return Ok(()),
             Err(job) => job,
         };
@@ -202,15 +226,13 @@ impl WorkerPool {
         }
     }
 
-    /// Where a job handed over waits for its watcher: the core the watcher is on, while a job
-    /// is in the handoff and the watcher's core is known. A caller that finds its job not
-    /// begun knows from it whether the watcher is only held up (on another core, by another
-    /// thread the OS ran there) or waits for the caller's own core.
-    pub fn handed_job_waits_on(&self) -> Option<u32> {
-        if !matches!(
-            self.shared.handoff.state.load(Ordering::Acquire),
-            FILLING | FULL
-        ) {
+    /// Where the job submitted with `ticket` waits for its watcher: the core the watcher is
+    /// on, while that job is in the handoff and the watcher's core is known. A caller that
+    /// finds its job not begun knows from it whether the watcher is only held up (on another
+    /// core, by another thread the OS ran there) or waits for the caller's own core.
+    pub fn handed_job_waits_on(&self, ticket: usize) -> Option<u32> {
+        let handoff = &self.shared.handoff;
+        if !(handoff.holds_job() && handoff.ticket.load(Ordering::Relaxed) == ticket) {
             return None;
         }
         match self.shared.watcher_core.load(Ordering::Relaxed) {
@@ -225,13 +247,11 @@ impl WorkerPool {
     }
 
     /// Jobs running and jobs waiting for a worker (only ever for a worker on its way, or in
-    /// the handoff for its watcher).
+    /// the handoff for its watcher). A job the watcher is taking may be in neither for an
+    /// instant.
     pub fn job_counts(&self) -> (usize, usize) {
         let books = self.shared.lock_books();
-        let handed = matches!(
-            self.shared.handoff.state.load(Ordering::Acquire),
-            FILLING | FULL
-        );
+        let handed = self.shared.handoff.holds_job();
         (
             books.running_jobs(),
             books.queued_jobs() + usize::from(handed),
@@ -263,34 +283,43 @@ impl Shared {
         self.with_books(|books| {
             let next = change(books);
             if matches!(next, Next::Watch) {
-                self.handoff.open();
+                self.open_handoff();
             }
             next
         })
     }
 
+    /// By the worker the books just made the watcher, with the lock held: from now on a
+    /// caller may look for its core (`handed_job_waits_on`).
+    fn open_handoff(&self) {
+        self.note_watcher_core();
+        self.handoff.open();
+    }
+
+    /// The watcher's core, for `handed_job_waits_on`; forgotten once its watch is over.
+    fn note_watcher_core(&self) {
+        let core = affinity::current_core().unwrap_or(NO_CORE);
+        if self.watcher_core.load(Ordering::Relaxed) != core {
+            self.watcher_core.store(core, Ordering::Relaxed);
+        }
+    }
+
     /// Watches the handoff for a while (see `spin`), then closes it. Notes its core as it
     /// watches (`handed_job_waits_on`): the OS may move it meanwhile.
     fn watch(&self, me: &Sleeper) -> Next<Job> {
-        let note_core = || {
-            let core = affinity::current_core().unwrap_or(NO_CORE);
-            if self.watcher_core.load(Ordering::Relaxed) != core {
-                self.watcher_core.store(core, Ordering::Relaxed);
-            }
-        };
         let handed = self
             .spin(|| {
-                note_core();
+                self.note_watcher_core();
                 self.handoff.take()
             })
             .or_else(|| self.handoff.close());
         self.watcher_core.store(NO_CORE, Ordering::Relaxed);
         match handed {
             Some(job) => {
-                self.with_books(|books| books.handed_taken());
+                self.with_books(|books| books.took_handed());
                 Next::Run(job)
             }
-            None => self.with_books(|books| books.watch_ended(me.clone())),
+            None => self.next_by_books(|books| books.watch_ended(me.clone())),
         }
     }
 
@@ -323,7 +352,7 @@ impl Shared {
                 Next::Run(job) => self.run(job),
                 Next::Spin => {
                     self.spin(|| (self.queued.load(Ordering::Acquire) != 0).then_some(()));
-                    self.with_books(|books| books.spin_ended(me.clone()))
+                    self.next_by_books(|books| books.spin_ended(me.clone()))
                 }
                 Next::Watch => self.watch(&me),
                 Next::Sleep => self.sleep(&me),
@@ -384,7 +413,7 @@ thread_local! {
 
 /// Called by a job once it has answered its caller: from now on the worker counts as looking
 /// for the next job (see [`Bookkeeping::job_ending`]), so what is left of the job must be
-/// bounded (nothing that waits: a job queued meanwhile waits for it). Does nothing off a
+/// bounded (nothing that waits: a job queued or handed meanwhile waits for it). Does nothing off a
 /// worker thread, or when called again in the same job.
 pub fn job_ending() {
     WORKER.with(|worker| {
@@ -392,7 +421,7 @@ pub fn job_ending() {
             let watch = shared.with_books(|books| {
                 let watch = books.job_ending();
                 if watch {
-                    shared.handoff.open();
+                    shared.open_handoff();
                 }
                 watch
             });
@@ -415,9 +444,10 @@ fn pool() -> &'static WorkerPool {
     POOL.get_or_init(|| WorkerPool::new(RESIDENT_WORKERS, IDLE_EXIT_AFTER))
 }
 
-/// Runs `job` on the VM's worker pool as soon as possible (see [`WorkerPool::submit`]).
-pub fn submit(job: Job) -> Result<(), String> {
-    pool().submit(job)
+/// Runs `job` on the VM's worker pool as soon as possible (see
+/// [`WorkerPool::submit_ticketed`]).
+pub fn submit(job: Job, ticket: usize) -> Result<(), String> {
+    pool().submit_ticketed(job, ticket)
 }
 
 /// Number of threads of the VM's worker pool.
@@ -426,8 +456,8 @@ pub fn thread_count() -> usize {
 }
 
 /// See [`WorkerPool::handed_job_waits_on`], for the VM's worker pool.
-pub fn handed_job_waits_on() -> Option<u32> {
-    pool().handed_job_waits_on()
+pub fn handed_job_waits_on(ticket: usize) -> Option<u32> {
+    pool().handed_job_waits_on(ticket)
 }
 
 /// Jobs running and queued in the VM's worker pool (see [`WorkerPool::job_counts`]).

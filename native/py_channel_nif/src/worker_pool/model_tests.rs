@@ -230,6 +230,8 @@ struct Worker {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum SubmitterAt {
     Submitting,
+    /// Found the handoff not open, about to take the lock with this job.
+    OfferFailed(JobId),
     /// Moved the handoff from open to filling, about to put this job in.
     Filling(JobId),
     Unparking(WorkerId),
@@ -407,7 +409,7 @@ impl Pool {
             },
             WorkerAt::TookHanded(job) => {
                 let mut pool = self.clone();
-                pool.books.handed_taken();
+                pool.books.took_handed();
                 pool.workers[worker].at = WorkerAt::Running(Some(job));
                 step("tells the books it runs it", Certainty::Soon, pool);
             }
@@ -495,6 +497,10 @@ impl Pool {
                 let Some(job) = pool.submitters[submitter].to_submit.pop() else {
                     return;
                 };
+                pool.submitters[submitter].at = SubmitterAt::OfferFailed(job);
+                step("finds the handoff not open", pool);
+            }
+            SubmitterAt::OfferFailed(job) => {
                 pool.submitters[submitter].at = match pool.books.submit(job) {
                     Submitted::Queued => SubmitterAt::Submitting,
                     Submitted::Wake(worker) => SubmitterAt::Unparking(worker),
@@ -589,6 +595,9 @@ impl Model for Pool {
                 self.handoff
             ));
         }
+        if looking && self.handoff == HandoffAt::Closed {
+            return Err("a worker watches a closed handoff".into());
+        }
         if books.queued_jobs() > books.workers_coming() {
             return Err(format!(
                 "{} jobs queued, {} spinning + {} woken workers",
@@ -665,7 +674,7 @@ impl Model for Pool {
             _ => None,
         });
         let filling = self.submitters.iter().filter_map(|s| match s.at {
-            SubmitterAt::Filling(job) => Some(job),
+            SubmitterAt::Filling(job) | SubmitterAt::OfferFailed(job) => Some(job),
             _ => None,
         });
         let handed = match self.handoff {

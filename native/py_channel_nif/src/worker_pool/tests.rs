@@ -244,16 +244,24 @@ fn a_job_for_the_watching_worker_is_handed_over_without_the_books() {
     let first = ran.recv_timeout(START_BOUND).expect("the first job runs");
     assert_eq!(pool.shared.handoff.state.load(Ordering::Acquire), OPEN);
     assert!(pool.shared.lock_books().watching());
-    pool.submit(Box::new(move || {
-        ran_on.send(std::thread::current().id()).unwrap();
-    }))
+    pool.submit_ticketed(
+        Box::new(move || {
+            ran_on.send(std::thread::current().id()).unwrap();
+        }),
+        7,
+    )
     .unwrap();
-    // The job waits in the handoff for its watcher, not in the queue.
+    // The job waits in the handoff for its watcher, not in the queue; it is known there by
+    // its ticket, with the core of its watcher.
     assert_eq!(pool.shared.handoff.state.load(Ordering::Acquire), FULL);
     assert_eq!(pool.job_counts(), (0, 1));
+    #[cfg(target_os = "linux")]
+    assert!(pool.handed_job_waits_on(7).is_some());
+    assert_eq!(pool.handed_job_waits_on(8), None);
     release.send(()).unwrap();
     let second = ran.recv_timeout(START_BOUND).expect("the handed job runs");
     assert_eq!(second, first);
+    assert_eq!(pool.handed_job_waits_on(7), None);
     assert_eq!(pool.thread_count(), 1);
     // With no job handed within its watch, the watcher closes the handoff and sleeps.
     assert!(eventually(|| {
