@@ -27,11 +27,13 @@
 //!    when small enough), and built by the caller, not sent. How long it looks depends on
 //!    where the channel's reader spins (`caller_look_on`, `Channel::where_reader_spins`).
 //! 5. run Python: `py:call/eval/exec` -> `python/py_nifs.rs` (inputs copied into a reused
-//!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once, which keeps its Python
-//!    thread state from job to job: `python/thread_state.rs`) -> `python/jobs.rs` ->
+//!    env, `beam/env_pool.rs`) -> `worker_pool/` (a thread at once: the watcher, through its
+//!    handoff without the pool's lock, else a spinner, a sleeper or a new thread; each keeps
+//!    its Python thread state from job to job: `python/thread_state.rs`) -> `python/jobs.rs` ->
 //!    `{py_response, Ref, Result}` built with the GIL still held, and kept in the job's
 //!    handle for a caller that is looking for it (from the submit on: `py.erl` looks a few
-//!    microseconds inside one NIF call, `py_look`: `beam/answer_look.rs`), else sent; a
+//!    microseconds inside one NIF call, `py_look`: `beam/answer_look.rs`, longer while its
+//!    job waits for a watcher held up on another core, `py_look_on`), else sent; a
 //!    small plain value is kept there encoded instead (`beam/kept_bytes.rs`), and the job's
 //!    env (its inputs) handed to the caller, which lets it go on its scheduler.
 //! 6. write from Python: `Channel.send` -> `python/native_channel.rs` -> small plain data
