@@ -318,9 +318,6 @@ fn py_started(handle: HeldHandle) -> bool {
 /// gives it up).
 #[rustler::nif]
 fn py_look_on(handle: HeldHandle) -> Atom {
-    if handle.started() {
-        return atoms::taken();
-    }
     let held_up = matches!(
         (
             affinity::current_core(),
@@ -328,7 +325,7 @@ fn py_look_on(handle: HeldHandle) -> Atom {
         ),
         (Some(core), Some(watcher)) if watcher != core
     );
-    // Taken meanwhile: the handoff no longer holds it.
+    // Asked after the handoff: a job no longer there may have begun meanwhile.
     if handle.started() {
         atoms::taken()
     } else if held_up {

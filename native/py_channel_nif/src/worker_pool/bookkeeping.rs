@@ -109,16 +109,10 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     /// caller submits as soon as it has the answer goes to this worker rather than to a
     /// sleeper woken (or a thread started) for it: two workers taking turns at one caller's
     /// jobs both keep spinning, and on two cores the caller's scheduler and two spinning
-    /// threads then share them. When its job returns, the worker watches or spins, without
-    /// [`Bookkeeping::job_done`].
-    pub fn job_ending(&mut self) -> bool {
-        if self.watching {
-            self.spinning += 1;
-            false
-        } else {
-            self.watching = true;
-            true
-        }
+    /// threads then share them. When its job returns, the worker does what this says
+    /// ([`Next::Watch`] or [`Next::Spin`]), without [`Bookkeeping::job_done`].
+    pub fn job_ending(&mut self) -> Next<J> {
+        self.watch_or_spin()
     }
 
     /// The watcher took a job handed to it, and runs it.
@@ -129,25 +123,13 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     /// The watcher closed the handoff with no job in it: it takes a queued job, or sleeps.
     pub fn watch_ended(&mut self, me: S) -> Next<J> {
         self.watching = false;
-        match self.jobs.pop_front() {
-            Some(job) => Next::Run(job),
-            None => {
-                self.sleepers.push(me);
-                Next::Sleep
-            }
-        }
+        self.next_or_sleep(me)
     }
 
     /// A spinning worker stops spinning: it saw a job, or its spin is over.
     pub fn spin_ended(&mut self, me: S) -> Next<J> {
         self.spinning -= 1;
-        match self.jobs.pop_front() {
-            Some(job) => Next::Run(job),
-            None => {
-                self.sleepers.push(me);
-                Next::Sleep
-            }
-        }
+        self.next_or_sleep(me)
     }
 
     /// A parked worker's park returned: unparked, timed out (`timed_out`), or for no reason.
@@ -210,13 +192,27 @@ impl<J, S: PartialEq> Bookkeeping<J, S> {
     fn next_or_spin(&mut self) -> Next<J> {
         match self.jobs.pop_front() {
             Some(job) => Next::Run(job),
-            None if !self.watching => {
-                self.watching = true;
-                Next::Watch
-            }
+            None => self.watch_or_spin(),
+        }
+    }
+
+    /// An idle worker watches the handoff if nobody does, else it spins.
+    fn watch_or_spin(&mut self) -> Next<J> {
+        if self.watching {
+            self.spinning += 1;
+            Next::Spin
+        } else {
+            self.watching = true;
+            Next::Watch
+        }
+    }
+
+    fn next_or_sleep(&mut self, me: S) -> Next<J> {
+        match self.jobs.pop_front() {
+            Some(job) => Next::Run(job),
             None => {
-                self.spinning += 1;
-                Next::Spin
+                self.sleepers.push(me);
+                Next::Sleep
             }
         }
     }

@@ -374,12 +374,8 @@ impl Shared {
             Some((_, ending)) => ending.take(),
             None => None,
         });
-        match ended {
-            // Counted as the watcher or spinning since the job said so (`job_ending`).
-            Some(Ending::Watch) => Next::Watch,
-            Some(Ending::Spin) => Next::Spin,
-            None => self.next_by_books(|books| books.job_done()),
-        }
+        // Counted as the watcher or spinning since the job said so (`job_ending`).
+        ended.unwrap_or_else(|| self.next_by_books(|books| books.job_done()))
     }
 
     /// Parks until a submit wakes this worker, or until it has been idle long enough to exit.
@@ -399,16 +395,12 @@ impl Shared {
     }
 }
 
-/// What a worker whose job said it is ending does once the job returns.
-#[derive(Clone, Copy)]
-enum Ending {
-    Watch,
-    Spin,
-}
+/// A worker thread's pool, and what it does next if its job said it is ending.
+type WorkerOf = (Arc<Shared>, Option<Next<Job>>);
 
 thread_local! {
-    /// On a worker thread: its pool, and what it does next if its job said it is ending.
-    static WORKER: RefCell<Option<(Arc<Shared>, Option<Ending>)>> = const { RefCell::new(None) };
+    /// On a worker thread: see [`WorkerOf`].
+    static WORKER: RefCell<Option<WorkerOf>> = const { RefCell::new(None) };
 }
 
 /// Called by a job once it has answered its caller: from now on the worker counts as looking
@@ -418,14 +410,7 @@ thread_local! {
 pub fn job_ending() {
     WORKER.with(|worker| {
         if let Some((shared, ending @ None)) = worker.borrow_mut().as_mut() {
-            let watch = shared.with_books(|books| {
-                let watch = books.job_ending();
-                if watch {
-                    shared.open_handoff();
-                }
-                watch
-            });
-            *ending = Some(if watch { Ending::Watch } else { Ending::Spin });
+            *ending = Some(shared.next_by_books(|books| books.job_ending()));
         }
     });
 }

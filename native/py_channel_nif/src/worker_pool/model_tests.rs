@@ -371,7 +371,7 @@ impl Pool {
                     pool.with_worker_doing(worker, next),
                 );
                 let mut pool = self.clone();
-                let watch = pool.books.job_ending();
+                let watch = pool.books.job_ending() == Next::Watch;
                 if watch {
                     pool.open_handoff();
                 }
