@@ -4,7 +4,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([cores_of_jobs_at_once/1, looks_on_handed_jobs/3]).
+-export([cores_of_jobs_at_once/1, looks_on_handed_jobs/3, killed_while_looking_on/2]).
 
 %% A channel consumer: it says when it started, then keeps its worker busy
 %% until the channel is closed.
@@ -87,7 +87,8 @@ pool_test_() ->
       {timeout, 60, {"Python threads may use every core the VM may, schedulers bound or not",
                      fun unbound_by_scheduler_binding/0}},
       {timeout, 120, {"a caller whose job waits for a watcher held up on another core looks "
-                      "on; one on its own core, it gives it up",
+                      "on; one on its own core, it gives it up; callers killed as they look "
+                      "leave nothing behind",
                       fun look_on_held_up_watcher/0}}]}.
 
 %% Bursts of 12 to 30 consumers submitted back to back; between bursts the
@@ -277,7 +278,10 @@ look_on_held_up_watcher() ->
         %% the core up, and is never taken for held up.
         Here = Call(?MODULE, looks_on_handed_jobs, [SchedulerOnesCore, false, 200]),
         ?assertNot(lists:member(held_up, Here)),
-        ?assert(lists:member(not_taken, Here))
+        ?assert(lists:member(not_taken, Here)),
+        %% Callers killed as they look on, or sleep: the others get their own
+        %% answers, nothing strays, and the pool has nothing left running.
+        ?assertEqual({ok, 0, 0}, Call(?MODULE, killed_while_looking_on, [Other, 200]))
     end).
 
 %% Run on the peer: a process on scheduler 1 calls Python `Tries' times; the
@@ -319,6 +323,50 @@ look_on_once(Namespace, N) ->
              end,
     ?assertEqual({ok, N * N}, Answer),
     Looked.
+
+%% Run on the peer: the worker bound to `Core' and kept busy there; two
+%% callers make `Calls' calls each while `Calls' more are killed 0-150 us
+%% into theirs. Answers `{ok, Stray, Running}': the messages left in the two
+%% callers' mailboxes, and the pool's running jobs once it settles.
+-spec killed_while_looking_on(non_neg_integer(), pos_integer()) ->
+          {ok, non_neg_integer(), non_neg_integer()}.
+killed_while_looking_on(Core, Calls) ->
+    Self = self(),
+    Caller = fun() ->
+                     ok = py:exec(?HELD_UP_WATCHER),
+                     [begin
+                          ?assertEqual({ok, N * N}, py:call(operator, mul, [N, N]))
+                      end || N <- lists:seq(1, Calls)],
+                     receive after 100 -> ok end,
+                     {message_queue_len, Stray} = process_info(self(), message_queue_len),
+                     Self ! {self(), Stray}
+             end,
+    {Setup, SetupMonitor} =
+        spawn_opt(fun() ->
+                          ok = py:exec(?HELD_UP_WATCHER),
+                          {ok, none} = py:call('__main__', bind, [Core]),
+                          {ok, none} = py:call('__main__', keep_busy, [Core]),
+                          Self ! {self(), ready},
+                          %% The busy thread stops with this namespace's call.
+                          receive stop -> {ok, none} = py:call('__main__', stop_busy, []) end
+                  end, [monitor, {scheduler, 1}]),
+    receive {Setup, ready} -> ok end,
+    Callers = [spawn_opt(Caller, [{scheduler, 1}]) || _ <- [1, 2]],
+    [begin
+         Victim = spawn_opt(fun() -> py:call(operator, mul, [N, N]) end, [{scheduler, 1}]),
+         busy_wait(erlang:monotonic_time(microsecond) + N rem 150),
+         exit(Victim, kill)
+     end || N <- lists:seq(1, Calls)],
+    Stray = lists:sum([receive {C, Left} -> Left after 30000 -> error(caller_stuck) end
+                       || C <- Callers]),
+    Setup ! stop,
+    receive {'DOWN', SetupMonitor, process, Setup, normal} -> ok end,
+    py_test_support:wait_until(fun() ->
+                                       {_, Running, Queued} = py_channel_nif:py_pool_counts(),
+                                       Running + Queued =:= 0
+                               end),
+    {_, Running, _} = py_channel_nif:py_pool_counts(),
+    {ok, Stray, Running}.
 
 busy_wait(Until) ->
     erlang:monotonic_time(microsecond) < Until andalso busy_wait(Until).
